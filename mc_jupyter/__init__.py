@@ -1,0 +1,28 @@
+"""mc_jupyter: model-compose's local-model YAML, kernel-resident, in Jupyter.
+
+    %load_ext mc_jupyter      registers %%compose, %%run (cell magic; IPython's %run still works), %mc
+
+Loading the extension imports neither torch nor transformers: drivers import them on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import REGISTRY, compose, down, read_config, run, status, unload  # noqa: E402
+from .errors import (ConfigError, McJupyterError, MissingPackageError, RunError,  # noqa: E402
+                     UserError)
+
+__all__ = ["compose", "run", "status", "unload", "down", "read_config", "REGISTRY", "McJupyterError",
+           "UserError", "ConfigError", "RunError", "MissingPackageError", "load_ipython_extension"]
+
+
+def load_ipython_extension(ipython) -> None:
+    from .magics import McJupyter
+    magics = McJupyter(shell=ipython, config=ipython.config)
+    ipython.configurables.append(magics)   # so `%config McJupyter.auto_install = True` reaches it
+    ipython.register_magics(magics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    REGISTRY.down()

@@ -1,0 +1,536 @@
+"""The typed shape of the dialect (``spec/dialect.md``), strict: unknown keys are errors.
+
+The pydantic classes mirror the YAML as written (both shapes of dialect §1), so a validation error's
+location is the YAML path itself; :func:`parse_compose` turns them into :class:`ConfigError`s with
+the line, the valid keys and a did-you-mean, then normalises both shapes into one
+:class:`ComposeConfig`.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..drivers.table import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS,
+                             TASKS, drivers_for)
+from ..errors import ConfigError, choices_text, did_you_mean
+from .loader import Path, Positions, format_path
+
+Number = Union[int, float, str]   # a str here must be a ${...} binding (checked by the binding pass)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HubSource(Strict):
+    provider: Literal["huggingface"] = "huggingface"
+    repository: str
+    revision: str = "main"
+    filename: Optional[str] = None
+    cache_dir: Optional[str] = None
+    local_files_only: Union[bool, str] = False
+    token: Optional[str] = None
+
+
+class LocalSource(Strict):
+    provider: Literal["local"] = "local"
+    path: str
+    format: Literal["pytorch", "safetensors", "onnx", "gguf", "tensorrt"] = "pytorch"
+
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Any
+
+
+class Params(Strict):
+    """Every parameter any task takes; which task takes which is checked against ``TASKS``."""
+
+    max_output_length: Optional[Number] = None
+    min_output_length: Optional[Number] = None
+    temperature: Optional[Number] = None
+    top_p: Optional[Number] = None
+    top_k: Optional[Number] = None
+    repetition_penalty: Optional[Number] = None
+    num_return_sequences: Optional[Number] = None
+    do_sample: Optional[Union[bool, str]] = None
+    stop_sequences: Optional[Union[List[str], str]] = None
+    batch_size: Optional[Number] = None
+    seed: Optional[Number] = None
+    max_input_length: Optional[Number] = None
+    return_probabilities: Optional[Union[bool, str]] = None
+    pooling: Optional[Literal["mean", "cls", "max"]] = None
+    normalize: Optional[Union[bool, str]] = None
+    width: Optional[Number] = None
+    height: Optional[Number] = None
+    num_inference_steps: Optional[Number] = None
+    guidance_scale: Optional[Number] = None
+    negative_prompt: Optional[str] = None
+    num_images: Optional[Number] = None
+    scale: Optional[Number] = None
+    tile_size: Optional[Number] = None
+
+
+class ModelActionFields(Strict):
+    """The fields of a model action: at a component's top level, under ``action:`` or ``actions:``."""
+
+    text: Any = None
+    prompt: Any = None
+    messages: Optional[Union[str, List[Union[ChatMessage, str]]]] = None
+    image: Any = None
+    negative_prompt: Any = None
+    params: Optional[Params] = None
+    streaming: Optional[Union[bool, str]] = None
+    output: Any = None
+    # model-compose puts these on the action too (dialect §1)
+    max_output_length: Optional[Number] = None
+    batch_size: Optional[Number] = None
+    max_input_length: Optional[Number] = None
+    stop_sequences: Optional[Union[List[str], str]] = None
+
+
+class ModelAction(ModelActionFields):
+    id: str = "default"
+    default: bool = False
+    title: Optional[str] = None
+    description: Optional[str] = None
+
+
+class PeftAdapter(Strict):
+    type: Literal["lora"] = "lora"
+    name: str
+    model: Any
+    weight: Number = 1.0
+
+
+class ModelComponent(ModelActionFields):
+    id: Optional[str] = None
+    type: Literal["model"] = "model"
+    title: Optional[str] = None
+    description: Optional[str] = None
+    task: str
+    driver: str = "huggingface"
+    model: Any = None
+    architecture: Optional[str] = None
+    device: Optional[Literal["cuda", "cpu", "mps", "auto"]] = None
+    device_mode: Literal["single", "auto"] = "single"
+    precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    quantization: Literal["none", "int8", "int4", "nf4"] = "none"
+    low_cpu_mem_usage: bool = False
+    trust_remote_code: bool = False
+    peft_adapters: Optional[List[PeftAdapter]] = None
+    labels: Optional[Union[List[str], Dict[int, str]]] = None
+    action: Optional[ModelAction] = None
+    actions: Optional[List[ModelAction]] = None
+    # model-compose runtime fields (dialect §1): accepted, noted
+    max_concurrent_count: Optional[int] = None
+    runtime: Optional[Any] = None
+    preload: bool = True
+
+
+class ManageConfig(Strict):
+    install: Optional[Union[List[str], str]] = None
+    start: Optional[Union[List[str], str]] = None
+    stop: Optional[Union[List[str], str]] = None
+    env: Optional[Dict[str, Any]] = None
+    working_dir: Optional[str] = None
+    ready_timeout: Optional[Number] = None
+    health_path: Optional[str] = None
+
+
+class HttpActionFields(Strict):
+    endpoint: Optional[str] = None
+    base_url: Optional[str] = None
+    path: Optional[str] = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: Optional[Dict[str, Any]] = None
+    params: Optional[Dict[str, Any]] = None
+    body: Any = None
+    stream_format: Optional[Literal["json", "text"]] = None
+    timeout: Optional[Number] = None
+    output: Any = None
+
+
+class HttpAction(HttpActionFields):
+    id: str = "default"
+    default: bool = False
+    title: Optional[str] = None
+    description: Optional[str] = None
+
+
+class HttpComponent(HttpActionFields):
+    id: Optional[str] = None
+    type: Literal["http-server", "http-client"]
+    title: Optional[str] = None
+    description: Optional[str] = None
+    manage: Optional[ManageConfig] = None
+    port: Optional[int] = None
+    host: Optional[str] = None
+    action: Optional[HttpAction] = None
+    actions: Optional[List[HttpAction]] = None
+    max_concurrent_count: Optional[int] = None
+    runtime: Optional[Any] = None
+
+
+class Job(Strict):
+    id: Optional[str] = None
+    type: Literal["action"] = "action"
+    component: Optional[str] = None
+    action: Optional[str] = None
+    input: Any = None
+    output: Any = None
+    depends_on: Optional[List[str]] = None
+    title: Optional[str] = None
+    description: Optional[str] = None
+
+
+class Workflow(Strict):
+    id: Optional[str] = None
+    title: Optional[str] = None
+    description: Optional[str] = None
+    default: bool = False
+    jobs: Optional[List[Job]] = None
+    job: Optional[Job] = None
+    input: Any = None
+    output: Any = None
+
+
+IGNORED_SECTIONS = ("controller", "webui", "listener", "listeners", "gateway", "gateways",
+                    "logger", "loggers", "system", "systems", "tracer", "tracers")
+TOP_LEVEL = ("component", "components", "workflow", "workflows") + IGNORED_SECTIONS
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalised shape
+
+
+@dataclass
+class ActionSpec:
+    """One action of a component, fields as written (bindings not yet evaluated)."""
+
+    id: str
+    fields: Dict[str, Any]
+    path: Path
+
+
+@dataclass
+class ComponentSpec:
+    id: str
+    type: str
+    settings: Dict[str, Any]          # load-relevant fields (task, driver, model, device, ...)
+    actions: Dict[str, ActionSpec]
+    default_action: str
+    path: Path
+    line: Optional[int] = None
+
+    @property
+    def task(self) -> Optional[str]:
+        return self.settings.get("task")
+
+
+@dataclass
+class JobSpec:
+    id: str
+    component: str
+    action: Optional[str]
+    input: Any
+    output: Any
+    depends_on: Optional[List[str]]
+    path: Path
+
+
+@dataclass
+class WorkflowSpec:
+    id: str
+    jobs: List[JobSpec]
+    output: Any
+    path: Path
+    title: Optional[str] = None
+    default: bool = False
+
+
+@dataclass
+class ComposeConfig:
+    components: Dict[str, ComponentSpec] = field(default_factory=dict)
+    workflows: Dict[str, WorkflowSpec] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    positions: Positions = field(default_factory=Positions)
+
+
+_LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
+                "quantization", "low_cpu_mem_usage", "trust_remote_code", "peft_adapters", "labels",
+                "preload", "manage", "port", "host")
+_MODEL_ACTION_FIELDS = tuple(ModelActionFields.model_fields)
+_HTTP_ACTION_FIELDS = tuple(HttpActionFields.model_fields)
+
+
+def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
+    """Validate the loaded YAML and normalise both shapes of dialect §1."""
+    config = ComposeConfig(positions=positions)
+    if data is None:
+        raise ConfigError("the cell is empty", line=positions.line(()),
+                          hint="Write a `component:` (or `components:`) and optionally a `workflow:`.")
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level must be a mapping of sections, not a {type(data).__name__}",
+                          line=positions.line(()), hint=f"Valid sections: {choices_text(TOP_LEVEL[:4])}.")
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"unknown section `{key}`{did_you_mean(key, TOP_LEVEL)}",
+                              path=str(key), line=positions.line((key,)),
+                              hint=f"Valid sections: {choices_text(TOP_LEVEL)}.")
+    _both_shapes(data, positions, "component", "components")
+    _both_shapes(data, positions, "workflow", "workflows")
+    for key in IGNORED_SECTIONS:
+        if key in data:
+            config.notes.append(f"`{key}:` is accepted and ignored: a notebook has no HTTP front end.")
+
+    for path, raw in _items(data, "component", "components", positions):
+        spec = _component(raw, path, positions)
+        if spec.id in config.components:
+            raise ConfigError(f"two components share the id `{spec.id}`", path=format_path(path),
+                              line=positions.line(path), hint="Give each component its own `id:`.")
+        config.components[spec.id] = spec
+    for path, raw in _items(data, "workflow", "workflows", positions):
+        flow = _workflow(raw, path, positions, config)
+        if flow.id in config.workflows:
+            raise ConfigError(f"two workflows share the id `{flow.id}`", path=format_path(path),
+                              line=positions.line(path), hint="Give each workflow its own `id:`.")
+        config.workflows[flow.id] = flow
+    return config
+
+
+def _both_shapes(data: dict, positions: Positions, one: str, many: str) -> None:
+    if one in data and many in data:
+        raise ConfigError(f"both `{one}:` and `{many}:` are given", path=many, line=positions.line((many,)),
+                          hint=f"Use `{one}:` for a single one or `{many}:` for a list, not both.")
+
+
+def _items(data: dict, one: str, many: str, positions: Positions):
+    if one in data:
+        yield (one,), data[one]
+    elif many in data:
+        items = data[many]
+        if isinstance(items, dict):   # a single mapping under the plural key
+            yield (many,), items
+            return
+        if not isinstance(items, list):
+            raise ConfigError(f"`{many}:` must be a list", path=many, line=positions.line((many,)))
+        for i, item in enumerate(items):
+            yield (many, i), item
+
+
+def _validate(cls: type[BaseModel], raw: Any, path: Path, positions: Positions) -> BaseModel:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping here, found {_describe(raw)}", path=format_path(path),
+                          line=positions.line(path))
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        raise _translate(e, cls, raw, path, positions) from None
+
+
+def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
+    if isinstance(raw, dict):
+        kind = raw.get("type", "model")
+        if kind not in COMPONENT_TYPES:
+            raise ConfigError(f"unknown component type `{kind}`{did_you_mean(kind, COMPONENT_TYPES)}",
+                              path=format_path(path + ("type",)), line=positions.line(path + ("type",)),
+                              hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
+        cls = ModelComponent if kind == "model" else HttpComponent
+    else:
+        cls = ModelComponent
+    comp = _validate(cls, raw, path, positions)
+    cid = comp.id or "default"
+    if isinstance(comp, ModelComponent):
+        _check_model_component(comp, path, positions)
+        action_fields, action_cls = _MODEL_ACTION_FIELDS, ModelAction
+    else:
+        action_fields, action_cls = _HTTP_ACTION_FIELDS, HttpAction
+    settings = {k: raw[k] for k in _LOAD_FIELDS if k in raw}
+    if isinstance(comp, ModelComponent):
+        settings.setdefault("task", comp.task)
+        settings.setdefault("driver", comp.driver)
+    settings["type"] = comp.type
+
+    actions: Dict[str, ActionSpec] = {}
+    top = {k: raw[k] for k in action_fields if k in raw}
+    default_action = "default"
+    if top or (comp.action is None and not comp.actions):
+        actions["default"] = ActionSpec("default", top, path)
+    if comp.action is not None:
+        a = raw["action"]
+        aid = comp.action.id
+        actions[aid] = ActionSpec(aid, {k: a[k] for k in action_fields if k in a}, path + ("action",))
+        if not top:
+            default_action = aid
+    for i, a in enumerate(raw.get("actions") or []):
+        apath = path + ("actions", i)
+        parsed = _validate(action_cls, a, apath, positions)
+        if parsed.id in actions:
+            raise ConfigError(f"two actions share the id `{parsed.id}`", path=format_path(apath),
+                              line=positions.line(apath), hint="Give each action its own `id:`.")
+        actions[parsed.id] = ActionSpec(parsed.id, {k: a[k] for k in action_fields if k in a}, apath)
+        if (i == 0 and not top and comp.action is None) or parsed.default:
+            default_action = parsed.id
+    if isinstance(comp, ModelComponent):
+        for action in actions.values():
+            _check_action_fields(comp.task, action, positions)
+    return ComponentSpec(cid, comp.type, settings, actions, default_action, path, positions.line(path))
+
+
+def _check_model_component(comp: ModelComponent, path: Path, positions: Positions) -> None:
+    def fail(key: str, message: str, hint: str = "") -> None:
+        raise ConfigError(message, path=format_path(path + (key,)), line=positions.line(path + (key,)), hint=hint)
+
+    if comp.task not in TASKS:
+        fail("task", f"unknown task `{comp.task}`{did_you_mean(comp.task, TASKS)}",
+             f"Valid tasks: {choices_text(TASKS)}.")
+    if comp.driver not in DRIVER_NAMES:
+        fail("driver", f"unknown driver `{comp.driver}`{did_you_mean(comp.driver, DRIVER_NAMES)}",
+             f"Valid drivers: {choices_text(DRIVER_NAMES)}.")
+    if comp.driver not in drivers_for(comp.task):
+        fail("driver", f"the `{comp.driver}` driver does not do task `{comp.task}`",
+             f"Drivers for {comp.task}: {choices_text(drivers_for(comp.task))}.")
+    archs = ARCHITECTURES.get(comp.task, ())
+    if comp.architecture is not None and comp.architecture not in archs:
+        if archs:
+            fail("architecture", f"unknown architecture `{comp.architecture}` for task `{comp.task}`"
+                 f"{did_you_mean(comp.architecture, archs)}", f"Valid architectures: {choices_text(archs)}.")
+        fail("architecture", f"task `{comp.task}` takes no `architecture:`",
+             f"Remove it; architectures apply to {choices_text(ARCHITECTURES)}.")
+    _check_model_source(comp.model, comp.driver, path + ("model",), positions)
+
+
+def _check_model_source(model: Any, driver: str, path: Path, positions: Positions) -> None:
+    where = dict(path=format_path(path), line=positions.line(path))
+    if model is None or isinstance(model, str):
+        return
+    if not isinstance(model, dict):
+        raise ConfigError(f"`model:` must be a hub id, a path, or a mapping, not {_describe(model)}", **where)
+    provider = model.get("provider") or ("local" if "path" in model else "huggingface")
+    if provider not in ("huggingface", "local"):
+        raise ConfigError(f"unknown model provider `{provider}`{did_you_mean(provider, ['huggingface', 'local'])}",
+                          path=format_path(path + ("provider",)), line=positions.line(path + ("provider",)),
+                          hint="Valid providers: `huggingface` (with `repository:`) and `local` (with `path:`).")
+    src = _validate(HubSource if provider == "huggingface" else LocalSource, model, path, positions)
+    fmt = getattr(src, "format", None)
+    if fmt is not None and fmt not in FORMATS.get(driver, FORMAT_NAMES):
+        fit = [d for d, fs in FORMATS.items() if fmt in fs]
+        raise ConfigError(f"format `{fmt}` does not fit the `{driver}` driver",
+                          path=format_path(path + ("format",)), line=positions.line(path + ("format",)),
+                          hint=f"`{driver}` reads {choices_text(FORMATS[driver])}; `{fmt}` is read by "
+                               f"{choices_text(fit)} (set `driver:` accordingly).")
+
+
+def _check_action_fields(task: str, action: ActionSpec, positions: Positions) -> None:
+    spec = TASKS.get(task)
+    if spec is None:
+        return
+    allowed_inputs = set(spec.inputs)
+    for key in ("text", "prompt", "messages", "image", "negative_prompt"):
+        if key in action.fields and key not in allowed_inputs:
+            p = action.path + (key,)
+            raise ConfigError(f"task `{task}` takes no `{key}:`", path=format_path(p), line=positions.line(p),
+                              hint=f"Its inputs are {choices_text(spec.inputs)}.")
+    if "streaming" in action.fields and not spec.streams:
+        p = action.path + ("streaming",)
+        raise ConfigError(f"task `{task}` does not stream", path=format_path(p), line=positions.line(p),
+                          hint="Streaming is for `text-generation` and `chat-completion`.")
+    for key in action.fields.get("params") or {}:
+        if key not in spec.params:
+            p = action.path + ("params", key)
+            raise ConfigError(f"task `{task}` takes no parameter `{key}`{did_you_mean(key, spec.params)}",
+                              path=format_path(p), line=positions.line(p),
+                              hint=f"Its parameters are {choices_text(spec.params)}.")
+
+
+def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig) -> WorkflowSpec:
+    flow = _validate(Workflow, raw, path, positions)
+    if flow.jobs is not None and flow.job is not None:
+        raise ConfigError("both `job:` and `jobs:` are given", path=format_path(path + ("jobs",)),
+                          line=positions.line(path + ("jobs",)), hint="Use `job:` for one job or `jobs:` for a list.")
+    raw_jobs = [(path + ("job",), raw["job"])] if flow.job is not None else \
+        [(path + ("jobs", i), j) for i, j in enumerate(raw.get("jobs") or [])]
+    if not raw_jobs:
+        raise ConfigError("the workflow has no jobs", path=format_path(path), line=positions.line(path),
+                          hint="Add `jobs:` with at least one `- component: ID`.")
+    jobs: List[JobSpec] = []
+    for i, (jpath, jraw) in enumerate(raw_jobs):
+        job = _validate(Job, jraw, jpath, positions)
+        jid = job.id or (f"job-{i + 1}" if len(raw_jobs) > 1 else "job")
+        if any(j.id == jid for j in jobs):
+            raise ConfigError(f"two jobs share the id `{jid}`", path=format_path(jpath), line=positions.line(jpath),
+                              hint="Give each job its own `id:`.")
+        component = job.component or (next(iter(config.components)) if len(config.components) == 1 else None)
+        if component is None:
+            raise ConfigError("the job names no `component:`", path=format_path(jpath), line=positions.line(jpath),
+                              hint="Add `component: ID` naming a component of this or an earlier %%compose cell.")
+        jobs.append(JobSpec(jid, component, job.action, jraw.get("input"), jraw.get("output"), job.depends_on, jpath))
+    return WorkflowSpec(flow.id or "default", jobs, raw.get("output"), path, flow.title, flow.default)
+
+
+# ----------------------------------------------------------------------------------------------
+# pydantic errors -> ConfigError
+
+
+def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Path, positions: Positions) -> ConfigError:
+    first = _most_specific(error.errors())
+    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and ("[" in x or x in _UNION_TAGS)))
+    full = path + loc
+    where = dict(path=format_path(full), line=positions.line(full))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(cls, loc[:-1])
+        valid = sorted(owner.model_fields) if owner else []
+        return ConfigError(f"unknown key `{loc[-1]}`{did_you_mean(loc[-1], valid)}", **where,
+                           hint=f"Valid keys here: {choices_text(valid)}." if valid else "")
+    if kind == "missing":
+        return ConfigError(f"the required key `{loc[-1]}` is missing", path=format_path(full[:-1]),
+                           line=positions.line(full[:-1]), hint=f"Add `{loc[-1]}:`.")
+    value = first.get("input")
+    if kind == "literal_error":
+        expected = first.get("ctx", {}).get("expected", "")
+        return ConfigError(f"`{value}` is not a valid value for `{loc[-1]}`{did_you_mean(value, _quoted(expected))}",
+                           **where, hint=f"Valid values: {expected}.")
+    return ConfigError(f"{_describe(value)} does not fit `{loc[-1] if loc else path[-1]}`: {first['msg']}", **where)
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal"}
+
+
+def _most_specific(errors: List[dict]) -> dict:
+    order = {"extra_forbidden": 0, "literal_error": 1, "missing": 2}
+    return sorted(errors, key=lambda e: (order.get(e["type"], 3), -len(e["loc"])))[0]
+
+
+def _quoted(expected: str) -> List[str]:
+    return [p.strip().strip("'\"") for p in expected.replace(" or ", ",").split(",") if p.strip()]
+
+
+def _model_at(cls: Any, loc: Path) -> Optional[type[BaseModel]]:
+    current = cls
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = _unwrap(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in (typing.get_args(annotation) or (annotation,)):
+        inner = _unwrap(arg) if typing.get_args(arg) else arg
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"a {type(value).__name__}"
+    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"

@@ -1,0 +1,165 @@
+"""RunResult (the value of a ``%%run`` cell), the live stream view, and the status table."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any, Dict, List, Optional
+
+from ..devices import human_bytes
+from ..engine import RunOutcome, StreamSink
+from . import renderers
+
+MAX_UPDATES_PER_SECOND = 30
+
+
+class RunResult:
+    """What a workflow gave back. ``.output`` is the plain Python value; displaying it renders it."""
+
+    def __init__(self, outcome: RunOutcome, already_shown: bool = False):
+        self.outcome = outcome
+        self.output = outcome.output
+        self.workflow = outcome.workflow
+        self.seconds = outcome.seconds
+        self.jobs = {j.id: j.output for j in outcome.jobs}
+        self._skip_next_display = already_shown
+
+    def _bundle(self) -> Dict[str, Any]:
+        last = self.outcome.last
+        texts = last.texts if last else None
+        return renderers.render(self.output, texts)
+
+    def _ipython_display_(self) -> None:
+        if self._skip_next_display:   # a stream already showed this output in place
+            self._skip_next_display = False
+            return
+        from IPython.display import display
+        display(self._bundle(), raw=True)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> Dict[str, Any]:
+        return self._bundle()
+
+    def __repr__(self) -> str:
+        text = repr(self.output)
+        return f"RunResult(workflow={self.workflow!r}, seconds={self.seconds:.3f}, output={text[:200]}" + \
+               ("...)" if len(text) > 200 else ")")
+
+
+class StreamView(StreamSink):
+    """Text that grows in place, at most ~30 updates a second whatever the token rate."""
+
+    def __init__(self, max_updates_per_second: float = MAX_UPDATES_PER_SECOND):
+        self.interval = 1.0 / max_updates_per_second
+        self.handle = None
+        self.text = ""
+        self.updates = 0
+        self.tokens: Optional[int] = None
+        self.started = self.first_chunk_at = self.last_update = 0.0
+
+    def start(self, job_id: str, component_id: str) -> None:
+        from IPython.display import display
+        self.text, self.started, self.last_update, self.first_chunk_at = "", time.perf_counter(), 0.0, 0.0
+        self.handle = display(renderers.render_text("▌", f"{component_id}: generating…"), raw=True,
+                              display_id=True)
+
+    def chunk(self, text: str, tokens: Optional[int] = None) -> None:
+        now = time.perf_counter()
+        if not self.text:
+            self.first_chunk_at = now
+        self.text += text
+        self.tokens = tokens
+        if now - self.last_update >= self.interval:
+            self._show(self.text + "▌", self._stats(now))
+            self.last_update = now
+
+    def finish(self, interrupted: bool = False) -> None:
+        footer = self._stats(time.perf_counter())
+        if interrupted:
+            footer = "interrupted · " + footer
+        self._show(self.text, footer)
+
+    def _stats(self, now: float) -> str:
+        seconds = max(now - self.started, 1e-9)
+        if self.tokens:
+            return f"{self.tokens} tokens · {seconds:.1f} s · {self.tokens / seconds:.1f} tokens/s"
+        return f"{len(self.text)} characters · {seconds:.1f} s"
+
+    def _show(self, text: str, footer: str) -> None:
+        if self.handle is not None:
+            self.handle.update(renderers.render_text(text, footer), raw=True)
+            self.updates += 1
+
+
+class StatusTable:
+    """The registry's components as a table (``%mc status``)."""
+
+    COLUMNS = ("id", "type", "task", "driver", "model", "device", "dtype", "parameters", "memory", "state", "load")
+
+    def __init__(self, rows: List[Dict[str, Any]], memory: Optional[Dict[str, Any]] = None):
+        self.rows, self.memory = rows, memory
+
+    def _cells(self, row: Dict[str, Any]) -> List[str]:
+        params = row.get("parameters")
+        return [row["id"], row["type"], row.get("task") or "", row.get("driver") or "", str(row.get("model") or ""),
+                row.get("device") or "", row.get("dtype") or "",
+                f"{params / 1e6:.2f} M" if params else "", human_bytes(row.get("memory_bytes")) if row.get(
+                    "memory_bytes") else "", row["state"], f"{row['load_seconds']:.2f} s" if row["load_seconds"] else ""]
+
+    def __repr__(self) -> str:
+        if not self.rows:
+            return "No components loaded. Run a %%compose cell."
+        table = [list(self.COLUMNS)] + [self._cells(r) for r in self.rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(self.COLUMNS))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table) + self._memory_line()
+
+    def _memory_line(self) -> str:
+        if not self.memory:
+            return ""
+        m = self.memory
+        parts = [f"kernel RSS {human_bytes(m['process_rss'])}",
+                 f"host RAM {human_bytes(m['host']['total'] - m['host']['available'])} / {human_bytes(m['host']['total'])}"]
+        parts += [f"GPU{g['index']} {human_bytes(g['used'])} / {human_bytes(g['total'])}" for g in m.get("gpus", [])]
+        return "\n" + " · ".join(parts)
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return "<i>No components loaded. Run a <code>%%compose</code> cell.</i>"
+        head = "".join(f"<th>{c}</th>" for c in self.COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in self._cells(r)) + "</tr>"
+                       for r in self.rows)
+        foot = f"<div style='color:#777;font-size:11px'>{html.escape(self._memory_line().strip())}</div>"
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}"
+
+
+class PlanView:
+    """What ``%%compose --dry-run`` would do, without loading anything."""
+
+    def __init__(self, plan: Any, loaded: bool):
+        self.plan, self.loaded = plan, loaded
+
+    def lines(self) -> List[str]:
+        p = self.plan
+        verb = "" if self.loaded else "would "
+        out = []
+        for cid, spec in p.components.items():
+            action = "reuse" if cid in p.reuse else "reload" if cid in p.reload else "load"
+            s = spec.settings
+            model = s.get("model")
+            if isinstance(model, dict):
+                model = model.get("repository") or model.get("path")
+            what = f"{s.get('task') or s.get('type')} · {s.get('driver', '')} · {model or 'default model'}"
+            where = f"device {s.get('device') or 'auto'} · precision {s.get('precision', 'auto')}"
+            out.append(f"{verb}{action} `{cid}`: {what} · {where}")
+        for wid in p.workflows:
+            out.append(f"workflow `{wid}` ready")
+        if p.target:
+            out.append(f"%%run without an id runs: {p.target.replace('component:', 'component ')}")
+        out += [f"note: {n}" for n in p.notes]
+        return out
+
+    def __repr__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        items = "".join(f"<li>{html.escape(l)}</li>" for l in self.lines())
+        return f"<ul style='margin:0'>{items}</ul>"

@@ -1,0 +1,60 @@
+"""The base every driver fills: load once, run many times, stream, unload.
+
+A driver receives the component's load settings (``task``, ``model``, ``device``, ...) at
+construction and the action's evaluated fields (``text``, ``messages``, ``params``, ...) at each
+run. Subclasses fill :meth:`load`, :meth:`run` and, when the task streams, :meth:`stream`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Iterator, List, Optional
+
+
+class Driver:
+    """One loaded model. ``settings`` are the component's load fields as written in the YAML."""
+
+    streams: bool = False
+
+    def __init__(self, component_id: str, settings: Dict[str, Any]):
+        self.component_id = component_id
+        self.settings = settings
+        self.device: Optional[str] = None
+        self.dtype: Optional[str] = None
+        self.parameters: Optional[int] = None
+        self.memory_bytes: Optional[int] = None
+        self.source_description: str = ""
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load weights; raise a UserError for what the user can fix."""
+        raise NotImplementedError
+
+    def run(self, fields: Dict[str, Any]) -> Any:
+        """Run one action with its evaluated fields; return the task's ``${result}``."""
+        raise NotImplementedError
+
+    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
+        """Yield text chunks; stop soon after ``stop`` is set."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def unload(self) -> None:
+        """Drop every reference to device memory."""
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def info(self) -> Dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype, "parameters": self.parameters,
+                "memory_bytes": self.memory_bytes, "source": self.source_description}
+
+    def param(self, fields: Dict[str, Any], name: str, default: Any = None) -> Any:
+        """A parameter from ``params:``, the action's top level, or the component (dialect §1)."""
+        params = fields.get("params") or {}
+        for where in (params, fields, self.settings):
+            if where.get(name) is not None:
+                return where[name]
+        return default
+
+    def batches(self, items: List[Any], fields: Dict[str, Any], default: int = 32) -> Iterator[List[Any]]:
+        size = int(self.param(fields, "batch_size", default) or default)
+        for start in range(0, len(items), max(size, 1)):
+            yield items[start:start + size]

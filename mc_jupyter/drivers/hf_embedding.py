@@ -1,0 +1,80 @@
+"""text-embedding: pooled (mean, cls or max) and, by default, L2-normalised sentence vectors.
+
+``${result}`` is ``{embedding: [floats], dimensions}`` (a list of those for a list). For a
+sentence-transformers folder the pooling mode and normalisation are read from its own files, so
+all-MiniLM-L6-v2 gives the vectors sentence-transformers gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from ..errors import InputError
+from .hf_common import HFDriver, local_file
+
+
+class TextEmbedding(HFDriver):
+    auto_class = "AutoModel"
+
+    def after_load(self) -> None:
+        modules = local_file(self.source, "modules.json")
+        folder = os.path.dirname(modules) if modules else None
+        self.default_pooling, self.default_normalize = _sentence_transformers_defaults(folder)
+
+    def run(self, fields: Dict[str, Any]) -> Any:
+        import torch
+
+        text = fields.get("text")
+        if text is None:
+            raise InputError("text-embedding got no text: give `text:`, e.g. `text: ${input.text}`.")
+        many = isinstance(text, list)
+        texts = [str(t) for t in text] if many else [str(text)]
+        pooling = self.param(fields, "pooling", self.default_pooling)
+        normalize = self.param(fields, "normalize", self.default_normalize)
+        max_len = self.param(fields, "max_input_length")
+        vectors: List[Dict[str, Any]] = []
+        for batch in self.batches(texts, fields):
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
+                                 max_length=int(max_len) if max_len else None).to(self.model.device)
+            with torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state.float()
+            pooled = pool(hidden, enc["attention_mask"], pooling)
+            if normalize in (True, "true", "True"):
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+            for row in pooled.cpu().tolist():
+                vectors.append({"embedding": row, "dimensions": len(row)})
+        return vectors if many else vectors[0]
+
+
+def pool(hidden, mask, mode: str):
+    import torch
+
+    if mode == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def _sentence_transformers_defaults(folder: Optional[str]) -> tuple[str, bool]:
+    """(pooling, normalize) from a sentence-transformers folder; ('mean', True) otherwise."""
+    pooling, normalize = "mean", True
+    if not folder or not os.path.isdir(folder):
+        return pooling, normalize
+    modules_file = os.path.join(folder, "modules.json")
+    if os.path.exists(modules_file):
+        with open(modules_file) as f:
+            modules = json.load(f)
+        normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+        for m in modules:
+            if m.get("type", "").endswith("Pooling"):
+                with open(os.path.join(folder, m.get("path", ""), "config.json")) as f:
+                    cfg = json.load(f)
+                if cfg.get("pooling_mode_cls_token"):
+                    pooling = "cls"
+                elif cfg.get("pooling_mode_max_tokens"):
+                    pooling = "max"
+    return pooling, normalize

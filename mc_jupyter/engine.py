@@ -1,0 +1,162 @@
+"""Running a workflow: jobs in order, ``${...}`` bindings per scope, streams, errors with context.
+
+Scopes (dialect §4):
+- a job's ``input:`` sees ``input`` (the run's input) and ``jobs``; without ``input:`` the job passes
+  the run's input on;
+- a component's action fields see ``input`` (the job's input);
+- a component's ``output:`` sees ``input`` and ``result`` (per chunk: ``result[]``);
+- a job's ``output:`` sees ``input``, ``jobs`` and the component's output as ``output`` (and
+  ``result``, as model-compose's examples write it);
+- the workflow's ``output:`` sees ``input`` and ``jobs``; without one, the last job's output.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from .binding import Scope, render, streams as has_stream_source
+from .errors import McJupyterError, RunError, UserError, WorkflowError, choices_text
+from .registry import CompiledAction, CompiledWorkflow, Entry, Registry, State
+
+
+class StreamSink:
+    """Receives the chunks of a streaming job; the display implements it."""
+
+    def start(self, job_id: str, component_id: str) -> None: ...
+
+    def chunk(self, text: str, tokens: Optional[int] = None) -> None: ...
+
+    def finish(self, interrupted: bool = False) -> None: ...
+
+
+@dataclass
+class JobRecord:
+    id: str
+    component: str
+    task: Optional[str]
+    input: Any
+    output: Any
+    seconds: float
+    streamed: bool = False
+    chunks: int = 0
+    tokens: Optional[int] = None
+    texts: Optional[List[str]] = None   # the evaluated list input, to label plots
+
+
+@dataclass
+class RunOutcome:
+    workflow: str
+    output: Any
+    jobs: List[JobRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    input: Any = None
+
+    @property
+    def last(self) -> Optional[JobRecord]:
+        return self.jobs[-1] if self.jobs else None
+
+
+def resolve_target(registry: Registry, target: Optional[str]) -> tuple[Optional[CompiledWorkflow], Optional[Entry]]:
+    """A workflow, or a component run as a one-job workflow."""
+    with registry.lock:
+        target = target or registry.default_target
+        if target is None:
+            raise WorkflowError("there is nothing to run yet",
+                                hint="Run a %%compose cell first, or name a workflow or component: %%run ID.")
+        if target.startswith("component:"):
+            return None, registry.get(target.split(":", 1)[1])
+        if target in registry.workflows:
+            return registry.workflows[target], None
+        if target in registry.entries:
+            return None, registry.entries[target]
+        choices = list(registry.workflows) + list(registry.entries)
+        from .errors import did_you_mean
+        raise WorkflowError(f"no workflow or component `{target}`{did_you_mean(target, choices)}",
+                            hint=f"Workflows: {choices_text(registry.workflows) or 'none'}; "
+                                 f"components: {choices_text(registry.entries) or 'none'}.")
+
+
+def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink: Optional[StreamSink] = None,
+        auto_install: bool = False) -> RunOutcome:
+    workflow, component = resolve_target(registry, target)
+    started = time.perf_counter()
+    if workflow is None:
+        assert component is not None
+        record = _run_job(registry, component, None, inputs, sink, auto_install, job_id=component.id)
+        return RunOutcome(component.id, record.output, [record], time.perf_counter() - started, inputs)
+    finished: Dict[str, Dict[str, Any]] = {}
+    records: List[JobRecord] = []
+    for job_id in workflow.order:
+        job = next(j for j in workflow.spec.jobs if j.id == job_id)
+        scope = Scope({"input": inputs, "jobs": finished}, where=f"job `{job_id}`")
+        job_input = inputs if workflow.jobs_input[job_id] is None else render(workflow.jobs_input[job_id], scope)
+        entry = registry.get(job.component)
+        record = _run_job(registry, entry, job.action, job_input, sink, auto_install, job_id=job_id)
+        if workflow.jobs_output[job_id] is not None:
+            record.output = render(workflow.jobs_output[job_id],
+                                   scope.child(output=record.output, result=record.output))
+        finished[job_id] = {"output": record.output, "input": job_input}
+        records.append(record)
+    output = records[-1].output
+    if workflow.output is not None:
+        output = render(workflow.output, Scope({"input": inputs, "jobs": finished}))
+    return RunOutcome(workflow.spec.id, output, records, time.perf_counter() - started, inputs)
+
+
+def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_input: Any,
+             sink: Optional[StreamSink], auto_install: bool, job_id: str) -> JobRecord:
+    if entry.state is not State.READY:
+        registry.ensure_loaded(entry, auto_install)
+    action = entry.actions[action_id or entry.spec.default_action]
+    started = time.perf_counter()
+    fields = render(action.fields, Scope({"input": job_input}, where=f"component `{entry.id}`"))
+    driver = entry.driver
+    assert driver is not None
+    streaming = bool(fields.get("streaming")) and driver.streams
+    chunks = 0
+    try:
+        if streaming:
+            result, chunks = _stream(driver, fields, action, job_input, sink, job_id, entry.id)
+        else:
+            result = driver.run(fields)
+    except (McJupyterError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise RunError(f"job `{job_id}` (component `{entry.id}`, {entry.task}) failed: "
+                       f"{type(e).__name__}: {e}") from e
+    output = result
+    if action.output is not None and not has_stream_source(action.output):
+        output = render(action.output, Scope({"input": job_input, "result": result}))
+    elif action.output is not None:
+        output = render(action.output, Scope({"input": job_input, "result": result, "result[]": result}))
+    texts = fields.get("text")
+    return JobRecord(job_id, entry.id, entry.task, job_input, output, time.perf_counter() - started,
+                     streaming, chunks, getattr(driver, "tokens_generated", None) if streaming else None,
+                     [str(t) for t in texts] if isinstance(texts, list) else None)
+
+
+def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, component_id):
+    """Drive a stream into the sink; a KeyboardInterrupt stops generation and keeps what came."""
+    stop = threading.Event()
+    per_chunk = action.output is not None and has_stream_source(action.output)
+    if sink:
+        sink.start(job_id, component_id)
+    parts: List[str] = []
+    interrupted = False
+    try:
+        for chunk in driver.stream(fields, stop):
+            parts.append(chunk)
+            if sink:
+                shown = render(action.output, Scope({"input": job_input, "result[]": chunk})) if per_chunk else chunk
+                sink.chunk(shown if isinstance(shown, str) else str(shown), getattr(driver, "tokens_generated", None))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        stop.set()
+        if sink:
+            sink.finish(interrupted)
+    return "".join(parts), len(parts)

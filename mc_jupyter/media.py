@@ -1,0 +1,67 @@
+"""Images in and out: ``as image`` (dialect §4) and PNG bytes for the static displays."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from typing import Any, Optional
+
+from .errors import InputError
+
+
+def load_image(value: Any, fmt: Optional[str] = None):
+    """A PIL image from a PIL image, numpy array, bytes, a path, a URL, base64 or a data URI."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(value, Image.Image):
+        return value
+    if type(value).__module__ == "numpy":
+        import numpy as np
+        arr = np.asarray(value)
+        if arr.dtype != np.uint8:
+            arr = (np.clip(arr, 0, 1) * 255).astype(np.uint8) if arr.max() <= 1.0 else arr.astype(np.uint8)
+        return Image.fromarray(arr)
+    data: Optional[bytes] = None
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if fmt == "url" or (fmt is None and text.startswith(("http://", "https://"))):
+            data = _fetch(text)
+        elif fmt == "base64" or text.startswith("data:"):
+            data = base64.b64decode(text.split(",", 1)[1] if text.startswith("data:") else text)
+        else:
+            path = os.path.expanduser(text)
+            if not os.path.exists(path):
+                raise InputError(f"image file not found: {text}\n  Give an existing path, a URL, or an image "
+                                 f"held in a Python variable.")
+            with open(path, "rb") as f:
+                data = f.read()
+    if data is None:
+        raise InputError(f"cannot read an image from a {type(value).__name__}\n  Give a path, URL, bytes, "
+                         f"base64 text, a PIL image or a numpy array.")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"the data is not a readable image ({e})\n  Check the file is a PNG/JPEG/WebP image.") from None
+
+
+def _fetch(url: str) -> bytes:
+    import httpx
+    try:
+        response = httpx.get(url, timeout=20, follow_redirects=True)
+        response.raise_for_status()
+        return response.content
+    except httpx.HTTPError as e:
+        raise InputError(f"could not fetch the image at {url}: {e}\n  Check the address and the network, "
+                         f"or download it and give the local path.") from None
+
+
+def image_to_png_bytes(image: Any) -> bytes:
+    image = load_image(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

