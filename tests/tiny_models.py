@@ -60,14 +60,11 @@ def build_causal_lm(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=None,
                          pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
-    # eos is never the most likely token, so greedy runs produce the full max_new_tokens
-    with torch.no_grad():
-        model.lm_head.weight[tokenizer.eos_token_id].fill_(-1.0)
-    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                                               pad_token_id=config.pad_token_id)
+    # no eos: a random model would stop at a random point; without one, runs give max_new_tokens
+    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -343,6 +343,8 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
         cls = ModelComponent if kind == "model" else HttpComponent
     else:
         cls = ModelComponent
+    if cls is ModelComponent and raw.get("task") in TASKS:
+        _precheck_params(raw, path, positions)
     comp = _validate(cls, raw, path, positions)
     cid = comp.id or "default"
     if isinstance(comp, ModelComponent):
@@ -380,6 +382,19 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
         for action in actions.values():
             _check_action_fields(comp.task, action, positions)
     return ComponentSpec(cid, comp.type, settings, actions, default_action, path, positions.line(path))
+
+
+def _precheck_params(raw: dict, path: Path, positions: Positions) -> None:
+    """Check ``params:`` keys against the task first, so the message lists that task's parameters."""
+    places = [(path, raw)]
+    if isinstance(raw.get("action"), dict):
+        places.append((path + ("action",), raw["action"]))
+    for i, a in enumerate(raw.get("actions") or []):
+        if isinstance(a, dict):
+            places.append((path + ("actions", i), a))
+    for apath, fields in places:
+        if isinstance(fields.get("params"), dict):
+            _check_action_fields(raw["task"], ActionSpec("", {"params": fields["params"]}, apath), positions)
 
 
 def _check_model_component(comp: ModelComponent, path: Path, positions: Positions) -> None:

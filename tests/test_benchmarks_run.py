@@ -1,0 +1,51 @@
+"""The benchmark script runs end to end and prints its table (its timings are not checked here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "tests" / "benchmarks" / "bench_core.py"
+HEADER = "| measurement | mc_jupyter | raw | ratio | overhead |"
+
+# set by conftest for this process; the script sets up its own temporary, offline cache
+_CACHE_VARS = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@pytest.mark.slow
+def test_bench_core_runs_and_prints_the_table():
+    env = {k: v for k, v in os.environ.items() if k not in _CACHE_VARS}
+    env["PYTHONUNBUFFERED"] = "1"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "2"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"exit code {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr[-4000:]}"
+    out = done.stdout
+    assert out.startswith("command: python ") and "--repeats 2" in out.splitlines()[0]
+    assert HEADER in out
+
+    lines = out.splitlines()
+    start = lines.index(HEADER)
+    columns = [c.strip() for c in HEADER.strip("|").split("|")]
+    ratio_at = columns.index("ratio")
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    assert len(rows) >= 7, out
+    measurements = " ".join(r[0] for r in rows)
+    for what in ("%%compose", "re-run", "%%run", "mc_jupyter.run", "text-generation", "text-embedding"):
+        assert what in measurements, f"no `{what}` row in:\n{out}"
+    for row in rows:
+        assert len(row) == len(columns), row
+        assert re.fullmatch(r"\d+\.\d+x", row[ratio_at]), f"ratio `{row[ratio_at]}` is not a number: {row}"
+        assert float(row[ratio_at][:-1]) > 0, row
+        for cell in (row[1], row[2]):
+            assert re.fullmatch(r"\d+\.\d+ ms", cell), row
+        assert re.fullmatch(r"[+-]\d+\.\d+ ms", row[4]), row
