@@ -6,7 +6,7 @@ import functools
 from typing import Any, Dict
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool
 
@@ -39,15 +39,16 @@ class McJupyter(Magics):
     @magic_arguments()
     @argument("--dry-run", action="store_true",
               help="Validate and show the plan (what would load, where) without loading anything.")
-    @argument("-f", "--file", help="Compose from a YAML file instead of the cell body.")
-    @cell_magic
+    @argument("-f", "--file", help="Compose from a YAML file instead of the cell body (line form: %compose -f FILE).")
+    @line_cell_magic
     @_user_errors
-    def compose(self, line: str, cell: str):
+    def compose(self, line: str, cell: str = None):
         """Load model-compose YAML into this kernel: models stay loaded and are reused by every run.
 
         The cell body is YAML: ``component:`` (or ``components:``) and optionally ``workflow:``
         (or ``workflows:``). Re-running an unchanged cell reuses what is loaded; a changed
         component is reloaded and the old one freed; a cell that fails leaves everything as it was.
+        As a line magic, ``%compose -f FILE`` composes a YAML file.
 
         Example::
 
@@ -59,8 +60,11 @@ class McJupyter(Magics):
               text: ${input.text}
         """
         args = parse_argstring(self.compose, line)
+        cell = cell or ""
         if args.file and cell.strip():
             raise UsageError("give either -f FILE or a YAML cell body, not both")
+        if not args.file and not cell.strip():
+            raise UsageError("%compose needs YAML: write it in a %%compose cell, or use %compose -f FILE")
         return api.compose(None if args.file else cell, file=args.file, dry_run=args.dry_run,
                            auto_install=self.auto_install, first_line=2, say=print)
 

@@ -49,8 +49,8 @@ def registry():
 @pytest.fixture
 def ip(models):
     """A real IPython shell with the extension loaded; run_cell raises what a cell raises."""
-    from IPython.testing.globalipapp import start_ipython
-    shell = start_ipython()
+    from IPython.testing.globalipapp import get_ipython
+    shell = get_ipython()   # one shell per test process, as in a kernel
     shell.run_line_magic("load_ext", "mc_jupyter")
     yield shell
     import mc_jupyter
