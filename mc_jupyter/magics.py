@@ -36,10 +36,10 @@ class McJupyter(Magics):
         "needs them (off by default; the output says when it acts). Set with: "
         "%config McJupyter.auto_install = True"))
 
-    @magic_arguments()
+    @magic_arguments("%compose")
     @argument("--dry-run", action="store_true",
               help="Validate and show the plan (what would load, where) without loading anything.")
-    @argument("-f", "--file", help="Compose from a YAML file instead of the cell body (line form: %compose -f FILE).")
+    @argument("-f", "--file", help="Compose from a YAML file instead of the cell body (line form: %%compose -f FILE).")
     @line_cell_magic
     @_user_errors
     def compose(self, line: str, cell: str = None):
@@ -68,9 +68,9 @@ class McJupyter(Magics):
         return api.compose(None if args.file else cell, file=args.file, dry_run=args.dry_run,
                            auto_install=self.auto_install, first_line=2, say=print)
 
-    @magic_arguments()
-    @argument("workflow", nargs="?", default=None,
-              help="The workflow (or component) to run; default: the one of the latest %%compose cell.")
+    @magic_arguments("%run")
+    @argument("workflow", nargs="?", default=None, metavar="WORKFLOW",
+              help="The workflow (or component) to run; default: the one of the latest %%%%compose cell.")
     @argument("-o", "--output", default=None, help="Also store the RunResult in this variable.")
     @cell_magic("run")
     @_user_errors
