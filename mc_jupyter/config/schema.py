@@ -279,9 +279,12 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
                           line=positions.line(()), hint=f"Valid sections: {choices_text(TOP_LEVEL[:4])}.")
     for key in data:
         if key not in TOP_LEVEL:
+            hint = f"Valid sections: {choices_text(TOP_LEVEL)}."
+            if key in ModelComponent.model_fields or key in Workflow.model_fields:
+                owner = "component" if key in ModelComponent.model_fields else "workflow"
+                hint = f"`{key}:` belongs inside a `{owner}:`; indent it under one. " + hint
             raise ConfigError(f"unknown section `{key}`{did_you_mean(key, TOP_LEVEL)}",
-                              path=str(key), line=positions.line((key,)),
-                              hint=f"Valid sections: {choices_text(TOP_LEVEL)}.")
+                              path=str(key), line=positions.line((key,)), hint=hint)
     _both_shapes(data, positions, "component", "components")
     _both_shapes(data, positions, "workflow", "workflows")
     for key in IGNORED_SECTIONS:

@@ -27,7 +27,7 @@ class ModelSource:
     """A resolved ``model:``: a folder or hub id for ``from_pretrained`` and its keyword arguments."""
 
     location: str
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+    kwargs: Dict[str, Any] = field(default_factory=dict, repr=False)   # may hold a token
     filename: Optional[str] = None
     description: str = ""
     is_local: bool = False
