@@ -198,3 +198,30 @@ def test_a_hub_id_missing_from_the_offline_cache_says_how_to_get_it(registry):
         compose(registry, "component:\n  task: text-generation\n  model: nobody/no-such-model\n")
     assert "could not load" in str(info.value) and "huggingface-cli download nobody/no-such-model" in str(info.value)
     assert registry.snapshot() == []
+
+
+def test_a_hub_mapping_with_a_filename_loads_that_weights_file(registry, models, hub_cache, tmp_path):
+    """`filename: pytorch_model.bin` loads the .bin weights (use_safetensors=False), not the safetensors."""
+    import shutil
+    from safetensors.torch import load_file
+    from tests.tiny_models import place_in_hub_cache
+
+    folder = tmp_path / "bin-only"
+    shutil.copytree(models["causal"], folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    place_in_hub_cache(hub_cache, "test-org/bin-weights", folder)
+    compose(registry, """
+component:
+  type: model
+  task: text-generation
+  model:
+    provider: huggingface
+    repository: test-org/bin-weights
+    filename: pytorch_model.bin
+  text: ${input.p}
+  params: {max_output_length: 5, temperature: 0}
+""")
+    assert mc.run(inputs={"p": "Hi"}, registry=registry).output == raw_generate(models["causal"], ["Hi"], 5)[0]
+    assert registry.entries["default"].driver.source.kwargs["use_safetensors"] is False

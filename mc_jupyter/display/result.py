@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import time
 from typing import Any, Dict, List, Optional
 
@@ -161,5 +162,6 @@ class PlanView:
         return "\n".join(self.lines())
 
     def _repr_html_(self) -> str:
-        items = "".join(f"<li>{html.escape(l)}</li>" for l in self.lines())
+        items = "".join("<li>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(l)) + "</li>"
+                        for l in self.lines())
         return f"<ul style='margin:0'>{items}</ul>"
