@@ -42,7 +42,7 @@ def compose(text: Optional[str] = None, *, file: Optional[str] = None, dry_run: 
     """Validate YAML and load its components (unchanged ones are reused). ``dry_run`` loads nothing."""
     config = read_config(text, file, first_line)
     if dry_run:
-        plan: Plan = registry.plan(config)[0]
+        plan: Plan = registry.plan(config, estimate="all")[0]
         return PlanView(plan, loaded=False)
     return PlanView(registry.apply(config, auto_install=auto_install, say=say), loaded=True)
 

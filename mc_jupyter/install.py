@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .drivers.table import DRIVERS, DriverImpl
+from .drivers.table import DRIVERS, DriverImpl, feature_requirements
 from .errors import MissingPackageError, NotAvailableError, UserError
 
 Say = Callable[[str], None]
@@ -53,11 +53,15 @@ def pip_install(names: Sequence[str], say: Say, pip_args: Sequence[str] = ()) ->
     say(f"mc_jupyter auto-install: installed {' '.join(names)}")
 
 
-def driver_class(driver: str, task: str, auto_install: bool = False, say: Optional[Say] = None) -> type:
-    """The implementation of (driver, task), imported on first use."""
+def driver_class(driver: str, task: str, auto_install: bool = False, say: Optional[Say] = None,
+                 settings: Optional[dict] = None) -> type:
+    """The implementation of (driver, task), imported on first use, with what ``settings`` need."""
     impl: DriverImpl = DRIVERS[(driver, task)]
     if impl.target is None:
         raise NotAvailableError(f"`driver: {driver}` with `task: {task}` is not available yet: {impl.pending}.")
     ensure_packages(impl.requires, f"the `{driver}` driver for {task}", auto_install, say)
+    extra = feature_requirements(settings or {})
+    if extra:
+        ensure_packages(extra, "this component's quantization/adapters/device map", auto_install, say)
     module_name, _, class_name = impl.target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)

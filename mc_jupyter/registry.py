@@ -23,7 +23,8 @@ from .config.schema import ActionSpec, ComponentSpec, ComposeConfig, WorkflowSpe
 from .devices import release_memory
 from .drivers.base import Driver
 from .drivers.table import COMPONENT_TYPES
-from .errors import ConfigError, NotAvailableError, WorkflowError, did_you_mean, choices_text
+from .errors import (ConfigError, ModelLoadError, NotAvailableError, UserError, WorkflowError, choices_text,
+                     did_you_mean)
 from .install import Say, driver_class
 
 
@@ -98,6 +99,7 @@ class Plan:
     notes: List[str] = field(default_factory=list)
     target: Optional[str] = None
     components: Dict[str, ComponentSpec] = field(default_factory=dict)
+    estimates: List[Any] = field(default_factory=list)      # planning.Estimate, per model to load
 
 
 Listener = Callable[[str, Dict[str, Any]], None]
@@ -141,8 +143,13 @@ class Registry:
         return entry
 
     # -- composing -----------------------------------------------------------------------------
-    def plan(self, config: ComposeConfig) -> tuple[Plan, Dict[str, Entry], Dict[str, CompiledWorkflow]]:
-        """Compile bindings and workflows and diff against what is loaded; changes nothing."""
+    def plan(self, config: ComposeConfig, estimate: str = "gpu"
+             ) -> tuple[Plan, Dict[str, Entry], Dict[str, CompiledWorkflow]]:
+        """Compile bindings and workflows and diff against what is loaded; changes nothing.
+
+        ``estimate``: "all" estimates the memory of every model to load (``--dry-run``), "gpu" only of
+        those going to a GPU (a real compose warns before a load that cannot fit), "none" skips it.
+        """
         plan = Plan(notes=list(config.notes), components=dict(config.components))
         new_entries: Dict[str, Entry] = {}
         for cid, spec in config.components.items():
@@ -159,6 +166,8 @@ class Registry:
             for key in ("max_concurrent_count", "runtime"):
                 if key in spec.settings:
                     plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook.")
+        if estimate != "none":
+            plan.estimates = _estimates(new_entries, plan.load + plan.reload, estimate)
         known = {**{k: e for k, e in self.entries.items()}, **new_entries}
         workflows = {wid: _compile_workflow(w, known, config) for wid, w in config.workflows.items()}
         plan.workflows = list(workflows)
@@ -171,6 +180,9 @@ class Registry:
     def apply(self, config: ComposeConfig, auto_install: bool = False, say: Optional[Say] = None) -> Plan:
         """Load what the plan says; all or nothing."""
         plan, new_entries, workflows = self.plan(config)
+        for estimate in plan.estimates:
+            if not estimate.fits and say is not None:
+                say(estimate.lines()[-1])
         loaded: List[Entry] = []
         try:
             for cid, entry in new_entries.items():
@@ -195,6 +207,8 @@ class Registry:
             for cid, entry in new_entries.items():
                 old = self.entries.get(cid)
                 if cid in plan.reuse and old is not None:
+                    if old.driver is not None and old.spec.settings != entry.spec.settings:
+                        old.driver.reconfigure(entry.spec.settings)   # e.g. new adapter weights
                     old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
                     continue
                 if old is not None:
@@ -225,7 +239,7 @@ class Registry:
             raise NotAvailableError(f"component `{entry.id}`: `type: {entry.spec.type}` is not available yet: "
                                     f"{pending}.")
         s = entry.spec.settings
-        cls = driver_class(s["driver"], s["task"], auto_install, say)
+        cls = driver_class(s["driver"], s["task"], auto_install, say, settings=s)
         entry.state = State.LOADING
         with self.lock:
             self.loading[entry.id] = entry
@@ -240,6 +254,13 @@ class Registry:
             with self.lock:
                 self.loading.pop(entry.id, None)
             self._emit("failed", id=entry.id)
+            if _out_of_memory(e):
+                release_memory()
+                raise ModelLoadError(f"component `{entry.id}` ran out of memory while loading ({type(e).__name__}: "
+                                     f"{str(e).splitlines()[0] if str(e) else 'no details'}).\n  What it had taken "
+                                     f"is freed. Try `quantization: nf4` or `int8`, `precision: float16`, a smaller "
+                                     f"model, or `%mc unload` another component first; `%%compose --dry-run` "
+                                     f"estimates the memory.") from None
             raise
         entry.driver, entry.state = driver, State.READY
         entry.load_seconds, entry.loaded_at = time.perf_counter() - started, time.time()
@@ -271,6 +292,33 @@ class Registry:
         return [e.id for e in entries]
 
 
+def _estimates(entries: Dict[str, Entry], ids: List[str], which: str) -> List[Any]:
+    """Memory estimates of the Hugging Face models among ``ids`` (see :mod:`mc_jupyter.planning`)."""
+    from .devices import resolve_device
+    from .drivers.table import DRIVERS
+    from .install import missing_packages
+    out = []
+    for cid in ids:
+        s = entries[cid].spec.settings
+        impl = DRIVERS.get((s.get("driver"), s.get("task")))
+        if entries[cid].spec.type != "model" or impl is None or impl.target is None or missing_packages(impl.requires):
+            continue
+        from .install import driver_class
+        from .planning import estimate
+        try:
+            if which == "gpu" and resolve_device(s.get("device")) == "cpu":
+                continue
+            out.append(estimate(cid, s, driver_class(s["driver"], s["task"]).auto_class))
+        except (OSError, ValueError, ImportError, UserError):
+            continue   # no device, no config (offline, missing): the load itself will say why
+    return out
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or \
+        "out of memory" in str(error).lower()
+
+
 def _free(entry: Entry) -> None:
     if entry.driver is not None:
         entry.driver.unload()
@@ -278,8 +326,16 @@ def _free(entry: Entry) -> None:
     entry.state = State.UNLOADED
 
 
+def _load_identity(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings that need a reload when they change: all but the live ones (adapter weights)."""
+    out = dict(settings)
+    if out.get("peft_adapters"):
+        out["peft_adapters"] = [{k: v for k, v in a.items() if k != "weight"} for a in out["peft_adapters"]]
+    return out
+
+
 def _fingerprint(spec: ComponentSpec) -> str:
-    text = json.dumps({"type": spec.type, **spec.settings}, sort_keys=True, default=str)
+    text = json.dumps({"type": spec.type, **_load_identity(spec.settings)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

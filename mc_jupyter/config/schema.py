@@ -121,6 +121,7 @@ class ModelComponent(ModelActionFields):
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     quantization: Literal["none", "int8", "int4", "nf4"] = "none"
     low_cpu_mem_usage: bool = False
+    max_memory: Optional[Dict[Union[int, str], str]] = None
     trust_remote_code: bool = False
     peft_adapters: Optional[List[PeftAdapter]] = None
     labels: Optional[Union[List[str], Dict[int, str]]] = None
@@ -262,7 +263,7 @@ class ComposeConfig:
 
 
 _LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
-                "quantization", "low_cpu_mem_usage", "trust_remote_code", "peft_adapters", "labels",
+                "quantization", "low_cpu_mem_usage", "max_memory", "trust_remote_code", "peft_adapters", "labels",
                 "preload", "manage", "port", "host")
 _MODEL_ACTION_FIELDS = tuple(ModelActionFields.model_fields)
 _HTTP_ACTION_FIELDS = tuple(HttpActionFields.model_fields)
@@ -421,6 +422,14 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
         fail("architecture", f"task `{comp.task}` takes no `architecture:`",
              f"Remove it; architectures apply to {choices_text(ARCHITECTURES)}.")
     _check_model_source(comp.model, comp.driver, path + ("model",), positions)
+    names = [a.name for a in comp.peft_adapters or []]
+    for i, adapter in enumerate(comp.peft_adapters or []):
+        apath = path + ("peft_adapters", i)
+        if names.count(adapter.name) > 1 or adapter.name == "mc_combined":
+            raise ConfigError(f"the adapter name `{adapter.name}` is used twice or reserved",
+                              path=format_path(apath + ("name",)), line=positions.line(apath + ("name",)),
+                              hint="Give each adapter its own `name:` (`mc_combined` is reserved).")
+        _check_model_source(adapter.model, comp.driver, apath + ("model",), positions)
 
 
 def _check_model_source(model: Any, driver: str, path: Path, positions: Positions) -> None:

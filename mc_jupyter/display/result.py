@@ -151,6 +151,8 @@ class PlanView:
             what = f"{s.get('task') or s.get('type')} · {s.get('driver', '')} · {model or 'default model'}"
             where = f"device {s.get('device') or 'auto'} · precision {s.get('precision', 'auto')}"
             out.append(f"{verb}{action} `{cid}`: {what} · {where}")
+        for estimate in p.estimates:
+            out += estimate.lines()
         for wid in p.workflows:
             out.append(f"workflow `{wid}` ready")
         if p.target:

@@ -41,6 +41,10 @@ class Driver:
     def unload(self) -> None:
         """Drop every reference to device memory."""
 
+    def reconfigure(self, settings: Dict[str, Any]) -> None:
+        """Take settings that differ only in live fields (see ``LIVE_FIELDS``) without reloading."""
+        self.settings = settings
+
     # -- shared helpers ------------------------------------------------------------------------
     def info(self) -> Dict[str, Any]:
         return {"device": self.device, "dtype": self.dtype, "parameters": self.parameters,

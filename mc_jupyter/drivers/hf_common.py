@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 from ..binding import Scope, parse_template, render, scrub
-from ..devices import module_bytes, parameter_count, resolve_device, resolve_dtype
-from ..errors import ModelLoadError, NotAvailableError
+from ..devices import module_bytes, parameter_count
+from ..errors import ModelLoadError
 from .base import Driver
 from .table import DEFAULT_MODELS, EMBEDDED_MODELS
 
@@ -108,7 +108,8 @@ def _truthy(value: Any) -> bool:
 
 
 class HFDriver(Driver):
-    """Loads a tokenizer and a transformers Auto class, honouring device, precision and the source."""
+    """Loads a tokenizer and a transformers Auto class, honouring the source, device, precision,
+    quantization and LoRA adapters."""
 
     auto_class: str = "AutoModel"
 
@@ -116,40 +117,57 @@ class HFDriver(Driver):
         from tqdm.auto import tqdm
         import transformers
 
-        self._check_pending_features()
+        # bitsandbytes' int8 matmul logs this on every forward call of a float32 model
+        logging.getLogger("bitsandbytes.autograd._functions").addFilter(_quiet_int8_cast)
+
+        from .placement import load_plan, placement
+
         source = resolve_source(self.settings.get("model"), self.settings["task"])
         self.source, self.source_description = source, source.description
-        device = resolve_device(self.settings.get("device"))
-        dtype = resolve_dtype(self.settings.get("precision", "auto"), device)
-        kwargs = dict(source.kwargs, dtype=dtype)
-        if self.settings.get("trust_remote_code"):
-            kwargs["trust_remote_code"] = True
-        if self.settings.get("low_cpu_mem_usage"):
-            kwargs["low_cpu_mem_usage"] = True
-        device_mode = self.settings.get("device_mode", "single")
-        if device_mode == "auto":
-            kwargs["device_map"] = "auto" if device != "cpu" else {"": "cpu"}
-        bar = tqdm(total=3, desc=f"Loading {self.component_id}", unit="step", leave=False)
+        plan = load_plan(self.settings)
+        adapters = self.settings.get("peft_adapters") or []
+        bar = tqdm(total=3 + len(adapters), desc=f"Loading {self.component_id}", unit="step", leave=False)
         try:
             bar.set_postfix_str("tokenizer")
             self.tokenizer = self._load_tokenizer(source)
             bar.update()
             bar.set_postfix_str("weights")
-            auto = getattr(transformers, self.auto_class)
-            self.model = _from_pretrained(auto, source, kwargs)
+            self.model = _from_pretrained(getattr(transformers, self.auto_class), source,
+                                          dict(source.kwargs, **plan["kwargs"]))
             bar.update()
-            bar.set_postfix_str(device)
-            if device_mode != "auto":
-                self.model.to(device)
+            if plan["single"]:
+                bar.set_postfix_str(plan["device"])
+                self.model.to(plan["device"])
+            bar.update()
+            if adapters:
+                from .adapters import attach
+                bar.set_postfix_str("adapters")
+                self.model = attach(self.model, adapters)
+                bar.update(len(adapters))
             self.model.eval()
-            bar.update()
         finally:
             bar.close()
-        self.device = device if device_mode != "auto" else _placement(self.model, device)
-        self.dtype = str(dtype).replace("torch.", "")
+        self.placement = placement(self.model)
+        self.device = ",".join(self.placement) if self.placement else _placement(self.model, plan["device"])
+        self.dtype = str(plan["dtype"]).replace("torch.", "")
+        quantization = self.settings.get("quantization", "none")
+        if quantization != "none":
+            self.dtype += f" · {quantization}"
         self.parameters = parameter_count(self.model)
         self.memory_bytes = module_bytes(self.model)
         self.after_load()
+
+    def reconfigure(self, settings: Dict[str, Any]) -> None:
+        """New adapter weights on the loaded model (nothing is reloaded)."""
+        super().reconfigure(settings)
+        if settings.get("peft_adapters"):
+            from .adapters import apply_weights
+            apply_weights(self.model, settings["peft_adapters"])
+
+    def info(self) -> Dict[str, Any]:
+        out = super().info()
+        out["placement"] = getattr(self, "placement", None)
+        return out
 
     def after_load(self) -> None:
         """A hook for task-specific set-up once weights are in place."""
@@ -158,14 +176,6 @@ class HFDriver(Driver):
         from transformers import AutoTokenizer
         kwargs = {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}
         return _from_pretrained(AutoTokenizer, source, kwargs)
-
-    def _check_pending_features(self) -> None:
-        if self.settings.get("quantization", "none") != "none":
-            raise NotAvailableError(f"`quantization: {self.settings['quantization']}` is not available yet: it arrives "
-                                    f"with the adapters and quantization issue (#4).\n  Remove it for now.")
-        if self.settings.get("peft_adapters"):
-            raise NotAvailableError("`peft_adapters:` is not available yet: it arrives with the adapters and "
-                                    "quantization issue (#4).\n  Remove it for now.")
 
     def unload(self) -> None:
         for name in ("model", "tokenizer"):
@@ -184,11 +194,16 @@ def local_file(source: ModelSource, name: str) -> Optional[str]:
     return found if isinstance(found, str) else None
 
 
+def _quiet_int8_cast(record: logging.LogRecord) -> bool:
+    return "inputs will be cast" not in record.getMessage()
+
+
 def _placement(model: Any, device: str) -> str:
+    """The devices a model's device map names ('cuda:0', 'cpu'), or ``device`` without a map."""
     device_map = getattr(model, "hf_device_map", None)
     if not device_map:
         return device
-    return ",".join(sorted({str(v) for v in device_map.values()}))
+    return ",".join(sorted({f"cuda:{v}" if isinstance(v, int) else str(v) for v in device_map.values()}))
 
 
 def _from_pretrained(cls: Any, source: ModelSource, kwargs: Dict[str, Any]) -> Any:

@@ -7,7 +7,7 @@ packages it needs, so a missing one is named with the exact install command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 
@@ -95,6 +95,22 @@ COMPONENT_TYPES: Dict[str, str] = {
     "http-server": "managed model servers arrive with the servers issue (#6)",
     "http-client": "HTTP clients arrive with the servers issue (#6)",
 }
+
+
+#: Packages a setting needs on top of its driver's.
+FEATURE_REQUIRES: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "quantization": (("bitsandbytes", "bitsandbytes"),),
+    "peft_adapters": (("peft", "peft"),),
+    "device_mode": (("accelerate", "accelerate"),),
+}
+
+
+def feature_requirements(settings: Dict[str, object]) -> Tuple[Tuple[str, str], ...]:
+    """The extra packages ``settings`` need (quantization, adapters, a device map)."""
+    used = {"quantization": settings.get("quantization", "none") != "none",
+            "peft_adapters": bool(settings.get("peft_adapters")),
+            "device_mode": settings.get("device_mode") == "auto"}
+    return tuple(req for key, on in used.items() if on for req in FEATURE_REQUIRES[key])
 
 
 def drivers_for(task: str) -> Sequence[str]:

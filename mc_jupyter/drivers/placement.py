@@ -1,0 +1,63 @@
+"""Where a model's weights go and in what form: device, device_mode, precision, quantization.
+
+One function turns the component's settings into ``from_pretrained`` keyword arguments, so loading
+(:mod:`hf_common`) and memory planning (:mod:`mc_jupyter.planning`) read them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from ..devices import resolve_device, resolve_dtype
+from ..errors import DeviceError
+
+#: Bytes a quantized Linear weight takes per parameter (4-bit: packed, plus one absmax per 64).
+QUANT_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 64, "nf4": 0.5 + 4 / 64}
+
+
+def load_plan(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """``{device, dtype, kwargs, single}``: what ``from_pretrained`` gets for these settings."""
+    device = resolve_device(settings.get("device"))
+    dtype = resolve_dtype(settings.get("precision", "auto"), device)
+    kwargs: Dict[str, Any] = {"dtype": dtype}
+    quantization = settings.get("quantization", "none")
+    device_mode = settings.get("device_mode", "single")
+    if quantization != "none":
+        if device == "mps":
+            raise DeviceError(f"`quantization: {quantization}` runs through bitsandbytes, which does not support "
+                              f"Apple's mps device.\n  Use `device: cpu`, or `precision: float16` without quantization.")
+        kwargs["quantization_config"] = quantization_config(quantization, dtype)
+    if device_mode == "auto":
+        kwargs["device_map"] = "auto" if device != "cpu" else {"": "cpu"}
+        if settings.get("max_memory"):
+            kwargs["device_map"] = "auto"
+            kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in settings["max_memory"].items()}
+    elif quantization != "none":
+        kwargs["device_map"] = {"": device}   # bitsandbytes models cannot be moved with .to() after loading
+    if settings.get("low_cpu_mem_usage"):
+        kwargs["low_cpu_mem_usage"] = True
+    if settings.get("trust_remote_code"):
+        kwargs["trust_remote_code"] = True
+    return {"device": device, "dtype": dtype, "kwargs": kwargs, "single": "device_map" not in kwargs}
+
+
+def quantization_config(quantization: str, dtype: Any):
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4" if quantization == "int4" else "nf4",
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def placement(model: Any) -> Optional[Dict[str, int]]:
+    """Bytes of weights on each device ('cuda:0', 'cpu', ...) for a model loaded with a device map."""
+    device_map = getattr(model, "hf_device_map", None)
+    if not device_map or len(set(map(str, device_map.values()))) < 2:
+        return None
+    out: Dict[str, int] = {}
+    for module in model.modules():
+        for tensor in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+            key = str(tensor.device)
+            out[key] = out.get(key, 0) + tensor.numel() * tensor.element_size()
+    return out
