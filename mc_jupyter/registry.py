@@ -329,6 +329,8 @@ def _free(entry: Entry) -> None:
 def _load_identity(settings: Dict[str, Any]) -> Dict[str, Any]:
     """The settings that need a reload when they change: all but the live ones (adapter weights)."""
     out = dict(settings)
+    if out.get("max_memory"):
+        out["max_memory"] = {str(k): v for k, v in out["max_memory"].items()}   # 0 and "cpu" side by side
     if out.get("peft_adapters"):
         out["peft_adapters"] = [{k: v for k, v in a.items() if k != "weight"} for a in out["peft_adapters"]]
     return out

@@ -7,24 +7,17 @@ variable once), so it is set here at import time; a user's own cache is never to
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests import tiny_models   # imports neither transformers nor huggingface_hub
+
 _ROOT = Path(tempfile.mkdtemp(prefix="mc_jupyter-tests-"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
-os.environ["HF_HOME"] = str(_ROOT / "hf")
-os.environ.pop("HF_HUB_CACHE", None)
-os.environ.pop("TRANSFORMERS_CACHE", None)
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from tests import tiny_models  # noqa: E402
+tiny_models.use_offline_cache(_ROOT)
 
 
 @pytest.fixture(scope="session")

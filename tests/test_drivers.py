@@ -3,19 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 import mc_jupyter as mc
-
-
-def raw_generate(folder, prompts, max_new_tokens, **kwargs):
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    enc = tok(prompts, return_tensors="pt", padding=True)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                         **kwargs)
-    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+from tests import reference
 
 
 def compose(registry, text):
@@ -32,7 +23,7 @@ component:
   params: {{max_output_length: 12, temperature: 0}}
 """)
     out = mc.run(inputs={"prompt": "The sky is"}, registry=registry).output
-    assert out == raw_generate(models["causal"], ["The sky is"], 12)[0]
+    assert out == reference.generate(models["causal"], "The sky is", 12)
     assert not out.startswith("The sky is")
 
 
@@ -47,7 +38,7 @@ component:
 """)
     prompts = ["Hello", "Once upon a time there was", "The quick brown fox"]
     outs = mc.run(inputs={"prompts": prompts}, registry=registry).output
-    singles = [raw_generate(models["causal"], [p], 6)[0] for p in prompts]
+    singles = [reference.generate(models["causal"], p, 6) for p in prompts]
     assert outs == singles
 
 
@@ -62,13 +53,9 @@ component:
 """)
     a = mc.run(inputs={"prompt": "Hi"}, registry=registry).output
     b = mc.run(inputs={"prompt": "Hi"}, registry=registry).output
-    tok = AutoTokenizer.from_pretrained(models["causal"])
-    model = AutoModelForCausalLM.from_pretrained(models["causal"])
-    torch.manual_seed(7)
-    enc = tok(["Hi"], return_tensors="pt")
-    raw = model.generate(**enc, max_new_tokens=10, do_sample=True, temperature=1.3, top_p=0.9, top_k=20,
-                         repetition_penalty=1.2, pad_token_id=tok.pad_token_id)
-    assert a == b == tok.decode(raw[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    raw = reference.generate(models["causal"], "Hi", 10, seed=7, do_sample=True, temperature=1.3, top_p=0.9,
+                             top_k=20, repetition_penalty=1.2)
+    assert a == b == raw
 
 
 def test_chat_completion_applies_the_chat_template_and_returns_the_reply(registry, models):
@@ -85,14 +72,9 @@ component:
   params: {max_output_length: 8, temperature: 0}
 """)
     out = mc.run(inputs={"system_prompt": "Be brief.", "user_prompt": "Hello"}, registry=registry).output
-    tok = AutoTokenizer.from_pretrained(models["causal"])
-    prompt = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}],
-                                     add_generation_prompt=True, tokenize=False)
-    assert prompt.endswith("<|assistant|>")
-    model = AutoModelForCausalLM.from_pretrained(models["causal"])
-    enc = tok([prompt], return_tensors="pt", add_special_tokens=False)
-    raw = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
-    assert out == tok.decode(raw[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+    assert reference.chat_prompt(models["causal"], messages).endswith("<|assistant|>")
+    assert out == reference.chat(models["causal"], messages, 8)
 
 
 def test_text_classification_gives_label_score_id_and_all_scores(registry, models):
@@ -188,7 +170,7 @@ components:
 """)
     a = mc.run("tagged", {"p": "Hi"}, registry=registry).output
     b = mc.run("local", {"p": "Hi"}, registry=registry).output
-    assert a == b == raw_generate(models["causal"], ["Hi"], 3)[0]
+    assert a == b == reference.generate(models["causal"], "Hi", 3)
     assert registry.entries["tagged"].driver.source_description == "hub: meta-llama/Llama-2-7b-hf@v1.0"
 
 
@@ -223,5 +205,5 @@ component:
   text: ${input.p}
   params: {max_output_length: 5, temperature: 0}
 """)
-    assert mc.run(inputs={"p": "Hi"}, registry=registry).output == raw_generate(models["causal"], ["Hi"], 5)[0]
+    assert mc.run(inputs={"p": "Hi"}, registry=registry).output == reference.generate(models["causal"], "Hi", 5)
     assert registry.entries["default"].driver.source.kwargs["use_safetensors"] is False

@@ -8,34 +8,15 @@ fields sit under ``action:`` (``prompt:``, ``max_output_length`` on the action, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 import mc_jupyter as mc
 from mc_jupyter.errors import WorkflowError
+from tests import reference
 
 PROMPT = "The sky is blue because"
-
-
-def raw_greedy(folder: Path, prompt: str, max_new_tokens: int = 8) -> str:
-    """tokenizer(prompt) -> generate(greedy) -> the new tokens, decoded without special tokens."""
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    enc = tok(prompt, return_tensors="pt")
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def raw_classify(folder: Path, text: str) -> Tuple[str, float]:
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    with torch.inference_mode():
-        probs = torch.softmax(model(**tok(text, return_tensors="pt")).logits, dim=-1)[0]
-    best = int(probs.argmax())
-    return model.config.id2label[best], float(probs[best])
 
 
 def writer(models: Dict[str, Path]) -> str:
@@ -86,10 +67,10 @@ workflow:
     assert [r["id"] for r in registry.snapshot()] == ["writer"]
 
     result = mc.run(inputs={"prompt": PROMPT}, registry=registry)
-    expected = raw_greedy(models["causal"], PROMPT, 8)
+    expected = reference.generate(models["causal"], PROMPT, 8)
     assert result.output == expected
     assert isinstance(expected, str) and expected and not expected.startswith(PROMPT)
-    assert expected != raw_greedy(models["causal"], PROMPT, 16)   # so `max_output_length: 8` counted
+    assert expected != reference.generate(models["causal"], PROMPT, 16)   # so `max_output_length: 8` counted
 
 
 def two_workflows(models: Dict[str, Path], judge_depends_on: str = "[write]", write_depends_on: str = "") -> str:
@@ -122,8 +103,8 @@ def test_workflows_with_ids_chain_jobs_by_depends_on_and_jobs_output(registry, m
     view = mc.compose(two_workflows(models), registry=registry)
     assert view.plan.workflows == ["just-write", "write-and-judge"]
     assert sorted(r["id"] for r in registry.snapshot()) == ["judge", "writer"]
-    generated = raw_greedy(models["causal"], PROMPT, 8)
-    label, score = raw_classify(models["classifier"], generated)
+    generated = reference.generate(models["causal"], PROMPT, 8)
+    label, score = reference.classify(models["classifier"], generated)
 
     result = mc.run(target="write-and-judge", inputs={"prompt": PROMPT}, registry=registry)
     assert [j.id for j in result.outcome.jobs] == ["write", "judge-it"]

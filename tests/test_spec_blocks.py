@@ -21,13 +21,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import pytest
 import torch
-from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification,
-                          AutoTokenizer)
 
 import mc_jupyter as mc
 from mc_jupyter.errors import (BindingError, ConfigError, DeviceError, ModelLoadError, NotAvailableError,
                                UserError, WorkflowError)
-from tests import tiny_models
+from tests import reference
 
 SPEC = Path(__file__).parent / "data" / "local-models.md"
 SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "local-models.md"
@@ -74,48 +72,8 @@ def in_scope(block_id: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# What plain transformers gives on the same models (the reference for value checks)
-
-
-def raw_generate(folder: Path, text: str, max_new_tokens: int, seed: Optional[int] = None,
-                 add_special_tokens: bool = True, **kwargs: Any) -> str:
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    enc = tok(text, return_tensors="pt", add_special_tokens=add_special_tokens)
-    if seed is not None:
-        torch.manual_seed(seed)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, **kwargs)
-    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def raw_chat(folder: Path, messages: List[Dict[str, str]], max_new_tokens: int, seed: int, **kwargs: Any) -> str:
-    tok = AutoTokenizer.from_pretrained(folder)
-    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return raw_generate(folder, prompt, max_new_tokens, seed=seed, add_special_tokens=False, **kwargs)
-
-
-def raw_classify(folder: Path, text: str) -> Tuple[str, float]:
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    with torch.inference_mode():
-        probs = torch.softmax(model(**tok(text, return_tensors="pt")).logits, dim=-1)[0]
-    best = int(probs.argmax())
-    return model.config.id2label[best], float(probs[best])
-
-
-def raw_minilm(text: str) -> List[float]:
-    folder = tiny_models.minilm_folder()
-    tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
-    enc = tok([text], return_tensors="pt", padding=True)
-    with torch.inference_mode():
-        hidden = model(**enc).last_hidden_state
-    mask = enc["attention_mask"].unsqueeze(-1).float()
-    pooled = (hidden * mask).sum(1) / mask.sum(1)
-    return torch.nn.functional.normalize(pooled, dim=-1)[0].tolist()
-
-
-# ------------------------------------------------------------------------------------------------
-# Value checks of the blocks that run (each takes the run's output and the tiny models' folders)
+# Value checks of the blocks that run (each takes the run's output and the tiny models' folders),
+# against what plain transformers gives on the same models (tests/reference.py)
 
 SEED = 1234
 
@@ -123,8 +81,8 @@ SEED = 1234
 def check_sampled_generation(out: Any, models: Dict[str, Path]) -> None:
     # 8.3.1 samples (temperature 0.7, top_p 0.9): with the same seed, generate gives the same text
     assert isinstance(out, str) and out.strip()
-    assert out == raw_generate(models["causal"], "Once upon a time", 16, seed=SEED,
-                               do_sample=True, temperature=0.7, top_p=0.9)
+    assert out == reference.generate(models["causal"], "Once upon a time", 16, seed=SEED,
+                                     do_sample=True, temperature=0.7, top_p=0.9)
 
 
 CHAT_INPUTS = {"system_prompt": "answer briefly and politely.", "user_prompt": "Hello world! How are you today?"}
@@ -134,14 +92,14 @@ def check_chat(out: Any, models: Dict[str, Path]) -> None:
     assert isinstance(out, str) and out.strip()
     messages = [{"role": "system", "content": CHAT_INPUTS["system_prompt"]},
                 {"role": "user", "content": CHAT_INPUTS["user_prompt"]}]
-    assert out == raw_chat(models["causal"], messages, 16, seed=SEED, do_sample=True, temperature=0.7)
+    assert out == reference.chat(models["causal"], messages, 16, seed=SEED, do_sample=True, temperature=0.7)
 
 
 def check_positive(out: Any, models: Dict[str, Path]) -> None:
     # the block's `output:` keeps exactly label and score
     assert set(out) == {"label", "score"}
     assert out["label"] == "POSITIVE"
-    label, score = raw_classify(models["classifier"], "I love this movie, it is wonderful")
+    label, score = reference.classify(models["classifier"], "I love this movie, it is wonderful")
     assert out["label"] == label and 0.5 < out["score"] <= 1.0
     assert out["score"] == pytest.approx(score, abs=1e-5)
 
@@ -151,7 +109,7 @@ def check_embedding(out: Any, models: Dict[str, Path]) -> None:
     vector = out["embedding"]
     assert len(vector) == 384 and all(isinstance(x, float) for x in vector)
     assert math.sqrt(sum(x * x for x in vector)) == pytest.approx(1.0, abs=1e-4)
-    assert vector == pytest.approx(raw_minilm("Local models run on your own machine."), abs=1e-5)
+    assert vector == pytest.approx(reference.minilm_embedding("Local models run on your own machine."), abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,6 +139,23 @@ class Case:
     replace: Optional[Tuple[str, str]] = None   # the one edit allowed: a huge max_output_length lowered
     env: Dict[str, Optional[str]] = field(default_factory=dict)   # None: unset
     cuda: bool = False                          # an error only on a machine without a CUDA GPU
+
+
+def check_adapters(output: Any, models: Dict[str, Path], adapters: List[Tuple[str, float]]) -> None:
+    """The block's output equals peft's own: one adapter as PeftModel runs it, several combined by weight."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(models["causal"]),
+                                      models[adapters[0][0]], adapter_name=adapters[0][0])
+    for key, _ in adapters[1:]:
+        model.load_adapter(models[key], adapter_name=key)
+    if len(adapters) > 1:
+        model.add_weighted_adapter([k for k, _ in adapters], [w for _, w in adapters], adapter_name="mix",
+                                   combination_type="cat")
+        model.set_adapter("mix")
+    expected = reference.generate_with(model.eval(), models["causal"], "Hello", max_new_tokens=256)
+    assert output == expected and output != reference.generate(models["causal"], "Hello", 256)
 
 
 def cpu_row(task: str, model: str, dtype: str = "float32") -> Dict[str, Any]:
@@ -234,12 +209,16 @@ CASES: Dict[str, Case] = {
     "8.4#2": Case("error", error=DeviceError, message=CUDA, cuda=True),
     "8.4#3": Case("load", row=cpu_row("text-generation", "meta-llama/Llama-2-7b-hf", dtype="float16"),
                   needs="`text:`"),
-    "8.4#4": Case("error", error=NotAvailableError, message=("`quantization: int8`", "not available yet")),
+    "8.4#4": Case("load", row=dict(cpu_row("text-generation", "meta-llama/Llama-2-7b-hf", dtype="float32 · int8"),
+                                   quantization="int8"), needs="`text:`"),
     "8.4#5": Case("load", row=cpu_row("text-classification", "distilbert-base-uncased"), needs="`text:`"),
     "8.4#6": Case("error", error=DeviceError, message=CUDA, cuda=True),
     # 8.5 LoRA/PEFT: full components are not available yet; bare `peft_adapters:` lists are fragments
-    "8.5#1": Case("error", error=NotAvailableError, message=PEFT),
-    "8.5#2": Case("error", error=NotAvailableError, message=PEFT, env={"HUGGINGFACE_TOKEN": None}),
+    "8.5#1": Case("run", row=cpu_row("text-generation", "meta-llama/Llama-2-7b-hf"), inputs={"prompt": "Hello"},
+                  check=lambda out, models: check_adapters(out, models, [("lora_alpaca", 1.0)])),
+    "8.5#2": Case("run", row=cpu_row("text-generation", "meta-llama/Llama-2-7b-hf"), inputs={"prompt": "Hello"},
+                  check=lambda out, models: check_adapters(out, models, [("lora_alpaca", 0.7), ("lora_guanaco", 0.8)]),
+                  env={"HUGGINGFACE_TOKEN": SECRET}),
     "8.5#3": Case("error", error=ConfigError, message=BARE_PEFT, dry_run_ok=False),
     "8.5#4": Case("error", error=ConfigError, message=BARE_PEFT, dry_run_ok=False),
     "8.5#5": Case("error", error=ConfigError, message=BARE_PEFT, dry_run_ok=False),
@@ -394,10 +373,11 @@ def test_the_token_block_passes_the_token_and_never_shows_it(registry, models, m
         mc.run(inputs={"prompt": "Hello"}, registry=registry)
     shown.append(str(failure.value))
     # the same secret through the detailed mapping (a load error) and the PEFT block (not available)
-    for other in ("8.2#2", "8.5#2"):
-        with pytest.raises(UserError) as failure:
-            mc.compose(BLOCKS[other], registry=registry)
-        shown += [str(failure.value), repr(failure.value)]
+    with pytest.raises(UserError) as failure:      # the detailed mapping: its cache_dir is empty
+        mc.compose(BLOCKS["8.2#2"], registry=registry)
+    shown += [str(failure.value), repr(failure.value)]
+    adapters = mc.compose(BLOCKS["8.5#2"], registry=registry)   # the PEFT block loads with the token
+    shown += [repr(adapters), adapters._repr_html_(), repr(registry.entries["default"].driver.source)]
     shown += [repr(mc.status(registry)), mc.status(registry)._repr_html_(), str(registry.snapshot())]
     for text_shown in shown:
         assert SECRET not in text_shown

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Dict, Iterable
 
@@ -24,6 +25,25 @@ CORPUS = [
     "Hello world! How are you today? I am fine, thank you.",
     "system user assistant: answer briefly and politely.",
 ] * 4
+
+
+def use_offline_cache(root: Path) -> None:
+    """Point the Hugging Face cache at ``root/hf``, offline; call it before transformers is imported.
+
+    huggingface_hub reads these variables once, when it is imported, so a later call would not take:
+    it raises instead. Nothing in this module imports transformers at module level.
+    """
+    for name in ("transformers", "huggingface_hub"):
+        if name in sys.modules:
+            raise RuntimeError(f"{name} was imported before the offline cache was set up")
+    os.environ["HF_HOME"] = str(root / "hf")
+    os.environ.pop("HF_HUB_CACHE", None)
+    os.environ.pop("TRANSFORMERS_CACHE", None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -52,13 +72,13 @@ def build_tokenizer():
     return fast
 
 
-def build_causal_lm(folder: Path, seed: int = 0) -> Path:
+def build_causal_lm(folder: Path, seed: int = 0, hidden: int = 32) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=None,
                          pad_token_id=tokenizer.pad_token_id)
@@ -158,4 +178,36 @@ def build_all(root: Path) -> Dict[str, Path]:
         place_in_hub_cache(hub, repo, folders["causal"], revisions=("main", "v1.0"))
     for repo in CLASSIFIER_REPOS:
         place_in_hub_cache(hub, repo, folders["classifier"])
+    for key, repo, seed in (("lora_alpaca", "tloen/alpaca-lora-7b", 1), ("lora_guanaco", "plncmm/guanaco-lora-7b", 2)):
+        folders[key] = build_lora(folders["causal"], root / key, seed=seed)
+        place_in_hub_cache(hub, repo, folders[key])
     return folders
+
+
+def build_lora(base: Path, folder: Path, seed: int, r: int = 4) -> Path:
+    """A LoRA adapter for the tiny Llama, with random (non-zero) weights so it changes the outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "o_proj"],
+                        init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+# The real published config of a 13B Llama: enough to plan its memory, no weights (they are 26 GB).
+LLAMA_13B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 5120, "intermediate_size": 13824,
+    "num_attention_heads": 40, "num_hidden_layers": 40, "num_key_value_heads": 40, "vocab_size": 32000,
+    "max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "torch_dtype": "float16",
+}
+
+
+def place_config_only(hub_cache: Path, repo_id: str, config: dict, folder: Path) -> None:
+    import json
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    place_in_hub_cache(hub_cache, repo_id, folder)

@@ -71,21 +71,6 @@ SENTENCES = [f"{s} {p}" for s in _SUBJECTS for p in _PREDICATES]   # 64 short se
 HEADER = "| measurement | mc_jupyter | raw | ratio | overhead |"
 
 
-# -- set-up -----------------------------------------------------------------------------------------
-def set_offline_cache(root: Path) -> None:
-    """Point the Hugging Face cache at ``root/hf``, offline; before transformers is imported."""
-    for name in ("transformers", "huggingface_hub"):
-        if name in sys.modules:
-            raise RuntimeError(f"{name} was imported before the benchmark set its cache up")
-    os.environ["HF_HOME"] = str(root / "hf")
-    os.environ.pop("HF_HUB_CACHE", None)
-    os.environ.pop("TRANSFORMERS_CACHE", None)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 # -- timing -----------------------------------------------------------------------------------------
 def time_once(fn: Callable[[], object]) -> float:
     """Milliseconds one call of ``fn`` takes."""
@@ -285,10 +270,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="mc_jupyter-bench-"))
     try:
-        set_offline_cache(root)
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
-        from tests import tiny_models
+        from tests import tiny_models   # imports neither transformers nor huggingface_hub
+
+        tiny_models.use_offline_cache(root)
 
         import torch
         import transformers
