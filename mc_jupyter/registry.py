@@ -69,7 +69,8 @@ class Entry:
         return {"id": self.id, "type": self.spec.type, "task": s.get("task"), "driver": s.get("driver"),
                 "model": _model_name(s.get("model")), "device": info.get("device"), "dtype": info.get("dtype"),
                 "quantization": s.get("quantization", "none"), "parameters": info.get("parameters"),
-                "memory_bytes": info.get("memory_bytes"), "state": self.state.value,
+                "memory_bytes": info.get("memory_bytes"), "placement": info.get("placement"),
+                "state": self.state.value,
                 "load_seconds": round(self.load_seconds, 3), "error": self.error}
 
 

@@ -71,3 +71,10 @@ def test_status_table_lists_components_with_memory_and_an_empty_state_with_the_r
     assert "124.00 M" in text and "500.0 MiB" in text and "1.50 s" in text
     assert "kernel RSS 1.0 GiB · host RAM 2.0 GiB / 8.0 GiB · GPU0 1.0 GiB / 80.0 GiB" in text
     assert "Run a %%compose cell" in repr(StatusTable([]))
+
+
+def test_a_model_split_by_a_device_map_shows_each_part_in_the_status_table():
+    row = {"id": "big", "type": "model", "task": "text-generation", "driver": "huggingface", "model": "m",
+           "device": "cpu,cuda:0", "dtype": "bfloat16", "parameters": 10, "memory_bytes": 3 * 2**30,
+           "placement": {"cuda:0": 2**30, "cpu": 2 * 2**30}, "state": "ready", "load_seconds": 1.0}
+    assert "cuda:0 1.0 GiB, cpu 2.0 GiB" in repr(StatusTable([row]))

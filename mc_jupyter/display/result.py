@@ -101,8 +101,11 @@ class StatusTable:
 
     def _cells(self, row: Dict[str, Any]) -> List[str]:
         params = row.get("parameters")
+        device = row.get("device") or ""
+        if row.get("placement"):   # a model split by a device map: where each part lives
+            device = ", ".join(f"{d} {human_bytes(b)}" for d, b in row["placement"].items())
         return [row["id"], row["type"], row.get("task") or "", row.get("driver") or "", str(row.get("model") or ""),
-                row.get("device") or "", row.get("dtype") or "",
+                device, row.get("dtype") or "",
                 f"{params / 1e6:.2f} M" if params else "", human_bytes(row.get("memory_bytes")) if row.get(
                     "memory_bytes") else "", row["state"], f"{row['load_seconds']:.2f} s" if row["load_seconds"] else ""]
 

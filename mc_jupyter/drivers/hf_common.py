@@ -138,6 +138,7 @@ class HFDriver(Driver):
             if plan["single"]:
                 bar.set_postfix_str(plan["device"])
                 self.model.to(plan["device"])
+            self.placement = placement(self.model)
             bar.update()
             if adapters:
                 from .adapters import attach
@@ -147,7 +148,6 @@ class HFDriver(Driver):
             self.model.eval()
         finally:
             bar.close()
-        self.placement = placement(self.model)
         self.device = ",".join(self.placement) if self.placement else _placement(self.model, plan["device"])
         self.dtype = str(plan["dtype"]).replace("torch.", "")
         quantization = self.settings.get("quantization", "none")

@@ -51,13 +51,18 @@ def quantization_config(quantization: str, dtype: Any):
 
 
 def placement(model: Any) -> Optional[Dict[str, int]]:
-    """Bytes of weights on each device ('cuda:0', 'cpu', ...) for a model loaded with a device map."""
+    """Bytes of weights on each device ('cuda:0', 'cpu', 'disk') of a model split by a device map.
+
+    Read from ``hf_device_map``, not from the tensors: accelerate keeps offloaded weights on the
+    meta device and holds their data elsewhere (CPU RAM or disk).
+    """
     device_map = getattr(model, "hf_device_map", None)
-    if not device_map or len(set(map(str, device_map.values()))) < 2:
+    if not device_map or len({str(v) for v in device_map.values()}) < 2:
         return None
     out: Dict[str, int] = {}
-    for module in model.modules():
-        for tensor in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
-            key = str(tensor.device)
-            out[key] = out.get(key, 0) + tensor.numel() * tensor.element_size()
+    for name, device in device_map.items():
+        module = model.get_submodule(name) if name else model
+        key = f"cuda:{device}" if isinstance(device, int) else str(device)
+        size = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+        out[key] = out.get(key, 0) + size
     return out

@@ -168,9 +168,10 @@ component:
     row = registry.snapshot()[0]
     split_text = mc.run(inputs={"prompt": prompt}, registry=registry).output
     placement = registry.entries["split"].driver.placement
+    status = repr(mc.status(registry))
     registry.down()
     print(f"device_mode auto: device {row['device']}, placement {placement}, "
-          f"same greedy text as one GPU: {split_text == rows[0]['text']}", flush=True)
+          f"same greedy text as one GPU: {split_text == rows[0]['text']}\n{status}", flush=True)
 
     print()
     print("| precision | estimate (weights) | estimate + 20% | measured (allocator) | footprint | vs bf16 | "
