@@ -316,8 +316,9 @@ def _estimates(entries: Dict[str, Entry], ids: List[str], which: str) -> List[An
 
 
 def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or \
-        "out of memory" in str(error).lower()
+        "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
 
 
 def _free(entry: Entry) -> None:
