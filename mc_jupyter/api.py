@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from .config.loader import load_yaml
 from .config.schema import parse_compose
@@ -22,6 +23,8 @@ from .registry import Plan, Registry
 
 #: The registry of this kernel (one per Python process).
 REGISTRY = Registry()
+# Kernel shutdown and restart end the interpreter: stop every managed server with it.
+atexit.register(REGISTRY.down)
 
 
 def read_config(text: Optional[str] = None, file: Optional[str] = None, first_line: int = 1):
@@ -68,6 +71,14 @@ def status(registry: Registry = REGISTRY) -> StatusTable:
 def unload(component_id: str, registry: Registry = REGISTRY) -> None:
     """Free one component's model (and its device memory)."""
     registry.unload(component_id)
+
+
+def logs(component_id: str, lines: int = 50, registry: Registry = REGISTRY) -> List[str]:
+    """The last lines a managed server printed."""
+    entry = registry.get(component_id)
+    if not hasattr(entry.driver, "logs"):
+        raise InputError(f"component `{component_id}` is a {entry.spec.type}, not a managed server: it has no log.")
+    return entry.driver.logs(lines)
 
 
 def down(registry: Registry = REGISTRY) -> list:

@@ -287,9 +287,10 @@ class Scope:
 
     values: Dict[str, Any] = field(default_factory=dict)
     where: str = ""   # "job `x`" etc., for messages
+    lenient: bool = False   # a missing value is None (per stream chunk: not every event has every key)
 
     def child(self, **values: Any) -> "Scope":
-        return Scope({**self.values, **values}, self.where)
+        return Scope({**self.values, **values}, self.where, self.lenient)
 
 
 def render(value: Any, scope: Scope) -> Any:
@@ -320,6 +321,8 @@ def _evaluate(e: Expr, t: Template, scope: Scope) -> Any:
     value = _lookup(e, t, scope)
     if value is _MISSING or (value is None and e.default is not _MISSING):
         if e.default is _MISSING:
+            if scope.lenient:
+                return None
             raise _missing(e, t, scope)
         value = render(e.default, scope) if isinstance(e.default, Template) else e.default
     if e.type is None or value is None:

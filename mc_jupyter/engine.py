@@ -115,43 +115,58 @@ def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_inp
     fields = render(action.fields, Scope({"input": job_input}, where=f"component `{entry.id}`"))
     driver = entry.driver
     assert driver is not None
-    streaming = bool(fields.get("streaming")) and driver.streams
+    per_chunk = action.output is not None and has_stream_source(action.output)
+    streaming = driver.wants_stream(fields, per_chunk)
     chunks = 0
     try:
         if streaming:
-            result, chunks = _stream(driver, fields, action, job_input, sink, job_id, entry.id)
+            result, output, chunks = _stream(driver, fields, action, job_input, sink, job_id, entry.id, per_chunk)
         else:
             result = driver.run(fields)
     except (McJupyterError, KeyboardInterrupt):
         raise
     except Exception as e:
-        raise RunError(f"job `{job_id}` (component `{entry.id}`, {entry.task}) failed: "
+        raise RunError(f"job `{job_id}` (component `{entry.id}`, {entry.task or entry.spec.type}) failed: "
                        f"{type(e).__name__}: {e}") from e
-    output = result
-    if action.output is not None and not has_stream_source(action.output):
-        output = render(action.output, Scope({"input": job_input, "result": result}))
-    elif action.output is not None:
-        output = render(action.output, Scope({"input": job_input, "result": result, "result[]": result}))
+    if not (streaming and per_chunk):
+        output = result if action.output is None else render(action.output, _result_scope(job_input, result))
     texts = fields.get("text")
     return JobRecord(job_id, entry.id, entry.task, job_input, output, time.perf_counter() - started,
                      streaming, chunks, getattr(driver, "tokens_generated", None) if streaming else None,
                      [str(t) for t in texts] if isinstance(texts, list) else None)
 
 
-def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, component_id):
-    """Drive a stream into the sink; a KeyboardInterrupt stops generation and keeps what came."""
+def _result_scope(job_input: Any, result: Any, chunk: Any = None, lenient: bool = False) -> Scope:
+    """A component's output sees its result as ``result`` (models) and ``response`` (HTTP), per chunk with []."""
+    values = {"input": job_input, "result": result, "response": result}
+    if chunk is not None:
+        values.update({"result[]": chunk, "response[]": chunk})
+    return Scope(values, lenient=lenient)
+
+
+def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, component_id, per_chunk: bool):
+    """Drive a stream into the sink; a KeyboardInterrupt stops it and keeps what came.
+
+    Returns (result, output, chunks): a model's text streams give the whole text as the result; with a
+    per-chunk output (``${result[]...}``/``${response[]...}``) the output is the chunks' values joined.
+    """
+    from .servers.http import merge_events
+
     stop = threading.Event()
-    per_chunk = action.output is not None and has_stream_source(action.output)
     if sink:
         sink.start(job_id, component_id)
-    parts: List[str] = []
+    raw: List[Any] = []
+    shown: List[Any] = []
     interrupted = False
     try:
         for chunk in driver.stream(fields, stop):
-            parts.append(chunk)
+            raw.append(chunk)
+            value = render(action.output, _result_scope(job_input, None, chunk, lenient=True)) if per_chunk else chunk
+            if value is None or value == "":
+                continue
+            shown.append(value)
             if sink:
-                shown = render(action.output, Scope({"input": job_input, "result[]": chunk})) if per_chunk else chunk
-                sink.chunk(shown if isinstance(shown, str) else str(shown), getattr(driver, "tokens_generated", None))
+                sink.chunk(value if isinstance(value, str) else str(value), getattr(driver, "tokens_generated", None))
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -159,4 +174,6 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
         stop.set()
         if sink:
             sink.finish(interrupted)
-    return "".join(parts), len(parts)
+    result = "".join(raw) if all(isinstance(c, str) for c in raw) else merge_events(raw)
+    output = "".join(shown) if all(isinstance(v, str) for v in shown) else shown
+    return result, output, len(raw)

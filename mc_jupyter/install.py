@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .drivers.table import DRIVERS, DriverImpl, feature_requirements
+from .drivers.table import COMPONENT_TYPES, DRIVERS, DriverImpl, feature_requirements
 from .errors import MissingPackageError, NotAvailableError, UserError
 
 Say = Callable[[str], None]
@@ -53,6 +53,22 @@ def pip_install(names: Sequence[str], say: Say, pip_args: Sequence[str] = ()) ->
     say(f"mc_jupyter auto-install: installed {' '.join(names)}")
 
 
+def component_class(settings: dict, auto_install: bool = False, say: Optional[Say] = None) -> type:
+    """The implementation of a component: its type's, or for a model its (driver, task)'s."""
+    kind = settings.get("type", "model")
+    if kind != "model":
+        impl = COMPONENT_TYPES[kind]
+        assert impl is not None and impl.target is not None
+        ensure_packages(impl.requires, f"a `{kind}` component", auto_install, say)
+        return _import(impl.target)
+    return driver_class(settings["driver"], settings["task"], auto_install, say, settings)
+
+
+def _import(target: str) -> type:
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def driver_class(driver: str, task: str, auto_install: bool = False, say: Optional[Say] = None,
                  settings: Optional[dict] = None) -> type:
     """The implementation of (driver, task), imported on first use, with what ``settings`` need."""
@@ -63,5 +79,4 @@ def driver_class(driver: str, task: str, auto_install: bool = False, say: Option
     extra = feature_requirements(settings or {})
     if extra:
         ensure_packages(extra, "this component's quantization/adapters/device map", auto_install, say)
-    module_name, _, class_name = impl.target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return _import(impl.target)

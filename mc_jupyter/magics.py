@@ -99,23 +99,28 @@ class McJupyter(Magics):
         """mc_jupyter's housekeeping.
 
         %mc status        the loaded components, their device, memory and state
-        %mc unload ID     free one component's model
-        %mc down          free everything
+        %mc unload ID     free one component's model (or stop its server)
+        %mc stop ID       the same, for a managed server
+        %mc logs ID [N]   the last N (50) lines a managed server printed
+        %mc down          free everything and stop every server
         """
         words = line.split()
         command = words[0] if words else "status"
         if command == "status" and len(words) == 1:
             return api.status()
-        if command == "unload" and len(words) >= 2:
+        if command == "logs" and len(words) in (2, 3):
+            print("\n".join(api.logs(words[1], int(words[2]) if len(words) == 3 else 50)))
+            return None
+        if command in ("unload", "stop") and len(words) >= 2:
             for cid in words[1:]:
                 api.unload(cid)
-            print(f"unloaded {', '.join(words[1:])}")
+            print(f"{'stopped' if command == 'stop' else 'unloaded'} {', '.join(words[1:])}")
             return None
         if command == "down" and len(words) == 1:
             freed = api.down()
             print(f"unloaded {', '.join(freed)}" if freed else "nothing was loaded")
             return None
-        raise UsageError(f"unknown %mc command `{line.strip()}`.\n  Use: %mc status | %mc unload ID | %mc down")
+        raise UsageError(f"unknown %mc command `{line.strip()}`.\n  Use: %mc status | %mc unload ID | %mc stop ID | %mc logs ID | %mc down")
 
     def _inputs(self, cell: str) -> Dict[str, Any]:
         data, positions = load_yaml(cell, first_line=2)

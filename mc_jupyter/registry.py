@@ -22,10 +22,9 @@ from .config.loader import format_path
 from .config.schema import ActionSpec, ComponentSpec, ComposeConfig, WorkflowSpec
 from .devices import release_memory
 from .drivers.base import Driver
-from .drivers.table import COMPONENT_TYPES
-from .errors import (ConfigError, ModelLoadError, NotAvailableError, UserError, WorkflowError, choices_text,
+from .errors import (ConfigError, ModelLoadError, UserError, WorkflowError, choices_text,
                      did_you_mean)
-from .install import Say, driver_class
+from .install import Say, component_class
 
 
 class State(enum.Enum):
@@ -70,7 +69,7 @@ class Entry:
                 "model": _model_name(s.get("model")), "device": info.get("device"), "dtype": info.get("dtype"),
                 "quantization": s.get("quantization", "none"), "parameters": info.get("parameters"),
                 "memory_bytes": info.get("memory_bytes"), "placement": info.get("placement"),
-                "state": self.state.value,
+                "state": info.get("server_state") or self.state.value,
                 "load_seconds": round(self.load_seconds, 3), "error": self.error}
 
 
@@ -235,12 +234,8 @@ class Registry:
         self._emit("changed")
 
     def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
-        pending = COMPONENT_TYPES.get(entry.spec.type)
-        if pending:
-            raise NotAvailableError(f"component `{entry.id}`: `type: {entry.spec.type}` is not available yet: "
-                                    f"{pending}.")
         s = entry.spec.settings
-        cls = driver_class(s["driver"], s["task"], auto_install, say, settings=s)
+        cls = component_class(s, auto_install, say)
         entry.state = State.LOADING
         with self.lock:
             self.loading[entry.id] = entry
@@ -316,6 +311,8 @@ def _estimates(entries: Dict[str, Entry], ids: List[str], which: str) -> List[An
 
 
 def _out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, UserError):   # already a clear message (a server's log may mention memory)
+        return False
     text = str(error).lower()
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or \
         "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text

@@ -133,10 +133,13 @@ class ModelComponent(ModelActionFields):
     preload: bool = True
 
 
+Command = Union[List[Union[str, int, float]], str]   # argv (numbers allowed: `--port, 8000`) or a shell line
+
+
 class ManageConfig(Strict):
-    install: Optional[Union[List[str], str]] = None
-    start: Optional[Union[List[str], str]] = None
-    stop: Optional[Union[List[str], str]] = None
+    install: Optional[Command] = None
+    start: Optional[Command] = None
+    stop: Optional[Command] = None
     env: Optional[Dict[str, Any]] = None
     working_dir: Optional[str] = None
     ready_timeout: Optional[Number] = None
@@ -523,7 +526,9 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
         expected = first.get("ctx", {}).get("expected", "")
         return ConfigError(f"`{value}` is not a valid value for `{loc[-1]}`{did_you_mean(value, _quoted(expected))}",
                            **where, hint=f"Valid values: {expected}.")
-    return ConfigError(f"{_describe(value)} does not fit `{loc[-1] if loc else path[-1]}`: {first['msg']}", **where)
+    name = next((x for x in reversed(full) if isinstance(x, str)), "")
+    return ConfigError(f"{_describe(value)} does not fit `{format_path(full[full.index(name):]) if name else ''}`: "
+                       f"{first['msg']}", **where)
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal"}

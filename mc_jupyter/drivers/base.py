@@ -34,7 +34,11 @@ class Driver:
         """Run one action with its evaluated fields; return the task's ``${result}``."""
         raise NotImplementedError
 
-    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
+    def wants_stream(self, fields: Dict[str, Any], per_chunk_output: bool) -> bool:
+        """Whether this action streams: models when ``streaming: true``."""
+        return self.streams and fields.get("streaming") in (True, "true", "True")
+
+    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[Any]:
         """Yield text chunks; stop soon after ``stop`` is set."""
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 

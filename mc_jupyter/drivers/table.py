@@ -90,10 +90,11 @@ ARCHITECTURES: Dict[str, Tuple[str, ...]] = {
     "image-upscale": ("real-esrgan", "esrgan", "swinir", "ldsr"),
 }
 
-COMPONENT_TYPES: Dict[str, str] = {
-    "model": "",
-    "http-server": "managed model servers arrive with the servers issue (#6)",
-    "http-client": "HTTP clients arrive with the servers issue (#6)",
+#: Component types other than ``model`` (whose implementations come from ``DRIVERS``).
+COMPONENT_TYPES: Dict[str, Optional[DriverImpl]] = {
+    "model": None,
+    "http-server": DriverImpl("mc_jupyter.drivers.http_components:HttpServer", (("httpx", "httpx"),)),
+    "http-client": DriverImpl("mc_jupyter.drivers.http_components:HttpClient", (("httpx", "httpx"),)),
 }
 
 

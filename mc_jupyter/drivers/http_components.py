@@ -1,0 +1,173 @@
+"""``http-client`` (a server that already runs) and ``http-server`` (one the kernel manages).
+
+``${response}`` is the parsed reply; with ``stream_format`` and an output that reads
+``${response[]...}``, each event of the stream is bound in turn and the text grows in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+from ..errors import ConfigError
+from ..servers import http
+from ..servers.process import ManagedProcess, ServerError, ServerState, as_argv, port_in_use
+from .base import Driver
+
+DEFAULT_READY_TIMEOUT = 120.0
+
+
+class HttpClient(Driver):
+    streams = True
+    result_name = "response"
+
+    def load(self) -> None:
+        self.device = self.base_url() or "—"
+
+    def base_url(self) -> Optional[str]:
+        return self.settings.get("base_url")
+
+    def url(self, fields: Dict[str, Any]) -> str:
+        endpoint = fields.get("endpoint") or self.settings.get("endpoint")
+        if endpoint:
+            return str(endpoint)
+        base = fields.get("base_url") or self.base_url()
+        if not base:
+            raise ConfigError(f"component `{self.component_id}` has no `endpoint:` (or `base_url:` and `path:`)",
+                              hint="Add `endpoint: http://host:port/path`.")
+        return str(base).rstrip("/") + "/" + str(fields.get("path") or "").lstrip("/")
+
+    def wants_stream(self, fields: Dict[str, Any], per_chunk_output: bool) -> bool:
+        return bool(fields.get("stream_format")) and per_chunk_output
+
+    def run(self, fields: Dict[str, Any]) -> Any:
+        return http.request(fields.get("method", "POST"), self.url(fields), fields.get("headers") or {},
+                            fields.get("body"), fields.get("params"), float(fields.get("timeout") or http.DEFAULT_TIMEOUT))
+
+    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[Any]:
+        return http.stream(fields.get("method", "POST"), self.url(fields), fields.get("headers") or {},
+                           fields.get("body"), fields.get("params"), fields.get("stream_format") or "json", stop,
+                           float(fields.get("timeout") or http.DEFAULT_TIMEOUT))
+
+
+class HttpServer(HttpClient):
+    """Installs (once per distinct command), starts, waits for, and stops a server process."""
+
+    def __init__(self, component_id: str, settings: Dict[str, Any]):
+        super().__init__(component_id, settings)
+        self.process: Optional[ManagedProcess] = None
+
+    def base_url(self) -> Optional[str]:
+        return f"http://{self.settings.get('host') or '127.0.0.1'}:{self.settings.get('port')}"
+
+    def load(self) -> None:
+        manage = self.settings.get("manage") or {}
+        port = self.settings.get("port")
+        host = self.settings.get("host") or "127.0.0.1"
+        if not manage.get("start"):
+            raise ConfigError(f"http-server `{self.component_id}` has no `manage.start` command",
+                              hint="Give the command that starts the server, e.g. `start: [ollama, serve]`, or "
+                                   "use `type: http-client` for a server that already runs.")
+        if not port:
+            raise ConfigError(f"http-server `{self.component_id}` has no `port:`",
+                              hint="Give the port the server listens on, e.g. `port: 8000`.")
+        if port_in_use(host, int(port)):
+            raise ServerError(f"server `{self.component_id}`: port {port} on {host} is already in use, so its "
+                              f"server cannot start there.\n  Stop what listens on it (another kernel's server?), "
+                              f"or change `port:` and the start command's port together.")
+        if manage.get("install"):
+            run_install(self.component_id, manage["install"], manage.get("env"), manage.get("working_dir"))
+        self.process = ManagedProcess(self.component_id, manage["start"], manage.get("env"), manage.get("working_dir"))
+        self.process.start()
+        try:
+            wait_ready(self.process, host, int(port), manage.get("health_path"),
+                       float(manage.get("ready_timeout") or DEFAULT_READY_TIMEOUT))
+        except BaseException:
+            self.process.stop()
+            raise
+        self.process.state = ServerState.RUNNING
+        self.device = f"pid {self.process.pid} · {host}:{port}"
+
+    def unload(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def info(self) -> Dict[str, Any]:
+        out = super().info()
+        if self.process is not None:
+            alive = self.process.alive()
+            out["server_state"] = "running" if alive else "stopped"
+            out["pid"] = self.process.pid
+        return out
+
+    def logs(self, n: int = 50) -> list:
+        return self.process.tail(n) if self.process else []
+
+
+def wait_ready(process: ManagedProcess, host: str, port: int, health_path: Optional[str], timeout: float) -> None:
+    """Until the port accepts (and the health path answers below 500); fail fast if the process exits."""
+    import httpx
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            code = process.proc.returncode if process.proc else None
+            time.sleep(0.1)   # let the log reader catch the last lines
+            raise ServerError(f"server `{process.name}` exited (code {code}) before it was ready. Its last log "
+                              f"lines:\n    " + "\n    ".join(process.tail(15) or ["(no output)"]))
+        if port_in_use(host, port):
+            if not health_path:
+                return
+            try:
+                if httpx.get(f"http://{host}:{port}/{health_path.lstrip('/')}", timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    raise ServerError(f"server `{process.name}` was not ready on {host}:{port} within {timeout:.0f} s. Its last log "
+                      f"lines:\n    " + "\n    ".join(process.tail(15) or ["(no output)"]) +
+                      "\n  Raise `manage.ready_timeout`, or check the port in the start command.")
+
+
+def _install_marker(argv: list) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mc_jupyter" / "installs"
+    return root / hashlib.sha256(shlex.join(argv).encode()).hexdigest()[:24]
+
+
+def run_install(name: str, command: Any, env: Optional[Dict[str, Any]], working_dir: Optional[str]) -> bool:
+    """Run ``manage.install`` once per distinct command (a marker file remembers); True if it ran."""
+    argv = as_argv(command)
+    marker = _install_marker(argv)
+    if marker.exists():
+        return False
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=working_dir or None,
+                          env=dict(os.environ, **{k: str(v) for k, v in (env or {}).items()}))
+    output = (proc.stdout + proc.stderr).strip().splitlines()
+    if proc.returncode != 0:
+        raise ServerError(f"server `{name}`: the install command failed (exit {proc.returncode}). Its last lines:\n    "
+                          + "\n    ".join(output[-15:] or ["(no output)"]))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(shlex.join(argv))
+    _show_collapsed(f"{name}: install finished in {time.monotonic() - started:.1f} s ({len(output)} lines of output)",
+                    output)
+    return True
+
+
+def _show_collapsed(summary: str, lines: list) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+        if get_ipython() is not None:
+            import html as html_
+            body = html_.escape("\n".join(lines[-500:]))
+            display(HTML(f"<details><summary>{html_.escape(summary)}</summary><pre>{body}</pre></details>"))
+            return
+    except ImportError:
+        pass
+    print(summary)
