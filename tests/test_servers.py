@@ -1,5 +1,6 @@
 """Managed servers and HTTP clients with real processes on 127.0.0.1, and no orphans, ever."""
 
+import json
 import os
 import socket
 import sys
@@ -237,3 +238,55 @@ def test_a_server_that_crashes_mid_stream_fails_the_run_and_shows_as_stopped(reg
     time.sleep(0.5)
     assert registry.snapshot()[0]["state"] == "stopped"
     assert "crashing mid-stream on purpose" in "\n".join(mc.logs("llm", registry=registry))
+
+
+def test_start_gets_its_env_and_working_dir(registry, tmp_path):
+    code = "import os; print('MODEL=' + os.environ['MY_MODEL'], 'CWD=' + os.getcwd()); raise SystemExit(1)"
+    text = f"""
+component:
+  type: http-server
+  manage:
+    start: [{sys.executable}, -c, "{code}"]
+    env: {{MY_MODEL: tiny-llama}}
+    working_dir: {tmp_path}
+  port: {free_port()}
+"""
+    with pytest.raises(UserError) as info:
+        mc.compose(text, registry=registry)
+    assert f"MODEL=tiny-llama CWD={tmp_path}" in str(info.value)
+
+
+def test_a_stop_command_runs_before_the_signals(registry, tmp_path):
+    port = free_port()
+    marker = tmp_path / "stopped"
+    text = server_yaml(port).replace("  manage:\n", f"  manage:\n    stop: [touch, {marker}]\n")
+    mc.compose(text, registry=registry)
+    pid = registry.entries["llm"].driver.process.pid
+    registry.unload("llm")
+    assert marker.exists() and gone(pid)
+
+
+def test_a_client_with_base_url_and_path_and_a_plain_text_stream(registry):
+    port = free_port()
+    server = psutil.Popen([sys.executable, SERVER, "--port", str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            time.sleep(0.05)
+        mc.compose(f"""
+component:
+  type: http-client
+  base_url: http://127.0.0.1:{port}
+  path: /api/generate
+  body: {{prompt: "${{input.prompt}}"}}
+  stream_format: text
+  output: ${{response[]}}
+""", registry=registry)
+        sink = Collect()
+        out = mc.run(inputs={"prompt": "a b"}, stream=sink, registry=registry).output
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert "".join(line["response"] for line in lines) == "You said: a b" and lines[-1]["done"] is True
+        assert "".join(sink.chunks) == out
+    finally:
+        server.terminate()
+        server.wait(5)

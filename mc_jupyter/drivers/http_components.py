@@ -95,8 +95,16 @@ class HttpServer(HttpClient):
         self.device = f"pid {self.process.pid} · {host}:{port}"
 
     def unload(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        if self.process is None:
+            return
+        manage = self.settings.get("manage") or {}
+        if manage.get("stop") and self.process.alive():   # the server's own way down first, then the signals
+            try:
+                subprocess.run(as_argv(manage["stop"]), capture_output=True, timeout=30, cwd=manage.get("working_dir"),
+                               env=dict(os.environ, **{k: str(v) for k, v in (manage.get("env") or {}).items()}))
+            except (OSError, subprocess.TimeoutExpired) as e:
+                self.process.log.append(f"[mc_jupyter] manage.stop failed: {e}")
+        self.process.stop()
 
     def info(self) -> Dict[str, Any]:
         out = super().info()
