@@ -262,6 +262,12 @@ def compile_value(value: Any, yaml_path: Path, positions: Positions) -> Any:
     return value
 
 
+def resolve_settings(value: Any) -> Any:
+    """A load setting with its ``${env.*}`` read now (load settings see no run input)."""
+    from .config.loader import Positions
+    return render(compile_value(value, (), Positions()), Scope())
+
+
 def templates_in(value: Any):
     if isinstance(value, Template):
         yield value

@@ -290,3 +290,21 @@ component:
     finally:
         server.terminate()
         server.wait(5)
+
+
+def test_a_secret_a_server_prints_is_masked_in_its_log_and_errors(registry, monkeypatch):
+    monkeypatch.setenv("MCJ_SERVER_TOKEN", "tok_SECRET_marker_456")
+    code = "import os; print('token is ' + os.environ['API_TOKEN']); raise SystemExit(1)"
+    text = f"""
+component:
+  type: http-server
+  manage:
+    start: [{sys.executable}, -c, "{code}"]
+    env: {{API_TOKEN: "${{env.MCJ_SERVER_TOKEN}}"}}
+  port: {free_port()}
+"""
+    from mc_jupyter.binding import Scope, parse_template, render
+    render(parse_template("${env.MCJ_SERVER_TOKEN}"), Scope())   # the value is now a known secret
+    with pytest.raises(UserError) as info:
+        mc.compose(text, registry=registry)
+    assert "token is ***" in str(info.value) and "tok_SECRET_marker_456" not in str(info.value)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
+from ..binding import resolve_settings
 from ..errors import ConfigError
 from ..servers import http
 from ..servers.process import ManagedProcess, ServerError, ServerState, as_argv, port_in_use
@@ -67,7 +68,7 @@ class HttpServer(HttpClient):
         return f"http://{self.settings.get('host') or '127.0.0.1'}:{self.settings.get('port')}"
 
     def load(self) -> None:
-        manage = self.settings.get("manage") or {}
+        manage = resolve_settings(self.settings.get("manage") or {})
         port = self.settings.get("port")
         host = self.settings.get("host") or "127.0.0.1"
         if not manage.get("start"):
@@ -97,7 +98,7 @@ class HttpServer(HttpClient):
     def unload(self) -> None:
         if self.process is None:
             return
-        manage = self.settings.get("manage") or {}
+        manage = resolve_settings(self.settings.get("manage") or {})
         if manage.get("stop") and self.process.alive():   # the server's own way down first, then the signals
             try:
                 subprocess.run(as_argv(manage["stop"]), capture_output=True, timeout=30, cwd=manage.get("working_dir"),

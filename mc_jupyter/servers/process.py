@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Deque, Dict, List, Optional, Sequence, Union
 
+from ..binding import scrub
 from ..errors import UserError
 
 Command = Union[str, Sequence[str]]
@@ -103,7 +104,7 @@ class ManagedProcess:
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
-            self.log.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            self.log.append(scrub(raw.decode("utf-8", "replace").rstrip("\n")))   # a server may echo a token
         self.proc.stdout.close()
 
     def tail(self, n: int = 20) -> List[str]:
