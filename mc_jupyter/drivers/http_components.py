@@ -169,14 +169,17 @@ def run_install(name: str, command: Any, env: Optional[Dict[str, Any]], working_
 
 
 def _show_collapsed(summary: str, lines: list) -> None:
+    """The summary, with the whole output folded under it in a notebook."""
     try:
         from IPython import get_ipython
-        from IPython.display import HTML, display
-        if get_ipython() is not None:
-            import html as html_
-            body = html_.escape("\n".join(lines[-500:]))
-            display(HTML(f"<details><summary>{html_.escape(summary)}</summary><pre>{body}</pre></details>"))
-            return
+        from IPython.display import display
     except ImportError:
-        pass
-    print(summary)
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        import html as html_
+        body = html_.escape("\n".join(lines[-500:]))
+        display({"text/plain": summary,
+                 "text/html": f"<details><summary>{html_.escape(summary)}</summary><pre>{body}</pre></details>"},
+                raw=True)
+    else:
+        print(summary)
