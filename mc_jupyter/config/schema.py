@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..drivers.table import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS,
                              TASKS, drivers_for)
@@ -125,6 +125,8 @@ class ModelComponent(ModelActionFields):
     trust_remote_code: bool = False
     peft_adapters: Optional[List[PeftAdapter]] = None
     labels: Optional[Union[List[str], Dict[int, str]]] = None
+    class_: Optional[str] = Field(None, alias="class")       # driver: custom, `module:Class` or `file.py:Class`
+    options: Optional[Dict[str, Any]] = None                 # passed to the driver (llama.cpp, custom)
     action: Optional[ModelAction] = None
     actions: Optional[List[ModelAction]] = None
     # model-compose runtime fields (dialect §1): accepted, noted
@@ -266,7 +268,7 @@ class ComposeConfig:
 
 
 _LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
-                "quantization", "low_cpu_mem_usage", "max_memory", "trust_remote_code", "peft_adapters", "labels",
+                "quantization", "low_cpu_mem_usage", "max_memory", "class", "options", "trust_remote_code", "peft_adapters", "labels",
                 "preload", "manage", "port", "host")
 _MODEL_ACTION_FIELDS = tuple(ModelActionFields.model_fields)
 _HTTP_ACTION_FIELDS = tuple(HttpActionFields.model_fields)
@@ -425,6 +427,9 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
         fail("architecture", f"task `{comp.task}` takes no `architecture:`",
              f"Remove it; architectures apply to {choices_text(ARCHITECTURES)}.")
     _check_model_source(comp.model, comp.driver, path + ("model",), positions)
+    if comp.class_ is not None and comp.driver != "custom":
+        fail("class", f"`class:` names a custom model class, but the driver is `{comp.driver}`",
+             "Add `driver: custom`, or remove `class:`.")
     names = [a.name for a in comp.peft_adapters or []]
     for i, adapter in enumerate(comp.peft_adapters or []):
         apath = path + ("peft_adapters", i)
@@ -515,7 +520,7 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
     kind = first["type"]
     if kind == "extra_forbidden":
         owner = _model_at(cls, loc[:-1])
-        valid = sorted(owner.model_fields) if owner else []
+        valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner else []
         return ConfigError(f"unknown key `{loc[-1]}`{did_you_mean(loc[-1], valid)}", **where,
                            hint=f"Valid keys here: {choices_text(valid)}." if valid else "")
     if kind == "missing":

@@ -183,6 +183,24 @@ class HFDriver(Driver):
                 delattr(self, name)
 
 
+def hub_file(model: Dict[str, Any]) -> str:
+    """A hub mapping's ``filename`` (or, without one, its whole snapshot) as a local path."""
+    source = _hub(model)
+    if source.is_local:
+        return source.location
+    kwargs = {k: v for k, v in source.kwargs.items() if k in ("revision", "cache_dir", "token", "local_files_only")}
+    from huggingface_hub import hf_hub_download, snapshot_download
+    try:
+        if source.filename:
+            return hf_hub_download(source.location, source.filename, **kwargs)
+        return snapshot_download(source.location, **kwargs)
+    except Exception as e:   # huggingface_hub raises a family of its own errors here
+        first = scrub(str(e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"could not get `{source.filename or 'the snapshot'}` of `{source.location}`: {first}\n"
+                             f"  Check the repository, filename and revision; offline, download it first "
+                             f"(huggingface-cli download {source.location} {source.filename or ''}).") from None
+
+
 def local_file(source: ModelSource, name: str) -> Optional[str]:
     """The path of ``name`` in a local folder or the hub cache, if it is there."""
     if source.is_local:

@@ -70,7 +70,7 @@ for _driver in ("unsloth", "vllm", "llamacpp"):
     for _task in ("text-generation", "chat-completion"):
         DRIVERS[(_driver, _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver=_driver))
 for _task in TASKS:
-    DRIVERS[("custom", _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver="custom"))
+    DRIVERS[("custom", _task)] = DriverImpl("mc_jupyter.drivers.custom:CustomDriver")
 
 DRIVER_NAMES: Tuple[str, ...] = tuple(dict.fromkeys(d for d, _ in DRIVERS))
 
