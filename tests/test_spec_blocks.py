@@ -23,7 +23,8 @@ import pytest
 import torch
 
 import mc_jupyter as mc
-from mc_jupyter.errors import (BindingError, ConfigError, DeviceError, ModelLoadError, NotAvailableError,
+from mc_jupyter.errors import (BindingError, ConfigError, DeviceError, MissingPackageError, ModelLoadError,
+                               NotAvailableError,
                                UserError, WorkflowError)
 from tests import reference
 
@@ -171,7 +172,7 @@ BARE_PEFT = ("unknown section `peft_adapters`", "component")
 CASES: Dict[str, Case] = {
     # 8.1 Basic usage
     "8.1#1": Case("load", row=cpu_row("text-generation", "meta-llama/Llama-2-7b-hf"), needs="`text:`"),
-    "8.1#2": Case("error", error=NotAvailableError, message=("unsloth", "not available yet")),
+    "8.1#2": Case("error", error=MissingPackageError, message=("`unsloth` driver", "%pip install unsloth")),
     "8.1#3": Case("error", error=ModelLoadError, message=NO_SUCH_PATH),
     "8.1#4": Case("error", error=NotAvailableError, message=("llamacpp", "not available yet")),
     # 8.2 Model sources

@@ -66,9 +66,18 @@ DRIVERS: Dict[Tuple[str, str], DriverImpl] = {
 }
 for _task in ("image-to-text", "image-generation", "image-upscale", "face-embedding"):
     DRIVERS[("huggingface", _task)] = DriverImpl(pending=_IMAGE_ISSUE)
-for _driver in ("unsloth", "vllm", "llamacpp"):
-    for _task in ("text-generation", "chat-completion"):
-        DRIVERS[(_driver, _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver=_driver))
+_VLLM_NEEDS = (("torch", "torch"), ("vllm", "vllm"))
+_UNSLOTH_NEEDS = _HF_NEEDS + (("unsloth", "unsloth"),)
+DRIVERS.update({
+    ("vllm", "text-generation"): DriverImpl("mc_jupyter.drivers.vllm_driver:VllmTextGeneration", _VLLM_NEEDS),
+    ("vllm", "chat-completion"): DriverImpl("mc_jupyter.drivers.vllm_driver:VllmChatCompletion", _VLLM_NEEDS),
+    ("unsloth", "text-generation"): DriverImpl("mc_jupyter.drivers.unsloth_driver:UnslothTextGeneration",
+                                               _UNSLOTH_NEEDS),
+    ("unsloth", "chat-completion"): DriverImpl("mc_jupyter.drivers.unsloth_driver:UnslothChatCompletion",
+                                               _UNSLOTH_NEEDS),
+})
+for _task in ("text-generation", "chat-completion"):
+    DRIVERS[("llamacpp", _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver="llamacpp"))
 for _task in TASKS:
     DRIVERS[("custom", _task)] = DriverImpl("mc_jupyter.drivers.custom:CustomDriver")
 
