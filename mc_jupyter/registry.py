@@ -304,7 +304,9 @@ def _estimates(entries: Dict[str, Entry], ids: List[str], which: str) -> List[An
         try:
             if which == "gpu" and resolve_device(s.get("device")) == "cpu":
                 continue
-            out.append(estimate(cid, s, driver_class(s["driver"], s["task"]).auto_class))
+            auto_class = getattr(driver_class(s["driver"], s["task"]), "auto_class", None)
+            if auto_class is not None:   # a transformers model: its config says its size
+                out.append(estimate(cid, s, auto_class))
         except (OSError, ValueError, ImportError, UserError):
             continue   # no device, no config (offline, missing): the load itself will say why
     return out

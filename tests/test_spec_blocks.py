@@ -174,7 +174,7 @@ CASES: Dict[str, Case] = {
     "8.1#1": Case("load", row=cpu_row("text-generation", "meta-llama/Llama-2-7b-hf"), needs="`text:`"),
     "8.1#2": Case("error", error=MissingPackageError, message=("`unsloth` driver", "%pip install unsloth")),
     "8.1#3": Case("error", error=ModelLoadError, message=NO_SUCH_PATH),
-    "8.1#4": Case("error", error=NotAvailableError, message=("llamacpp", "not available yet")),
+    "8.1#4": Case("error", error=ModelLoadError, message=("/models/llama-2-7b-chat.Q4_K_M.gguf", "does not exist")),
     # 8.2 Model sources
     "8.2#1": Case("load", row=cpu_row("text-generation", "meta-llama/Llama-2-7b-hf"), needs="`text:`"),
     # the detailed hub mapping: its token is unset here; test_the_detailed_hub_block_* sets it

@@ -211,3 +211,72 @@ def place_config_only(hub_cache: Path, repo_id: str, config: dict, folder: Path)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config))
     place_in_hub_cache(hub_cache, repo_id, folder)
+
+
+def build_gguf(hf_folder: Path, path: Path) -> Path:
+    """The tiny Llama as a float32 GGUF file, written the way llama.cpp's converter writes a Llama
+    (tensor names, q/k rows permuted for its rotary layout, the byte-level BPE vocabulary)."""
+    import json
+
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(hf_folder)
+    tok = json.loads((hf_folder / "tokenizer.json").read_text())
+    weights = load_file(str(hf_folder / "model.safetensors"))
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))))
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    vocab = tok["model"]["vocab"]
+    specials = {t["content"]: t["id"] for t in tok["added_tokens"]}
+    tokens = sorted({**vocab, **specials}.items(), key=lambda kv: kv[1])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")
+    writer.add_token_list([t for t, _ in tokens])
+    writer.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t, _ in tokens])
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    writer.add_bos_token_id(specials["<|endoftext|>"])
+    writer.add_eos_token_id(specials["<|endoftext|>"])
+    writer.add_pad_token_id(specials["<|pad|>"])
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(CHAT_TEMPLATE)
+
+    def permute(w, heads):
+        return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    layer = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    for name, w in weights.items():
+        w = w.astype(np.float32)
+        if name in names:
+            writer.add_tensor(names[name], w)
+            continue
+        _, _, i, rest = name.split(".", 3)
+        part = rest.rsplit(".", 1)[0]
+        if part == "self_attn.q_proj":
+            w = permute(w, cfg.num_attention_heads)
+        elif part == "self_attn.k_proj":
+            w = permute(w, cfg.num_key_value_heads)
+        writer.add_tensor(f"blk.{i}.{layer[part]}.weight", w)
+    if "lm_head.weight" not in weights:
+        writer.add_tensor("output.weight", weights["model.embed_tokens.weight"].astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

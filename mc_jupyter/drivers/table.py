@@ -55,7 +55,6 @@ class DriverImpl:
 
 _HF_NEEDS = (("torch", "torch"), ("transformers", "transformers"))
 _IMAGE_ISSUE = "the image tasks arrive with the image-task issue (#3)"
-_DRIVER_ISSUE = "the {driver} driver arrives with the drivers issue (#5)"
 
 DRIVERS: Dict[Tuple[str, str], DriverImpl] = {
     ("huggingface", "text-generation"): DriverImpl("mc_jupyter.drivers.hf_generation:TextGeneration", _HF_NEEDS),
@@ -76,8 +75,11 @@ DRIVERS.update({
     ("unsloth", "chat-completion"): DriverImpl("mc_jupyter.drivers.unsloth_driver:UnslothChatCompletion",
                                                _UNSLOTH_NEEDS),
 })
-for _task in ("text-generation", "chat-completion"):
-    DRIVERS[("llamacpp", _task)] = DriverImpl(pending=_DRIVER_ISSUE.format(driver="llamacpp"))
+_LLAMACPP_NEEDS = (("llama_cpp", "llama-cpp-python"),)
+DRIVERS[("llamacpp", "text-generation")] = DriverImpl("mc_jupyter.drivers.llamacpp:LlamaCppTextGeneration",
+                                                      _LLAMACPP_NEEDS)
+DRIVERS[("llamacpp", "chat-completion")] = DriverImpl("mc_jupyter.drivers.llamacpp:LlamaCppChatCompletion",
+                                                      _LLAMACPP_NEEDS)
 for _task in TASKS:
     DRIVERS[("custom", _task)] = DriverImpl("mc_jupyter.drivers.custom:CustomDriver")
 
