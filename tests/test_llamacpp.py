@@ -93,3 +93,42 @@ def test_a_file_that_is_not_gguf_is_a_clear_error(registry, tmp_path):
         mc.compose(f"component:\n  task: text-generation\n  driver: llamacpp\n  model: {bad}\n", registry=registry)
     assert "llama.cpp could not load" in str(info.value)
     assert registry.snapshot() == []
+
+
+def test_llama_cpp_s_own_server_as_a_managed_http_server(registry, models, gguf_file):
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is installed by .ci/run")
+    import sys
+    from tests.test_servers import free_port, gone
+    port = free_port()
+    mc.compose(f"""
+components:
+  - id: server
+    type: http-server
+    manage:
+      start: [{sys.executable}, -m, llama_cpp.server, --model, {gguf_file}, --port, {port}, --n_ctx, 256]
+      health_path: /v1/models
+      ready_timeout: 60
+    port: {port}
+    path: /v1/chat/completions
+    body:
+      messages: [{{role: user, content: "${{input.prompt}}"}}]
+      max_tokens: 10
+      temperature: 0
+      repeat_penalty: 1.0     # the server's default is 1.1; the Python API's is 1.0
+      stream: true
+    stream_format: json
+    output: ${{response[].choices[0].delta.content}}
+  - id: local
+    type: model
+    task: chat-completion
+    driver: llamacpp
+    model: {gguf_file}
+    options: {{n_ctx: 256}}
+    messages: [{{role: user, content: "${{input.prompt}}"}}]
+    params: {{max_output_length: 10, temperature: 0}}
+""", registry=registry)
+    served = mc.run("server", {"prompt": "Hello"}, registry=registry).output
+    assert served == mc.run("local", {"prompt": "Hello"}, registry=registry).output and served
+    pid = registry.entries["server"].driver.process.pid
+    registry.unload("server")
+    assert gone(pid)
