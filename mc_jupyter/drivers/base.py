@@ -11,6 +11,22 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional
 
 
+def engine_params(params: Dict[str, Any], names: Dict[str, Any]) -> Dict[str, Any]:
+    """The spec's generation parameters renamed for an inference engine (llama.cpp, vLLM).
+
+    ``names`` maps a spec name to ``(engine name, cast)``; ``max_output_length`` (default 256) and
+    ``stop_sequences`` are mapped for every engine, as ``max_tokens`` and ``stop``.
+    """
+    out: Dict[str, Any] = {"max_tokens": int(params.get("max_output_length") or 256)}
+    for name, (key, cast) in names.items():
+        if params.get(name) is not None:
+            out[key] = cast(params[name])
+    stops = params.get("stop_sequences")
+    if stops:
+        out["stop"] = [stops] if isinstance(stops, str) else list(stops)
+    return out
+
+
 class Driver:
     """One loaded model. ``settings`` are the component's load fields as written in the YAML."""
 

@@ -14,22 +14,17 @@ import threading
 from typing import Any, Dict, Iterator, List
 
 from ..errors import InputError, ModelLoadError
-from .base import Driver
+from .base import Driver, engine_params
 from .custom import model_path
+
+
+_NAMES = {"temperature": ("temperature", float), "top_p": ("top_p", float), "top_k": ("top_k", int),
+          "repetition_penalty": ("repeat_penalty", float), "seed": ("seed", int)}
 
 
 def completion_kwargs(params: Dict[str, Any]) -> Dict[str, Any]:
     """``Llama.create_completion`` / ``create_chat_completion`` arguments from the spec's parameters."""
-    out: Dict[str, Any] = {"max_tokens": int(params.get("max_output_length") or 256)}
-    for name, key, cast in (("temperature", "temperature", float), ("top_p", "top_p", float),
-                            ("top_k", "top_k", int), ("repetition_penalty", "repeat_penalty", float),
-                            ("seed", "seed", int)):
-        if params.get(name) is not None:
-            out[key] = cast(params[name])
-    stops = params.get("stop_sequences")
-    if stops:
-        out["stop"] = [stops] if isinstance(stops, str) else list(stops)
-    return out
+    return engine_params(params, _NAMES)
 
 
 class _LlamaCpp(Driver):

@@ -15,7 +15,7 @@ import threading
 from typing import Any, Dict, Iterator, List
 
 from ..errors import DeviceError, InputError
-from .base import Driver
+from .base import Driver, engine_params
 
 _QUANTIZATION = {"none": None, "nf4": "bitsandbytes", "int4": "bitsandbytes", "int8": "fp8"}
 _DTYPE = {"auto": "float16", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
@@ -50,22 +50,14 @@ def engine_args(settings: Dict[str, Any], gpu_count: int) -> Dict[str, Any]:
     return args
 
 
+_NAMES = {"temperature": ("temperature", float), "top_p": ("top_p", float), "top_k": ("top_k", int),
+          "repetition_penalty": ("repetition_penalty", float), "min_output_length": ("min_tokens", int),
+          "num_return_sequences": ("n", int), "seed": ("seed", int)}
+
+
 def sampling_kwargs(params: Dict[str, Any]) -> Dict[str, Any]:
-    """``vllm.SamplingParams(**sampling_kwargs(...))`` from the spec's generation parameters."""
-    out: Dict[str, Any] = {"max_tokens": int(params.get("max_output_length") or 256)}
-    temperature = params.get("temperature")
-    if temperature is not None:
-        out["temperature"] = float(temperature)    # 0 is greedy in vLLM too
-    for name, key, cast in (("top_p", "top_p", float), ("top_k", "top_k", int),
-                            ("repetition_penalty", "repetition_penalty", float),
-                            ("min_output_length", "min_tokens", int), ("num_return_sequences", "n", int),
-                            ("seed", "seed", int)):
-        if params.get(name) is not None:
-            out[key] = cast(params[name])
-    stops = params.get("stop_sequences")
-    if stops:
-        out["stop"] = [stops] if isinstance(stops, str) else list(stops)
-    return out
+    """``vllm.SamplingParams(**sampling_kwargs(...))`` from the spec's generation parameters (0 is greedy)."""
+    return engine_params(params, _NAMES)
 
 
 class _Vllm(Driver):

@@ -24,6 +24,7 @@ from typing import Deque, Dict, List, Optional, Sequence, Union
 
 from ..binding import scrub
 from ..errors import UserError
+from .watchdog import group_exists
 
 Command = Union[str, Sequence[str]]
 LOG_LINES = 2000
@@ -140,13 +141,7 @@ class ManagedProcess:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _any_live_member(pgid)
+    return group_exists(pgid) and _any_live_member(pgid)
 
 
 def _any_live_member(pgid: int) -> bool:

@@ -28,7 +28,8 @@ def _exists(pid: int) -> bool:
         return True
 
 
-def _group_exists(pgid: int) -> bool:
+def group_exists(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists (zombies included)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -39,13 +40,13 @@ def _group_exists(pgid: int) -> bool:
 
 
 def main(kernel_pid: int, pgid: int) -> None:
-    while _group_exists(pgid):
+    while group_exists(pgid):
         if not _exists(kernel_pid):
             try:
                 os.killpg(pgid, signal.SIGTERM)
                 for _ in range(50):
                     time.sleep(0.1)
-                    if not _group_exists(pgid):
+                    if not group_exists(pgid):
                         return
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
