@@ -22,6 +22,8 @@ def load_ipython_extension(ipython) -> None:
     magics = McJupyter(shell=ipython, config=ipython.config)
     ipython.configurables.append(magics)   # so `%config McJupyter.auto_install = True` reaches it
     ipython.register_magics(magics)
+    from .sidebar import register
+    register()   # the JupyterLab sidebar's comm target
 
 
 def unload_ipython_extension(ipython) -> None:

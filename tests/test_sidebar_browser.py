@@ -1,0 +1,271 @@
+"""The sidebar in a real JupyterLab, driven through Debian's Chromium with Playwright.
+
+A real ``jupyter lab`` serves this checkout's built extension (mc_jupyter/labextension) and runs a
+real kernel on the tiny models. Chromium must be installed (CI installs it; ``.ci/run``); Playwright's
+own browser download is never used.
+
+Set ``MC_JUPYTER_UPDATE_DOCS=1`` to also write the screenshot to docs/sidebar.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"     # Debian's package
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+COMPONENT = "tiny-writer"
+
+
+def notebook(model_path: Path, cells=None) -> dict:
+    cells = cells or [
+        # Registry events are stamped before the panel's own listener hears them (it connects later).
+        "import json, time, mc_jupyter\n"
+        "stamps = []\n"
+        "mc_jupyter.REGISTRY.subscribe(lambda kind, data: stamps.append((kind, time.time())))\n"
+        "%load_ext mc_jupyter",
+        f"%%compose\ncomponent:\n  id: {COMPONENT}\n  type: model\n  task: text-generation\n"
+        f"  model: {model_path}\n  text: ${{input.prompt}}",
+        "print(json.dumps(stamps))",
+        "from mc_jupyter import sidebar\n"
+        "[panel] = sidebar.open_connections()\n"
+        "print(json.dumps({'samples': panel.samples, 'cpu_seconds': panel.sampling_cpu_seconds}))",
+        "for _ in range(100):   # the panel's comm_close may take a moment (it can travel on a subshell)\n"
+        "    if not sidebar.open_connections():\n"
+        "        break\n"
+        "    time.sleep(0.05)\n"
+        "print(len(sidebar.open_connections()))",
+        "print(mc_jupyter.REGISTRY.snapshot())",
+    ]
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "cells": [{"cell_type": "code", "id": f"cell-{i}", "metadata": {}, "execution_count": None, "outputs": [],
+                       "source": source} for i, source in enumerate(cells)]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """``jupyter lab`` in a temporary root, with its own config, data, settings, workspaces and IPython
+    profile: nothing of the user's is read or written."""
+
+    def __init__(self, tmp: Path, model_path: Path):
+        self.token, self.port = secrets.token_hex(16), free_port()
+        self.root = tmp / "root"
+        self.root.mkdir()
+        (self.root / "sidebar.ipynb").write_text(json.dumps(notebook(model_path)))
+        (self.root / "other.ipynb").write_text(json.dumps(notebook(model_path, cells=["1 + 1"])))
+        built = ROOT / "mc_jupyter" / "labextension"
+        assert (built / "package.json").exists(), f"no built extension in {built}: cd labextension && npm ci && " \
+                                                  "npm run build (docs/sidebar.md)"
+        data = tmp / "jupyter-data"                  # this checkout's built extension, found first
+        (data / "labextensions").mkdir(parents=True)
+        (data / "labextensions" / "mc-jupyter").symlink_to(built)
+        config = tmp / "jupyter-config"
+        (config / "labconfig").mkdir(parents=True)   # no "news?" prompt over the panel
+        (config / "labconfig" / "page_config.json").write_text(json.dumps(
+            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        env = dict(os.environ, JUPYTER_PATH=str(data), JUPYTER_CONFIG_DIR=str(config),
+                   JUPYTER_DATA_DIR=str(tmp / "data"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+                   IPYTHONDIR=str(tmp / "ipython"),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        self.log = open(tmp / "lab.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", f"--port={self.port}",
+             "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={self.token}",
+             f"--ServerApp.root_dir={self.root}", f"--LabApp.user_settings_dir={tmp / 'settings'}",
+             f"--LabApp.workspaces_dir={tmp / 'workspaces'}"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._wait_until_up()
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"jupyter lab exited with {self.process.returncode}:\n{self.log_text()}")
+            try:
+                urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"jupyter lab did not answer within 60 s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-4000:]
+
+    def stop(self) -> None:
+        """Stop the server and everything it started (kernels run in sessions of their own)."""
+        try:
+            family = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)      # the server shuts its kernels down
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        for child in family:
+            try:
+                child.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.log.close()
+
+
+@pytest.fixture
+def lab(models, tmp_path):
+    server = Lab(tmp_path, models["causal"])
+    yield server
+    server.stop()
+    assert server.process.returncode is not None
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed (no `chromium` on PATH, nothing at /usr/bin/chromium); install it "
+                    "with `apt-get install -y chromium` (.ci/run does). The sidebar is tested in a real browser, "
+                    "never skipped.")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """The JupyterLab page, used as a person would: tabs, cells, the sidebar."""
+
+    def __init__(self, page):
+        self.page = page
+        self.panel = page.locator("#mc-jupyter-sidebar")
+
+    def open_notebook(self, name: str) -> None:
+        """Open ``name`` from the file browser (a double click) and wait for its kernel to be idle."""
+        self.page.locator(".jp-DirListing-content .jp-DirListing-itemText", has_text=name).dblclick()
+        self.show_notebook(name)
+        self.notebook.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
+
+    def show_notebook(self, name: str) -> None:
+        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)
+        tab.click()
+        self.notebook = self.page.locator(f'[id="{tab.get_attribute("data-id")}"]')
+        self.notebook.locator(".jp-Notebook").wait_for()
+
+    def run(self, index: int) -> str:
+        """Run cell ``index`` of the notebook shown (Shift+Enter), wait for it to finish; its output text."""
+        cell = self.notebook.locator(".jp-CodeCell").nth(index)
+        cell.locator(".jp-InputPrompt").click()
+        self.page.keyboard.press("Shift+Enter")
+        self.page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)",
+                                    arg=cell.locator(".jp-InputArea-prompt").element_handle(), timeout=TIMEOUT_MS)
+        return cell.locator(".jp-OutputArea").inner_text()
+
+    def wait_for_status(self, status: str, notebook: str = "") -> None:
+        self.panel.locator(f'.mc-Sidebar-body[data-status="{status}"]').wait_for(timeout=TIMEOUT_MS)
+        if notebook:
+            assert self.panel.locator(".mc-Sidebar-notebook").inner_text() == notebook
+
+
+def test_the_sidebar_follows_the_kernel_through_load_compose_unload_and_restart(lab, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    ui = Page(page)
+    page.locator('.jp-SideBar.jp-mod-right li[data-id="mc-jupyter-sidebar"]').click()   # open the sidebar
+    ui.wait_for_status("no-notebook")
+    assert "No notebook is open" in ui.panel.inner_text()
+
+    ui.open_notebook("sidebar.ipynb")
+    ui.wait_for_status("not-loaded", "sidebar.ipynb")
+    assert "%load_ext mc_jupyter" in ui.panel.inner_text()
+
+    ui.run(0)
+    ui.wait_for_status("connected")
+    assert "Nothing is loaded" in ui.panel.inner_text()
+    card = ui.panel.locator(f'[data-component-id="{COMPONENT}"][data-state="ready"]')
+    page.evaluate("""selector => {   // when the ready card is on screen: the frame after the DOM has it
+        window.mcSeen = null;
+        new MutationObserver((_, observer) => {
+            if (document.querySelector(selector)) {
+                observer.disconnect();
+                requestAnimationFrame(() => { window.mcSeen = Date.now() / 1000; });
+            }
+        }).observe(document.body, {subtree: true, childList: true, attributes: true});
+    }""", f'[data-component-id="{COMPONENT}"][data-state="ready"] [data-fact="memory"]')
+
+    ui.run(1)
+    card.wait_for(timeout=5_000)                 # "within a few seconds" of the compose
+    facts = {label: card.locator(f'[data-fact="{label}"]').inner_text() for label in
+             ("type", "driver", "device", "dtype", "memory", "load")}
+    assert facts["type"] == "model · text-generation" and facts["driver"] == "huggingface"
+    assert facts["device"] == "cpu" and facts["dtype"] == "float32"
+    assert facts["memory"].endswith(("KiB", "MiB")) and float(facts["memory"].split()[0]) > 0
+    assert facts["load"].endswith(" s")
+    assert "Kernel RSS" in ui.panel.inner_text() and "Host RAM" in ui.panel.inner_text()
+    assert "No GPU" in ui.panel.locator(".mc-Sidebar-noGpu").inner_text()
+    page.wait_for_function("() => window.mcSeen !== null")
+    changed = [t for kind, t in json.loads(ui.run(2)) if kind == "changed"][-1]
+    latency = page.evaluate("() => window.mcSeen") - changed
+    assert 0 <= latency < 2, latency
+
+    shot = tmp_path / "sidebar.png"
+    ui.panel.locator(".mc-Sidebar-body").screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MC_JUPYTER_UPDATE_DOCS"):
+        shutil.copyfile(shot, ROOT / "docs" / "sidebar.png")
+
+    ui.open_notebook("other.ipynb")              # the panel follows the active notebook ...
+    ui.wait_for_status("not-loaded", "other.ipynb")
+    ui.show_notebook("sidebar.ipynb")            # ... and back
+    ui.wait_for_status("connected", "sidebar.ipynb")
+    card.wait_for()
+
+    time.sleep(3)                                 # a memory sample or two
+    sampling = json.loads(ui.run(3))
+    assert sampling["samples"] >= 1
+    print(f"\nsidebar: compose-to-panel latency {latency * 1000:.0f} ms; sampling {sampling['samples']} samples, "
+          f"{sampling['cpu_seconds'] / sampling['samples'] * 1e3:.2f} ms CPU each")
+
+    sidebar_tab = page.locator('.jp-SideBar.jp-mod-right li[data-id="mc-jupyter-sidebar"]')
+    sidebar_tab.click()                           # collapsed: nobody is looking, the kernel stops sampling
+    assert ui.run(4).strip() == "0"
+    sidebar_tab.click()
+    ui.wait_for_status("connected")
+    card.wait_for()
+
+    card.locator("button.mc-Component-free").click()
+    ui.panel.locator(f'[data-component-id="{COMPONENT}"]').wait_for(state="detached")
+    assert "Nothing is loaded" in ui.panel.inner_text()
+    assert ui.run(5).strip() == "[]"             # gone from the kernel's registry too
+
+    ui.notebook.locator('.jp-NotebookPanel-toolbar [data-command="notebook:restart-kernel"]').click()
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    ui.wait_for_status("not-loaded")             # a new process: the panel says what to run
+    assert "%load_ext mc_jupyter" in ui.panel.inner_text()
+    page.close()
