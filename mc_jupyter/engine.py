@@ -85,7 +85,8 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
     started = time.perf_counter()
     if workflow is None:
         assert component is not None
-        record = _run_job(registry, component, None, inputs, sink, auto_install, job_id=component.id)
+        with registry.using(component):
+            record = _run_job(registry, component, None, inputs, sink, auto_install, job_id=component.id)
         return RunOutcome(component.id, record.output, [record], time.perf_counter() - started, inputs)
     finished: Dict[str, Dict[str, Any]] = {}
     records: List[JobRecord] = []
@@ -94,7 +95,8 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
         scope = Scope({"input": inputs, "jobs": finished}, where=f"job `{job_id}`")
         job_input = inputs if workflow.jobs_input[job_id] is None else render(workflow.jobs_input[job_id], scope)
         entry = registry.get(job.component)
-        record = _run_job(registry, entry, job.action, job_input, sink, auto_install, job_id=job_id)
+        with registry.using(entry):
+            record = _run_job(registry, entry, job.action, job_input, sink, auto_install, job_id=job_id)
         if workflow.jobs_output[job_id] is not None:
             record.output = render(workflow.jobs_output[job_id],
                                    scope.child(output=record.output, result=record.output))

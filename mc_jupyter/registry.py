@@ -9,6 +9,7 @@ loaded is freed and the registry is exactly as before. All state changes hold ``
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
@@ -56,6 +57,7 @@ class Entry:
     loaded_at: float = 0.0
     load_count: int = 0
     error: str = ""
+    runs: int = 0            # jobs running on it now; a component in use is not freed under them
 
     @property
     def task(self) -> Optional[str]:
@@ -263,12 +265,27 @@ class Registry:
         entry.load_count += 1
 
     # -- freeing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def using(self, entry: Entry):
+        """Mark ``entry`` in use while a job runs on it (unload then refuses, from any thread)."""
+        with self.lock:
+            entry.runs += 1
+        try:
+            yield entry
+        finally:
+            with self.lock:
+                entry.runs -= 1
+
     def unload(self, component_id: str) -> None:
         with self.lock:
-            entry = self.entries.pop(component_id, None)
+            entry = self.entries.get(component_id)
             if entry is None:
                 raise ConfigError(f"no component `{component_id}` is loaded{did_you_mean(component_id, self.entries)}",
                                   hint=f"Loaded: {choices_text(self.entries) or 'none'}.")
+            if entry.runs:
+                raise UserError(f"component `{component_id}` is running a job right now, so it is not unloaded.\n"
+                                f"  Wait for the run to finish (or interrupt the kernel), then unload it.")
+            del self.entries[component_id]
             if self.default_target == "component:" + component_id:
                 self.default_target = None
         _free(entry)

@@ -143,3 +143,32 @@ def test_snapshots_from_another_thread_during_composes_and_unloads_never_fail(re
         stop.set()
         thread.join()
     assert errors == []
+
+
+def test_a_component_running_a_job_is_not_unloaded_from_another_thread(registry, models):
+    from mc_jupyter.engine import StreamSink
+    text = GEN.format(path=models["causal"], n=100000).replace("  text:", "  streaming: true\n  text:")
+    mc.compose(text, registry=registry)
+    started, outcome = threading.Event(), {}
+
+    class Sink(StreamSink):
+        def chunk(self, text, tokens=None):
+            started.set()
+            if "error" in outcome:
+                raise KeyboardInterrupt   # stop the long generation once the other thread has tried
+
+    def unload_while_running():
+        started.wait(30)
+        try:
+            registry.unload("writer")
+        except UserError as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=unload_while_running)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        mc.run(inputs={"prompt": "hi"}, stream=Sink(), registry=registry)
+    thread.join()
+    assert "component `writer` is running a job right now, so it is not unloaded" in outcome["error"]
+    registry.unload("writer")      # free once the run is over
+    assert registry.snapshot() == []
