@@ -466,5 +466,7 @@ def convert(value: Any, kind: str, arg: Optional[str] = None) -> Any:
         return base64.b64encode(image_to_png_bytes(value)).decode()
     if kind == "image":
         from .media import load_image
+        if isinstance(value, (list, tuple)):   # several images: each converted
+            return [load_image(v, arg) for v in value]
         return load_image(value, arg)
     raise ValueError(f"unknown type {kind}")
