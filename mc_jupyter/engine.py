@@ -44,6 +44,7 @@ class JobRecord:
     chunks: int = 0
     tokens: Optional[int] = None
     texts: Optional[List[str]] = None   # the evaluated list input, to label plots
+    images: Optional[List[Any]] = None  # the evaluated PIL image input(s), shown beside the output
 
 
 @dataclass
@@ -135,7 +136,15 @@ def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_inp
     texts = fields.get("text")
     return JobRecord(job_id, entry.id, entry.task, job_input, output, time.perf_counter() - started,
                      streaming, chunks, getattr(driver, "tokens_generated", None) if streaming else None,
-                     [str(t) for t in texts] if isinstance(texts, list) else None)
+                     [str(t) for t in texts] if isinstance(texts, list) else None, _pil_images(fields.get("image")))
+
+
+def _pil_images(value: Any) -> Optional[List[Any]]:
+    """The ``image`` field as a list when it holds PIL images (``as image`` made them), else None."""
+    items = value if isinstance(value, list) else [value]
+    if items and all(type(item).__module__.startswith("PIL.") for item in items):
+        return items
+    return None
 
 
 def _result_scope(job_input: Any, result: Any, chunk: Any = None, lenient: bool = False) -> Scope:

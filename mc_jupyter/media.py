@@ -31,11 +31,14 @@ def load_image(value: Any, fmt: Optional[str] = None):
             data = _fetch(text)
         elif fmt == "base64" or text.startswith("data:"):
             data = base64.b64decode(text.split(",", 1)[1] if text.startswith("data:") else text)
+        elif not os.path.exists(os.path.expanduser(text)) and _looks_base64(text):
+            data = base64.b64decode(text)
         else:
             path = os.path.expanduser(text)
             if not os.path.exists(path):
-                raise InputError(f"image file not found: {text}\n  Give an existing path, a URL, or an image "
-                                 f"held in a Python variable.")
+                shown = text if len(text) <= 80 else text[:77] + "..."
+                raise InputError(f"image file not found: {shown}\n  Give an existing path, a URL, base64 "
+                                 f"(`as image;base64`), or an image held in a Python variable.")
             with open(path, "rb") as f:
                 data = f.read()
     if data is None:
@@ -47,6 +50,12 @@ def load_image(value: Any, fmt: Optional[str] = None):
         return image
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(f"the data is not a readable image ({e})\n  Check the file is a PNG/JPEG/WebP image.") from None
+
+
+def _looks_base64(text: str) -> bool:
+    """Long, padded to 4, and only base64's alphabet: not a plausible file name."""
+    import re
+    return len(text) >= 64 and len(text) % 4 == 0 and re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", text) is not None
 
 
 def _fetch(url: str) -> bytes:

@@ -11,6 +11,9 @@ import json
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from . import images
+from .images import BOX as _BOX
+
 Bundle = Dict[str, Any]
 
 
@@ -41,11 +44,19 @@ def as_classification(value: Any) -> Optional[Dict[str, Any]]:
     return None
 
 
-def kind_of(value: Any) -> str:
+def kind_of(value: Any, task: Optional[str] = None, inputs: Optional[Sequence[Any]] = None) -> str:
+    """What ``value`` is, to pick its renderer; ``task`` and the job's input images show some
+    outputs beside their inputs (captions, upscaling)."""
+    if inputs and task == "image-to-text" and images.pair_captions(value, inputs):
+        return "captioned"
+    if inputs and task == "image-upscale" and images.pair_upscaled(value, inputs):
+        return "upscaled"
     if isinstance(value, str):
         return "text"
     if as_classification(value):
         return "classification"
+    if images.face_groups(value, task) is not None:
+        return "faces"
     if as_embedding(value) is not None:
         return "embedding"
     if isinstance(value, list) and value:
@@ -55,7 +66,9 @@ def kind_of(value: Any) -> str:
             return "embeddings"
         if all(isinstance(v, str) for v in value):
             return "texts"
-    if type(value).__module__.startswith("PIL."):
+        if all(images.is_image(v) for v in value):
+            return "images"
+    if images.is_image(value):
         return "image"
     return "value"
 
@@ -63,7 +76,6 @@ def kind_of(value: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 # Renderers
 
-_BOX = "font-family:var(--jp-content-font-family,system-ui,sans-serif);font-size:13px;line-height:1.45"
 
 
 def render_text(text: str, footer: str = "") -> Bundle:
@@ -188,19 +200,11 @@ def render_value(value: Any) -> Bundle:
     return {"text/plain": text, "text/html": f'<pre style="{_BOX}">{_esc(text)}</pre>'}
 
 
-def render_image(image: Any) -> Bundle:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    data = base64.b64encode(buf.getvalue()).decode()
-    w, h = image.size
-    return {"text/plain": f"<image {w}x{h}>", "image/png": data,
-            "text/html": f'<figure style="margin:0"><img src="data:image/png;base64,{data}"/>'
-                         f'<figcaption style="{_BOX};color:#777">{w}×{h}</figcaption></figure>'}
-
-
-def render(value: Any, texts: Optional[Sequence[str]] = None, footer: str = "") -> Bundle:
-    """The bundle for any output value; ``texts`` label list outputs."""
-    kind = kind_of(value)
+def render(value: Any, texts: Optional[Sequence[str]] = None, footer: str = "", task: Optional[str] = None,
+           inputs: Optional[Sequence[Any]] = None) -> Bundle:
+    """The bundle for any output value; ``texts`` label list outputs; ``task`` and ``inputs`` (the
+    job's input images) put image outputs beside their inputs."""
+    kind = kind_of(value, task, inputs)
     renderers: Dict[str, Callable[[], Bundle]] = {
         "text": lambda: render_text(value, footer),
         "texts": lambda: render_texts(value, texts),
@@ -208,6 +212,10 @@ def render(value: Any, texts: Optional[Sequence[str]] = None, footer: str = "") 
         "classifications": lambda: render_classifications(value, texts),
         "embedding": lambda: render_embedding(as_embedding(value)),
         "embeddings": lambda: render_embeddings([as_embedding(v) for v in value], texts),
-        "image": lambda: render_image(value),
+        "image": lambda: images.render_image(value),
+        "images": lambda: images.render_gallery(value),
+        "captioned": lambda: images.render_captioned(images.pair_captions(value, inputs)),
+        "upscaled": lambda: images.render_upscaled(images.pair_upscaled(value, inputs)),
+        "faces": lambda: images.render_faces(images.face_groups(value, task), inputs),
     }
     return renderers.get(kind, lambda: render_value(value))()

@@ -27,8 +27,9 @@ class RunResult:
 
     def _bundle(self) -> Dict[str, Any]:
         last = self.outcome.last
-        texts = last.texts if last else None
-        return renderers.render(self.output, texts)
+        if last is None:
+            return renderers.render(self.output)
+        return renderers.render(self.output, last.texts, task=last.task, inputs=last.images)
 
     def _ipython_display_(self) -> None:
         if self._skip_next_display:   # a stream already showed this output in place

@@ -13,9 +13,55 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..errors import InputError, ModelLoadError
+from .base import Driver
 from .hf_common import HFDriver
 
 DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def generate_kwargs(driver: Driver, fields: Dict[str, Any], tokenizer: Any,
+                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Dict[str, Any]:
+    """The spec's generation parameters (``max_output_length``, ``temperature: 0`` = greedy, ...) as
+    keyword arguments of transformers' ``generate``; with ``seed``, torch is seeded here.
+    ``max_new_tokens`` is the length without ``max_output_length``."""
+    p = lambda name, default=None: driver.param(fields, name, default)  # noqa: E731
+    kwargs: Dict[str, Any] = {"max_new_tokens": int(p("max_output_length", max_new_tokens))}
+    if p("min_output_length") is not None:
+        kwargs["min_new_tokens"] = int(p("min_output_length"))
+    temperature = p("temperature")
+    do_sample = p("do_sample")
+    if temperature is not None and float(temperature) == 0.0:
+        do_sample = False
+    elif temperature is not None:
+        kwargs["temperature"] = float(temperature)
+        do_sample = True if do_sample is None else do_sample
+    if do_sample is not None:
+        kwargs["do_sample"] = bool(do_sample)
+    if kwargs.get("do_sample"):
+        for name, cast in (("top_p", float), ("top_k", int)):
+            if p(name) is not None:
+                kwargs[name] = cast(p(name))
+    elif kwargs.get("do_sample") is False:
+        # greedy: neutralise sampling defaults a model's generation_config may carry
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if p("repetition_penalty") is not None:
+        kwargs["repetition_penalty"] = float(p("repetition_penalty"))
+    if p("num_return_sequences") is not None:
+        kwargs["num_return_sequences"] = int(p("num_return_sequences"))
+    stops = p("stop_sequences")
+    if stops:
+        kwargs["stop_strings"] = [stops] if isinstance(stops, str) else list(stops)
+        kwargs["tokenizer"] = tokenizer
+    kwargs["pad_token_id"] = tokenizer.pad_token_id
+    if p("seed") is not None:
+        import torch
+        torch.manual_seed(int(p("seed")))
+    return kwargs
+
+
+def group_sequences(decoded: List[str], n: int) -> List[Any]:
+    """``num_return_sequences: n`` gives n texts per input: one list per input when n > 1."""
+    return decoded if n == 1 else [decoded[i:i + n] for i in range(0, len(decoded), n)]
 
 
 class _Generation(HFDriver):
@@ -28,47 +74,11 @@ class _Generation(HFDriver):
         if tok.pad_token is None and tok.eos_token is not None:
             tok.pad_token = tok.eos_token
 
-    # -- generate ------------------------------------------------------------------------------
-    def generate_kwargs(self, fields: Dict[str, Any]) -> Dict[str, Any]:
-        p = lambda name, default=None: self.param(fields, name, default)  # noqa: E731
-        kwargs: Dict[str, Any] = {"max_new_tokens": int(p("max_output_length", DEFAULT_MAX_NEW_TOKENS))}
-        if p("min_output_length") is not None:
-            kwargs["min_new_tokens"] = int(p("min_output_length"))
-        temperature = p("temperature")
-        do_sample = p("do_sample")
-        if temperature is not None and float(temperature) == 0.0:
-            do_sample = False
-        elif temperature is not None:
-            kwargs["temperature"] = float(temperature)
-            do_sample = True if do_sample is None else do_sample
-        if do_sample is not None:
-            kwargs["do_sample"] = bool(do_sample)
-        if kwargs.get("do_sample"):
-            for name, cast in (("top_p", float), ("top_k", int)):
-                if p(name) is not None:
-                    kwargs[name] = cast(p(name))
-        elif kwargs.get("do_sample") is False:
-            # greedy: neutralise sampling defaults a model's generation_config may carry
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if p("repetition_penalty") is not None:
-            kwargs["repetition_penalty"] = float(p("repetition_penalty"))
-        if p("num_return_sequences") is not None:
-            kwargs["num_return_sequences"] = int(p("num_return_sequences"))
-        stops = p("stop_sequences")
-        if stops:
-            kwargs["stop_strings"] = [stops] if isinstance(stops, str) else list(stops)
-            kwargs["tokenizer"] = self.tokenizer
-        kwargs["pad_token_id"] = self.tokenizer.pad_token_id
-        if p("seed") is not None:
-            import torch
-            torch.manual_seed(int(p("seed")))
-        return kwargs
-
     def run(self, fields: Dict[str, Any]) -> Any:
         import torch
 
         prompts, many = self.prompts(fields)
-        kwargs = self.generate_kwargs(fields)
+        kwargs = generate_kwargs(self, fields, self.tokenizer)
         n = int(kwargs.get("num_return_sequences", 1))
         texts: List[Any] = []
         for batch in self.batches(prompts, fields, default=8):
@@ -77,7 +87,7 @@ class _Generation(HFDriver):
                 out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1]:]
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            texts.extend(decoded if n == 1 else [decoded[i:i + n] for i in range(0, len(decoded), n)])
+            texts.extend(group_sequences(decoded, n))
         return texts if many else texts[0]
 
     def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
@@ -86,7 +96,7 @@ class _Generation(HFDriver):
         prompts, many = self.prompts(fields)
         if many and len(prompts) != 1:
             raise InputError("streaming takes one prompt, not a list.\n  Set `streaming: false` for list inputs.")
-        kwargs = self.generate_kwargs(fields)
+        kwargs = generate_kwargs(self, fields, self.tokenizer)
         enc = self.tokenize(prompts)
 
         driver = self

@@ -54,7 +54,6 @@ class DriverImpl:
 
 
 _HF_NEEDS = (("torch", "torch"), ("transformers", "transformers"))
-_IMAGE_ISSUE = "the image tasks arrive with the image-task issue (#3)"
 
 DRIVERS: Dict[Tuple[str, str], DriverImpl] = {
     ("huggingface", "text-generation"): DriverImpl("mc_jupyter.drivers.hf_generation:TextGeneration", _HF_NEEDS),
@@ -63,8 +62,16 @@ DRIVERS: Dict[Tuple[str, str], DriverImpl] = {
                                                        _HF_NEEDS),
     ("huggingface", "text-embedding"): DriverImpl("mc_jupyter.drivers.hf_embedding:TextEmbedding", _HF_NEEDS),
 }
-for _task in ("image-to-text", "image-generation", "image-upscale", "face-embedding"):
-    DRIVERS[("huggingface", _task)] = DriverImpl(pending=_IMAGE_ISSUE)
+_PIL = (("PIL", "pillow"),)
+DRIVERS.update({
+    ("huggingface", "image-to-text"): DriverImpl("mc_jupyter.drivers.hf_image_to_text:ImageToText", _HF_NEEDS + _PIL),
+    ("huggingface", "image-generation"): DriverImpl("mc_jupyter.drivers.diffusers_generation:ImageGeneration",
+                                                    _HF_NEEDS + _PIL + (("diffusers", "diffusers"),)),
+    ("huggingface", "image-upscale"): DriverImpl("mc_jupyter.drivers.upscale:ImageUpscale",
+                                                 (("torch", "torch"),) + _PIL),
+    ("huggingface", "face-embedding"): DriverImpl("mc_jupyter.drivers.face_embedding:FaceEmbedding",
+                                                  (("onnxruntime", "onnxruntime"),) + _PIL),
+})
 _VLLM_NEEDS = (("torch", "torch"), ("vllm", "vllm"))
 _UNSLOTH_NEEDS = _HF_NEEDS + (("unsloth", "unsloth"),)
 DRIVERS.update({

@@ -1,0 +1,126 @@
+"""image-to-text: a caption for each image, through the model's own ``generate``.
+
+transformers 5 has no image-to-text pipeline, so this is the pipeline: the image processor makes
+``pixel_values``, the model generates, and ``${result}`` is the new tokens decoded (without the
+prompt); a list of images gives a list, run in batches of ``batch_size``. A ``prompt:`` is a text
+prefix the caption continues (conditional captioning). The generation parameters are those of
+text-generation (:func:`hf_generation.generate_kwargs`): ``temperature: 0`` is greedy; without
+``max_output_length`` a caption has at most 50 tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import InputError, ModelLoadError
+from ..media import load_image
+from .hf_common import HFDriver, ModelSource, _from_pretrained, resolve_source
+from .hf_generation import generate_kwargs, group_sequences
+
+DEFAULT_CAPTION_TOKENS = 50   # a caption is a sentence: without `max_output_length`, stop here
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str      # ``model_type`` in the model's config.json
+    model_class: str     # the transformers class that loads it
+    prompt_key: str      # the ``generate`` argument that takes the decoder's first tokens
+
+
+ARCHITECTURE_CLASSES: Dict[str, Architecture] = {
+    "blip": Architecture("blip", "BlipForConditionalGeneration", "input_ids"),
+    "git": Architecture("git", "GitForCausalLM", "input_ids"),
+    "vit-gpt2": Architecture("vision-encoder-decoder", "VisionEncoderDecoderModel", "decoder_input_ids"),
+}
+
+
+class ImageToText(HFDriver):
+    """``image:`` (one or a list) and an optional ``prompt:`` -> caption text."""
+
+    architecture: str
+
+    def load(self) -> None:
+        self.architecture = self._architecture(resolve_source(self.settings.get("model"), self.settings["task"]))
+        self.auto_class = ARCHITECTURE_CLASSES[self.architecture].model_class
+        super().load()
+
+    def _architecture(self, source: ModelSource) -> str:
+        """The ``architecture:`` asked for, checked against the model's config; inferred without one."""
+        from transformers import AutoConfig
+
+        model_type = _from_pretrained(AutoConfig, source, _processor_kwargs(source)).model_type
+        found = next((name for name, arch in ARCHITECTURE_CLASSES.items() if arch.model_type == model_type), None)
+        asked = self.settings.get("architecture")
+        expected = ", ".join(f"{name} (model_type `{arch.model_type}`)" for name, arch in ARCHITECTURE_CLASSES.items())
+        if found is None:
+            raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not an image captioner: "
+                                 f"image-to-text expects {expected}.\n  Give a captioning model such as "
+                                 f"Salesforce/blip-image-captioning-large, or the task this model does.")
+        if asked is not None and asked != found:
+            raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a {found} model "
+                                 f"(model_type `{model_type}`, expected `{ARCHITECTURE_CLASSES[asked].model_type}`)."
+                                 f"\n  Write `architecture: {found}`, or leave it out to infer it from the model.")
+        return found
+
+    def _load_tokenizer(self, source: ModelSource) -> Any:
+        from transformers import AutoImageProcessor
+
+        self.image_processor = _from_pretrained(AutoImageProcessor, source, _processor_kwargs(source))
+        return super()._load_tokenizer(source)
+
+    def unload(self) -> None:
+        if hasattr(self, "image_processor"):
+            del self.image_processor
+        super().unload()
+
+    def run(self, fields: Dict[str, Any]) -> Any:
+        import torch
+
+        images, many = _images(fields)
+        prompt = fields.get("prompt", fields.get("text"))
+        if prompt is not None and not isinstance(prompt, str):
+            raise InputError(f"image-to-text takes one `prompt:` text for every image, not a "
+                             f"{type(prompt).__name__}.\n  Give a text such as `a photo of`, or leave it out.")
+        kwargs = generate_kwargs(self, fields, self.tokenizer, DEFAULT_CAPTION_TOKENS)
+        if self.architecture == "blip":
+            del kwargs["pad_token_id"]   # BLIP's generate passes its own
+        n = int(kwargs.get("num_return_sequences", 1))
+        captions: List[Any] = []
+        for batch in self.batches(images, fields, default=8):
+            inputs, prefix = self.encode(batch, prompt or None)
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **kwargs)
+            captions.extend(group_sequences(self.tokenizer.batch_decode(out[:, prefix:], skip_special_tokens=True), n))
+        return captions if many else captions[0]
+
+    def encode(self, images: List[Any], prompt: Optional[str]) -> Tuple[Dict[str, Any], int]:
+        """``generate``'s inputs for a batch, and how many leading output tokens are not the caption."""
+        import torch
+
+        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        inputs: Dict[str, Any] = {"pixel_values": pixels.to(self.model.device, self.model.dtype)}
+        if not prompt:
+            return inputs, 1   # the decoder's start token
+        config = self.model.generation_config
+        start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
+        prefix = [start] + self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        # BLIP's generate drops the last prompt token (the [SEP] its processor appends)
+        ids = prefix + [self.tokenizer.sep_token_id] if self.architecture == "blip" else prefix
+        inputs[ARCHITECTURE_CLASSES[self.architecture].prompt_key] = torch.tensor([ids] * len(images),
+                                                                                  device=self.model.device)
+        return inputs, len(prefix)
+
+
+def _images(fields: Dict[str, Any]) -> Tuple[List[Any], bool]:
+    """The action's images as RGB PIL images (from anything ``as image`` reads), and whether it was a list."""
+    image = fields.get("image")
+    if image is None:
+        raise InputError("image-to-text got no image: give `image:` in the component, "
+                         "e.g. `image: ${input.image as image}`.")
+    many = isinstance(image, (list, tuple))
+    return [load_image(item).convert("RGB") for item in (image if many else [image])], many
+
+
+def _processor_kwargs(source: ModelSource) -> Dict[str, Any]:
+    return {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}
