@@ -126,7 +126,8 @@ class Case:
       ``load``  composes for real (the block names no input field, so it only loads): the registry
                 row must hold ``row``; a run then fails with a clear InputError naming ``needs``;
       ``error`` compose raises ``error`` (its message holding every string of ``message``), the
-                registry is unchanged, and ``compose(dry_run=True)`` succeeds iff ``dry_run_ok``.
+                registry is unchanged, and ``compose(dry_run=True)`` succeeds iff ``dry_run_ok``;
+      ``elsewhere`` a test in another module runs the block verbatim (it needs that module's models).
     """
 
     kind: str
@@ -140,6 +141,7 @@ class Case:
     replace: Optional[Tuple[str, str]] = None   # the one edit allowed: a huge max_output_length lowered
     env: Dict[str, Optional[str]] = field(default_factory=dict)   # None: unset
     cuda: bool = False                          # an error only on a machine without a CUDA GPU
+    elsewhere: Tuple[str, str] = ("", "")       # kind ``elsewhere``: (test module, test) that runs the block
 
 
 def check_adapters(output: Any, models: Dict[str, Path], adapters: List[Tuple[str, float]]) -> None:
@@ -201,12 +203,11 @@ CASES: Dict[str, Case] = {
     # the RAG workflow names components this block does not define (test_the_rag_workflow_*)
     "8.3.4#2": Case("error", error=WorkflowError, message=("`embed-query`", "`embedder`", "not defined"),
                     dry_run_ok=False),
-    "8.3.5#1": Case("error", error=ModelLoadError, message=("Salesforce/blip-image-captioning-large",)),
-    # the image blocks run for real against tiny stand-ins in test_image_generation/_upscale/_face_embedding;
-    # here, with no such files in this test's cache, each says clearly where it looked
-    "8.3.6#1": Case("error", error=ModelLoadError, message=("black-forest-labs/FLUX.1-dev",)),
-    "8.3.7#1": Case("error", error=ModelLoadError, message=("RealESRGAN_x4plus",)),
-    "8.3.8#1": Case("error", error=ModelLoadError, message=("buffalo_l", "was not found")),
+    "8.3.5#1": Case("elsewhere", elsewhere=('test_image_to_text', 'test_the_spec_block_runs_with_a_pil_image_and_with_a_file_path')),
+    # the image blocks run for real, verbatim, against tiny stand-ins in their own test modules
+    "8.3.6#1": Case("elsewhere", elsewhere=('test_image_generation', 'test_the_spec_block_runs_with_a_smaller_size_and_fewer_steps')),
+    "8.3.7#1": Case("elsewhere", elsewhere=('test_image_upscale', 'test_the_spec_block_finds_realesrgan_x4plus_by_name_and_upscales_4x')),
+    "8.3.8#1": Case("elsewhere", elsewhere=('test_face_embedding', 'test_the_spec_block_runs_on_the_pack_found_through_insightface_home')),
     # 8.4 Device, precision, batch size
     "8.4#1": Case("error", error=DeviceError, message=CUDA, cuda=True),
     "8.4#2": Case("error", error=DeviceError, message=CUDA, cuda=True),
@@ -341,6 +342,16 @@ def test_block_fails_with_a_clear_error_and_leaves_the_registry_as_it_was(case_e
         with pytest.raises(case.error):
             mc.compose(text, registry=registry, dry_run=True)
     assert registry_state(registry) == before
+
+
+@pytest.mark.parametrize("block_id", [b for b, c in CASES.items() if c.kind == "elsewhere"])
+def test_block_is_run_verbatim_by_its_own_module(block_id):
+    import importlib
+    import inspect
+    module_name, test_name = CASES[block_id].elsewhere
+    test = getattr(importlib.import_module(f"tests.{module_name}"), test_name)
+    assert "BLOCKS[" in inspect.getsource(test) or block_id in inspect.getsource(inspect.getmodule(test))
+    assert f'BLOCKS["{block_id}"]' in inspect.getsource(inspect.getmodule(test))
 
 
 # ------------------------------------------------------------------------------------------------
