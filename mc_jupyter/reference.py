@@ -8,6 +8,7 @@ is what this prints.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from typing import Any, List
 
@@ -88,7 +89,7 @@ def render() -> str:
     out += ["## Python API", ""]
     for name in ("compose", "run", "status", "unload", "logs", "down", "read_config"):
         fn = getattr(api, name)
-        signature = str(inspect.signature(fn)).replace("'", "")
+        signature = re.sub(r"<[^>]* object at 0x[0-9a-f]+>", "REGISTRY", str(inspect.signature(fn))).replace("'", "")
         out += [f"### `mc_jupyter.{name}{signature}`", "", inspect.getdoc(fn) or "", ""]
     return "\n".join(out).rstrip() + "\n"
 
