@@ -310,3 +310,13 @@ component:
     with pytest.raises(UserError) as info:
         mc.compose(text, registry=registry)
     assert "token is ***" in str(info.value) and "tok_SECRET_marker_456" not in str(info.value)
+
+
+def test_the_port_can_come_from_the_environment(registry, monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("MCJ_TEST_PORT", str(port))
+    text = server_yaml(port).replace(f"  port: {port}\n", "  port: ${env.MCJ_TEST_PORT as integer}\n")
+    assert "${env.MCJ_TEST_PORT" in text
+    plan = mc.compose(text, registry=registry)
+    assert "http-server · start" in repr(plan)
+    assert mc.run(inputs={"prompt": "via env"}, stream=Collect(), registry=registry).output == "You said: via env"

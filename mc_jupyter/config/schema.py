@@ -174,7 +174,7 @@ class HttpComponent(HttpActionFields):
     title: Optional[str] = None
     description: Optional[str] = None
     manage: Optional[ManageConfig] = None
-    port: Optional[int] = None
+    port: Optional[Union[int, str]] = None      # a number, or `${env.PORT as integer}`
     host: Optional[str] = None
     action: Optional[HttpAction] = None
     actions: Optional[List[HttpAction]] = None

@@ -148,13 +148,7 @@ class PlanView:
         out = []
         for cid, spec in p.components.items():
             action = "reuse" if cid in p.reuse else "reload" if cid in p.reload else "load"
-            s = spec.settings
-            model = s.get("model")
-            if isinstance(model, dict):
-                model = model.get("repository") or model.get("path")
-            what = f"{s.get('task') or s.get('type')} · {s.get('driver', '')} · {model or 'default model'}"
-            where = f"device {s.get('device') or 'auto'} · precision {s.get('precision', 'auto')}"
-            out.append(f"{verb}{action} `{cid}`: {what} · {where}")
+            out.append(f"{verb}{action} `{cid}`: {_describe_component(spec)}")
         for estimate in p.estimates:
             out += estimate.lines()
         for wid in p.workflows:
@@ -171,3 +165,21 @@ class PlanView:
         items = "".join("<li>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(l)) + "</li>"
                         for l in self.lines())
         return f"<ul style='margin:0'>{items}</ul>"
+
+
+def _describe_component(spec: Any) -> str:
+    """One line: a model's task, driver, model and placement; a server's command and port; a client's URL."""
+    s = spec.settings
+    if spec.type == "http-server":
+        start = (s.get("manage") or {}).get("start") or []
+        command = " ".join(map(str, start)) if isinstance(start, list) else str(start)
+        command = command if len(command) <= 60 else command[:57] + "..."
+        return f"http-server · start `{command}` · port {s.get('port')}"
+    if spec.type == "http-client":
+        fields = spec.actions[spec.default_action].fields
+        return f"http-client · {fields.get('endpoint') or fields.get('base_url') or 'no endpoint'}"
+    model = s.get("model")
+    if isinstance(model, dict):
+        model = model.get("repository") or model.get("path")
+    return (f"{s.get('task')} · {s.get('driver', '')} · {model or 'default model'} · "
+            f"device {s.get('device') or 'auto'} · precision {s.get('precision', 'auto')}")

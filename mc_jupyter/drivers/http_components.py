@@ -65,12 +65,13 @@ class HttpServer(HttpClient):
         self.process: Optional[ManagedProcess] = None
 
     def base_url(self) -> Optional[str]:
-        return f"http://{self.settings.get('host') or '127.0.0.1'}:{self.settings.get('port')}"
+        port = resolve_settings(self.settings.get("port"))
+        return f"http://{resolve_settings(self.settings.get('host')) or '127.0.0.1'}:{port}"
 
     def load(self) -> None:
         manage = resolve_settings(self.settings.get("manage") or {})
-        port = self.settings.get("port")
-        host = self.settings.get("host") or "127.0.0.1"
+        port = resolve_settings(self.settings.get("port"))
+        host = resolve_settings(self.settings.get("host")) or "127.0.0.1"
         if not manage.get("start"):
             raise ConfigError(f"http-server `{self.component_id}` has no `manage.start` command",
                               hint="Give the command that starts the server, e.g. `start: [ollama, serve]`, or "
