@@ -66,14 +66,19 @@ def estimate(component_id: str, settings: Dict[str, Any], auto_class: str) -> Es
     config = transformers.AutoConfig.from_pretrained(source.location, **kwargs)
     with init_empty_weights():
         model = getattr(transformers, auto_class).from_config(config)
+    if getattr(config, "tie_word_embeddings", False) and hasattr(model, "tie_weights"):
+        model.tie_weights()   # the output head shares the embedding's weight: count it once
     precision = str(plan["dtype"]).replace("torch.", "")
     quantization = settings.get("quantization", "none")
     parameters = sum(p.numel() for p in model.parameters())
 
     def weight_bytes(dtype_bytes: float, quant: str) -> int:
-        total = 0.0
+        total, seen = 0.0, set()
         for name, module in model.named_modules():
             for p in module.parameters(recurse=False):
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
                 quantized = (quant != "none" and isinstance(module, torch.nn.Linear) and p.dim() == 2
                              and not _is_output_head(model, module))
                 total += p.numel() * (QUANT_BYTES[quant] if quantized else dtype_bytes)
