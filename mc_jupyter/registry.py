@@ -168,6 +168,9 @@ class Registry:
             for key in ("max_concurrent_count", "runtime"):
                 if key in spec.settings:
                     plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook.")
+            if spec.settings.get("trust_remote_code"):
+                plan.notes.append(f"`trust_remote_code: true` for `{cid}`: the model repository's own Python code "
+                                  f"runs in this kernel. Turn it on only for repositories you trust.")
         if estimate != "none":
             plan.estimates = _estimates(new_entries, plan.load + plan.reload, estimate)
         known = {**{k: e for k, e in self.entries.items()}, **new_entries}

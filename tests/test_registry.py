@@ -172,3 +172,12 @@ def test_a_component_running_a_job_is_not_unloaded_from_another_thread(registry,
     assert "component `writer` is running a job right now, so it is not unloaded" in outcome["error"]
     registry.unload("writer")      # free once the run is over
     assert registry.snapshot() == []
+
+
+def test_trust_remote_code_is_off_unless_asked_and_then_the_plan_says_so(registry, models):
+    plan = compose_writer(registry, models)
+    assert "trust_remote_code" not in repr(plan)
+    assert registry.entries["writer"].spec.settings.get("trust_remote_code") is None
+    plan = mc.compose(GEN.format(path=models["causal"], n=4) + "  trust_remote_code: true\n", registry=registry,
+                      dry_run=True)
+    assert "note: `trust_remote_code: true` for `writer`: the model repository's own Python code runs" in repr(plan)
