@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import threading
@@ -27,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .errors import BindingError, choices_text, did_you_mean
+from .errors import BindingError, InputError, choices_text, did_you_mean
 from .config.loader import Path, Positions, format_path
 
 SOURCES = ("input", "result", "result[]", "response", "response[]", "jobs", "env", "output")
@@ -56,10 +57,25 @@ def scrub(text: str) -> str:
 
 def read_env(name: str) -> Optional[str]:
     value = os.environ.get(name)
-    if value and len(value) >= 4:
+    if value and len(value.strip()) >= 4:
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets.update({value, value.strip()})
     return value
+
+
+class ScrubLogs(logging.Filter):
+    """Masks secrets in log records (httpx logs request URLs, whose query may hold a token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = scrub(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+class ImageInputError(BindingError, InputError):
+    """An input that ``as image`` cannot read: both a bad input and a located binding error."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,7 +200,7 @@ def _parse_default(text: str, yaml_path: Path, line: Optional[int]) -> Any:
         return ""
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except Exception:   # PyYAML raises plain ValueError etc. for some scalars (`2024-02-30`): keep the text
         return text
 
 
@@ -238,7 +254,7 @@ def _parse_path(head: str, body: str, yaml_path: Path, line: Optional[int]) -> T
         else:
             raise _error(f"`${{{body}}}`: unexpected `{rest}`", yaml_path, line,
                          "Write `${source.key[0] as type | default}`.")
-    if source == "env" and len(path) != 1:
+    if source == "env" and (len(path) != 1 or not isinstance(path[0], str) or path[0] == "*"):
         raise _error(f"`${{{body}}}`: write an environment variable as `${{env.NAME}}`", yaml_path, line)
     return source, tuple(path)
 
@@ -335,9 +351,13 @@ def _evaluate(e: Expr, t: Template, scope: Scope) -> Any:
         return value
     try:
         return convert(value, e.type, e.type_arg)
+    except InputError as err:   # an image that cannot be read: say which expression and where
+        raise ImageInputError(f"`${{{e.text}}}`: {str(err).splitlines()[0]}", path=format_path(t.yaml_path),
+                           line=t.line, hint="\n".join(l.strip() for l in str(err).splitlines()[1:])) from None
     except (ValueError, TypeError) as err:
         shown = "the secret value" if e.source == "env" else f"{_short(value)}"
-        raise BindingError(f"`${{{e.text}}}`: cannot convert {shown} to `{e.type}`: {err}",
+        detail = "" if e.source == "env" else f": {err}"
+        raise BindingError(f"`${{{e.text}}}`: cannot convert {shown} to `{e.type}`{detail}",
                            path=format_path(t.yaml_path), line=t.line,
                            hint=_conversion_hint(e.type)) from None
 

@@ -86,7 +86,7 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
     started = time.perf_counter()
     if workflow is None:
         assert component is not None
-        with registry.using(component):
+        with registry.use(component.id) as component:
             record = _run_job(registry, component, None, inputs, sink, auto_install, job_id=component.id)
         return RunOutcome(component.id, record.output, [record], time.perf_counter() - started, inputs)
     finished: Dict[str, Dict[str, Any]] = {}
@@ -95,8 +95,7 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
         job = next(j for j in workflow.spec.jobs if j.id == job_id)
         scope = Scope({"input": inputs, "jobs": finished}, where=f"job `{job_id}`")
         job_input = inputs if workflow.jobs_input[job_id] is None else render(workflow.jobs_input[job_id], scope)
-        entry = registry.get(job.component)
-        with registry.using(entry):
+        with registry.use(job.component) as entry:
             record = _run_job(registry, entry, job.action, job_input, sink, auto_install, job_id=job_id)
         if workflow.jobs_output[job_id] is not None:
             record.output = render(workflow.jobs_output[job_id],

@@ -25,7 +25,14 @@ from typing import Iterable, Optional, Sequence
 
 
 class McJupyterError(Exception):
-    """Base of every error mc_jupyter raises on purpose."""
+    """Base of every error mc_jupyter raises on purpose. Its text never shows a ``${env.*}`` secret."""
+
+    def __str__(self) -> str:
+        from .binding import scrub
+        return scrub(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class UserError(McJupyterError):
@@ -93,9 +100,9 @@ class RunError(McJupyterError):
 
 def did_you_mean(bad: str, choices: Iterable[str]) -> str:
     """' (did you mean `x`?)' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(bad), list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(bad), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean `{close[0]}`?)" if close else ""
 
 
 def choices_text(choices: Iterable[str]) -> str:
-    return ", ".join(f"`{c}`" for c in sorted(choices))
+    return ", ".join(f"`{c}`" for c in sorted(map(str, choices)))

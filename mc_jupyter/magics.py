@@ -17,13 +17,20 @@ from .errors import InputError, UserError
 
 
 def _user_errors(method):
-    """Show a user's mistake as a message without a traceback; secrets are masked."""
+    """Show a user's mistake as a message without a traceback; secrets are masked; a bad flag shows
+    the magic's usage line."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except UserError as e:
             raise UsageError(scrub(str(e))) from None
+        except UsageError as e:
+            usage = getattr(getattr(self, method.__name__), "parser", None)
+            if usage is None or "usage:" in str(e):
+                raise
+            line = next((l.strip() for l in usage.format_usage().splitlines() if "%" in l), "")
+            raise UsageError(f"{e}\n  Usage: {line}  (`{line.split()[0]}?` shows the help)") from None
     return wrapper
 
 
@@ -77,7 +84,8 @@ class McJupyter(Magics):
     def run_cell(self, line: str, cell: str):
         """Run a workflow on the loaded models and show its output.
 
-        The cell body is a YAML mapping of inputs (it may be empty). A value written ``$name``
+        The cell body is a YAML mapping of inputs (``{}`` for none: IPython refuses an empty cell body).
+        A value written ``$name``
         is taken from the Python variable ``name`` (an image, a list, ...); write ``$$`` for a
         literal ``$``. The cell's value is a RunResult: ``.output`` is the plain Python value.
 
@@ -109,6 +117,8 @@ class McJupyter(Magics):
         if command == "status" and len(words) == 1:
             return api.status()
         if command == "logs" and len(words) in (2, 3):
+            if len(words) == 3 and not words[2].isdigit():
+                raise UsageError(f"%mc logs: `{words[2]}` is not a number of lines.\n  Use: %mc logs ID [N]")
             print("\n".join(api.logs(words[1], int(words[2]) if len(words) == 3 else 50)))
             return None
         if command in ("unload", "stop") and len(words) >= 2:

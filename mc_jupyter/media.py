@@ -35,6 +35,9 @@ def load_image(value: Any, fmt: Optional[str] = None):
             data = base64.b64decode(text)
         else:
             path = os.path.expanduser(text)
+            if os.path.isdir(path):
+                raise InputError(f"`{text}` is a folder, not an image file.\n  Give the path of one image "
+                                 f"(PNG, JPEG, WebP), or a list of paths.")
             if not os.path.exists(path):
                 shown = text if len(text) <= 80 else text[:77] + "..."
                 raise InputError(f"image file not found: {shown}\n  Give an existing path, a URL, base64 "
@@ -42,14 +45,17 @@ def load_image(value: Any, fmt: Optional[str] = None):
             with open(path, "rb") as f:
                 data = f.read()
     if data is None:
-        raise InputError(f"cannot read an image from a {type(value).__name__}\n  Give a path, URL, bytes, "
-                         f"base64 text, a PIL image or a numpy array.")
+        raise InputError(f"cannot read an image from {value!r} (a {type(value).__name__})\n  Give a path, URL, "
+                         f"bytes, base64 text, a PIL image or a numpy array.")
+    what = f"`{value.strip()[:80]}`" if isinstance(value, str) and len(value) < 300 else f"the {len(data)} bytes given"
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
         return image
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"the data is not a readable image ({e})\n  Check the file is a PNG/JPEG/WebP image.") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        reason = "not a format PIL recognises" if isinstance(e, UnidentifiedImageError) else str(e)
+        raise InputError(f"{what} is not a readable image ({reason})\n  Check that it is a PNG, JPEG or WebP "
+                         f"image, not truncated.") from None
 
 
 def _looks_base64(text: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import traceback
 import hashlib
 import json
 import threading
@@ -196,8 +197,8 @@ class Registry:
                 if entry.spec.settings.get("preload") is False:
                     entry.state = State.UNLOADED
                     continue
+                loaded.append(entry)        # before loading: an interrupt mid-load still frees it
                 self._load(entry, auto_install, say)
-                loaded.append(entry)
         except BaseException:
             for entry in loaded:
                 _free(entry)
@@ -209,24 +210,39 @@ class Registry:
             raise
         replaced: List[Entry] = []
         with self.lock:
-            for cid, entry in new_entries.items():
-                old = self.entries.get(cid)
-                if cid in plan.reuse and old is not None:
-                    if old.driver is not None and old.spec.settings != entry.spec.settings:
-                        old.driver.reconfigure(entry.spec.settings)   # e.g. new adapter weights
-                    old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
-                    continue
-                if old is not None:
-                    replaced.append(old)
-                self.entries[cid] = entry
-                self.loading.pop(cid, None)
-            self.workflows.update(workflows)
-            if plan.target:
-                self.default_target = plan.target
-        for old in replaced:
-            _free(old)
-        if replaced:
-            release_memory()
+            saved = (dict(self.entries), dict(self.workflows), self.default_target)
+            try:
+                for cid, entry in new_entries.items():
+                    old = self.entries.get(cid)
+                    if cid in plan.reuse and old is not None:
+                        if old.driver is not None and old.spec.settings != entry.spec.settings:
+                            old.driver.reconfigure(entry.spec.settings)   # e.g. new adapter weights
+                        old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
+                        continue
+                    if cid in plan.reuse:
+                        # unloaded (from the sidebar) while this compose ran: it was never loaded here
+                        entry.state = State.UNLOADED
+                    if old is not None:
+                        replaced.append(old)
+                    self.entries[cid] = entry
+                for cid in new_entries:
+                    self.loading.pop(cid, None)
+                self.workflows.update(workflows)
+                if plan.target:
+                    self.default_target = plan.target
+            except BaseException:   # interrupted mid-commit: put the registry back, free what was loaded
+                self.entries, self.workflows, self.default_target = saved[0], saved[1], saved[2]
+                for cid in new_entries:
+                    self.loading.pop(cid, None)
+                for entry in loaded:
+                    _free(entry)
+                raise
+        try:
+            for old in replaced:
+                _free(old)
+        finally:
+            if replaced:
+                release_memory()
         self._emit("changed")
         return plan
 
@@ -235,8 +251,26 @@ class Registry:
         with self.lock:
             if entry.state is State.READY:
                 return
-        self._load(entry, auto_install, say)
+            if self.entries.get(entry.id) is not entry:
+                raise UserError(f"component `{entry.id}` was unloaded; compose it again to use it.")
+        try:
+            self._load(entry, auto_install, say)
+        finally:
+            with self.lock:
+                self.loading.pop(entry.id, None)
         self._emit("changed")
+
+    @contextlib.contextmanager
+    def use(self, component_id: str):
+        """The entry of ``component_id``, marked in use, found and marked in one locked step."""
+        with self.lock:
+            entry = self.get(component_id)
+            entry.runs += 1
+        try:
+            yield entry
+        finally:
+            with self.lock:
+                entry.runs -= 1
 
     def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
         s = entry.spec.settings
@@ -246,12 +280,15 @@ class Registry:
             self.loading[entry.id] = entry
         self._emit("loading", id=entry.id)
         driver = cls(entry.id, s)
+        entry.driver = driver          # held from the start, so any interruption can free it
         started = time.perf_counter()
         try:
             driver.load()
         except BaseException as e:
             entry.state, entry.error = State.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
+            entry.driver = None
             driver.unload()
+            traceback.clear_frames(e.__traceback__)   # the frames of a half-done load hold its tensors
             with self.lock:
                 self.loading.pop(entry.id, None)
             self._emit("failed", id=entry.id)
@@ -263,22 +300,11 @@ class Registry:
                                      f"model, or `%mc unload` another component first; `%%compose --dry-run` "
                                      f"estimates the memory.") from None
             raise
-        entry.driver, entry.state = driver, State.READY
+        entry.state = State.READY
         entry.load_seconds, entry.loaded_at = time.perf_counter() - started, time.time()
         entry.load_count += 1
 
     # -- freeing -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def using(self, entry: Entry):
-        """Mark ``entry`` in use while a job runs on it (unload then refuses, from any thread)."""
-        with self.lock:
-            entry.runs += 1
-        try:
-            yield entry
-        finally:
-            with self.lock:
-                entry.runs -= 1
-
     def unload(self, component_id: str) -> None:
         with self.lock:
             entry = self.entries.get(component_id)
@@ -299,6 +325,7 @@ class Registry:
         with self.lock:
             entries = list(self.entries.values())
             self.entries.clear()
+            self.loading.clear()
             self.workflows.clear()
             self.default_target = None
         for entry in entries:

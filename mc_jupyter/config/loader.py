@@ -57,6 +57,11 @@ def load_yaml(text: str, first_line: int = 1) -> tuple[Any, Positions]:
         if node is None:
             return None, positions
         value = _build(loader, node, (), positions, first_line - 1)
+    except ConfigError:
+        raise
+    except yaml.reader.ReaderError as e:
+        raise ConfigError(f"the YAML holds a character it cannot read ({e.reason}, character {e.character!r})",
+                          hint="Remove control characters (a pasted terminal colour code, a NUL).") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + first_line if mark else None
@@ -70,13 +75,23 @@ def load_yaml(text: str, first_line: int = 1) -> tuple[Any, Positions]:
     return value, positions
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, positions: Positions, offset: int) -> Any:
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, positions: Positions, offset: int,
+           parents: tuple = ()) -> Any:
     positions.lines.setdefault(path, node.start_mark.line + 1 + offset)
+    line = node.start_mark.line + 1 + offset
+    if id(node) in parents:
+        raise ConfigError("an alias refers to a mapping or list that contains it (a loop)", path=format_path(path),
+                          line=line, hint="Remove the `*alias` that points back into its own `&anchor`.")
+    parents = parents + (id(node),)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: Dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            try:
+                key = loader.construct_object(key_node, deep=True)
+            except (ValueError, KeyError, AttributeError, IndexError, TypeError, yaml.YAMLError) as e:
+                raise ConfigError(f"the key `{key_node.value}` cannot be read ({e})", path=format_path(path),
+                                  line=key_node.start_mark.line + 1 + offset, hint="Quote it.") from None
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise ConfigError(f"a mapping key must be a plain word, not {key!r}",
                                   path=format_path(path), line=key_node.start_mark.line + 1 + offset)
@@ -85,8 +100,13 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, positions: Posi
                                   path=format_path(path + (key,)), line=key_node.start_mark.line + 1 + offset,
                                   hint="Remove one of them: YAML would silently keep only the last.")
             positions.lines[path + (key,)] = key_node.start_mark.line + 1 + offset
-            out[key] = _build(loader, value_node, path + (key,), positions, offset)
+            out[key] = _build(loader, value_node, path + (key,), positions, offset, parents)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, path + (i,), positions, offset) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_build(loader, item, path + (i,), positions, offset, parents) for i, item in enumerate(node.value)]
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, KeyError, AttributeError, IndexError, TypeError, yaml.YAMLError) as e:
+        raise ConfigError(f"the value `{node.value}` cannot be read as {node.tag.rsplit(':', 1)[-1]} ({e})",
+                          path=format_path(path), line=line,
+                          hint="Quote it to keep it as text (e.g. \"2024-02-30\"), or fix the value.") from None

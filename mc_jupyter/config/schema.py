@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, conint
 
 from ..drivers.table import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS,
                              TASKS, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
 from .loader import Path, Positions, format_path
 
-Number = Union[int, float, str]   # a str here must be a ${...} binding (checked by the binding pass)
+def _binding_text(value: str) -> str:
+    if "${" not in value:
+        raise ValueError(f"expected a number or a `${{...}}` expression, not the text {value!r}")
+    return value
+
+
+Binding = Annotated[str, AfterValidator(_binding_text)]
+Number = Union[int, float, Binding]   # a number, or a ${...} that gives one at run time
 
 
 class Strict(BaseModel):
@@ -174,7 +181,7 @@ class HttpComponent(HttpActionFields):
     title: Optional[str] = None
     description: Optional[str] = None
     manage: Optional[ManageConfig] = None
-    port: Optional[Union[int, str]] = None      # a number, or `${env.PORT as integer}`
+    port: Optional[Union[conint(ge=1, le=65535), Binding]] = None      # a number, or `${env.PORT as integer}`
     host: Optional[str] = None
     action: Optional[HttpAction] = None
     actions: Optional[List[HttpAction]] = None
@@ -343,6 +350,16 @@ def _validate(cls: type[BaseModel], raw: Any, path: Path, positions: Positions) 
 
 
 def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a component must be a mapping of keys, not {_describe(raw) if raw is not None else 'empty'}",
+                          path=format_path(path), line=positions.line(path),
+                          hint="Write its keys indented under it, e.g.\n    component:\n      type: model\n"
+                               "      task: text-generation")
+    for key in ("type", "task", "driver", "architecture"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"`{key}:` must be a single word, not {_describe(raw[key])}",
+                              path=format_path(path + (key,)), line=positions.line(path + (key,)),
+                              hint=f"Write e.g. `{key}: {dict(type='model', task='text-generation', driver='huggingface', architecture='blip')[key]}`.")
     if isinstance(raw, dict):
         kind = raw.get("type", "model")
         if kind not in COMPONENT_TYPES:
@@ -398,7 +415,7 @@ def _precheck_params(raw: dict, path: Path, positions: Positions) -> None:
     places = [(path, raw)]
     if isinstance(raw.get("action"), dict):
         places.append((path + ("action",), raw["action"]))
-    for i, a in enumerate(raw.get("actions") or []):
+    for i, a in enumerate(raw.get("actions") if isinstance(raw.get("actions"), list) else []):
         if isinstance(a, dict):
             places.append((path + ("actions", i), a))
     for apath, fields in places:
@@ -514,7 +531,8 @@ def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig)
 
 def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Path, positions: Positions) -> ConfigError:
     first = _most_specific(error.errors())
-    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and ("[" in x or x in _UNION_TAGS)))
+    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and ("[" in x or x in _UNION_TAGS
+                                                                       or x in _MODEL_NAMES)))
     full = path + loc
     where = dict(path=format_path(full), line=positions.line(full))
     kind = first["type"]
@@ -536,7 +554,8 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
                        f"{first['msg']}", **where)
 
 
-_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal"}
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal", "constrained-int"}
+_MODEL_NAMES = {name for name, obj in list(globals().items()) if isinstance(obj, type) and issubclass(obj, BaseModel)}
 
 
 def _most_specific(errors: List[dict]) -> dict:

@@ -7,6 +7,7 @@ import re
 import time
 from typing import Any, Dict, List, Optional
 
+from ..binding import scrub
 from ..devices import human_bytes
 from ..engine import RunOutcome, StreamSink
 from . import renderers
@@ -28,8 +29,12 @@ class RunResult:
     def _bundle(self) -> Dict[str, Any]:
         last = self.outcome.last
         if last is None:
-            return renderers.render(self.output)
-        return renderers.render(self.output, last.texts, task=last.task, inputs=last.images)
+            bundle = renderers.render(self.output)
+        else:
+            bundle = renderers.render(self.output, last.texts, task=last.task, inputs=last.images)
+        # a secret read through ${env.*} never shows, even when a server echoes it back
+        return {k: scrub(v) if k in ("text/plain", "text/html") and isinstance(v, str) else v
+                for k, v in bundle.items()}
 
     def _ipython_display_(self) -> None:
         if self._skip_next_display:   # a stream already showed this output in place
@@ -42,7 +47,7 @@ class RunResult:
         return self._bundle()
 
     def __repr__(self) -> str:
-        text = repr(self.output)
+        text = scrub(repr(self.output))
         return f"RunResult(workflow={self.workflow!r}, seconds={self.seconds:.3f}, output={text[:200]}" + \
                ("...)" if len(text) > 200 else ")")
 
@@ -88,7 +93,7 @@ class StreamView(StreamSink):
 
     def _show(self, text: str, footer: str) -> None:
         if self.handle is not None:
-            self.handle.update(renderers.render_text(text, footer), raw=True)
+            self.handle.update(renderers.render_text(scrub(text), footer), raw=True)
             self.updates += 1
 
 

@@ -119,6 +119,12 @@ def load_class(target: str) -> type:
     except ImportError as e:
         raise ModelLoadError(f"`class: {target}`: cannot import `{location}`: {e}\n"
                              f"  Install what it needs, or check the module path.") from None
+    except ConfigError:
+        raise
+    except Exception as e:   # a SyntaxError or any error while the user's module runs
+        where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+        raise ModelLoadError(f"`class: {target}`: `{location}` failed while it was imported{where}: "
+                             f"{type(e).__name__}: {e}\n  Fix the module, then compose again.") from None
     cls = getattr(module, name, None)
     if cls is None:
         public = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-from ..binding import resolve_settings
+from ..binding import resolve_settings, scrub
 from ..errors import ConfigError
 from ..servers import http
 from ..servers.process import ManagedProcess, ServerError, ServerState, as_argv, port_in_use
@@ -119,6 +120,29 @@ class HttpServer(HttpClient):
     def logs(self, n: int = 50) -> list:
         return self.process.tail(n) if self.process else []
 
+    def run(self, fields: Dict[str, Any]) -> Any:
+        with self._explained():
+            return super().run(fields)
+
+    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[Any]:
+        with self._explained():
+            yield from super().stream(fields, stop)
+
+    @contextlib.contextmanager
+    def _explained(self):
+        """A request that fails because the server died says so, with the server's last log lines."""
+        try:
+            yield
+        except http.HttpError as e:
+            time.sleep(0.2)   # let the process finish exiting and the log reader catch its last lines
+            if self.process is None or self.process.alive():
+                raise
+            code = self.process.proc.returncode if self.process.proc else None
+            self.process.state = ServerState.STOPPED
+            raise ServerError(f"{str(e).splitlines()[0]}\n  The server `{self.component_id}` exited (code {code}). "
+                              f"Its last log lines:\n    " + "\n    ".join(self.process.tail(15) or ["(no output)"])
+                              + "\n  Compose it again to restart it.") from None
+
 
 def wait_ready(process: ManagedProcess, host: str, port: int, health_path: Optional[str], timeout: float) -> None:
     """Until the port accepts (and the health path answers below 500); fail fast if the process exits."""
@@ -170,7 +194,8 @@ def run_install(name: str, command: Any, env: Optional[Dict[str, Any]], working_
 
 
 def _show_collapsed(summary: str, lines: list) -> None:
-    """The summary, with the whole output folded under it in a notebook."""
+    """The summary, with the whole output folded under it in a notebook (secrets masked)."""
+    lines = [scrub(line) for line in lines]
     try:
         from IPython import get_ipython
         from IPython.display import display

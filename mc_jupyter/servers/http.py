@@ -12,12 +12,17 @@ When an output reads the whole ``${response}`` of a streamed body, it sees the e
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..binding import ScrubLogs
 from ..errors import UserError
 
 DEFAULT_TIMEOUT = 60.0
+
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(ScrubLogs())
 
 
 class HttpError(UserError):
