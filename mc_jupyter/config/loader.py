@@ -50,9 +50,10 @@ class Positions:
 
 def load_yaml(text: str, first_line: int = 1) -> tuple[Any, Positions]:
     """Parse ``text``; line numbers count from ``first_line`` (2 inside a ``%%compose`` cell)."""
-    loader = yaml.SafeLoader(text)
     positions = Positions()
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)   # reading starts here: a control character fails at once
         node = loader.get_single_node()
         if node is None:
             return None, positions
@@ -71,7 +72,8 @@ def load_yaml(text: str, first_line: int = 1) -> tuple[Any, Positions]:
             hint = "YAML does not allow tabs for indentation: use spaces."
         raise ConfigError(f"the YAML cannot be parsed: {problem}", line=line, hint=hint) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return value, positions
 
 

@@ -29,7 +29,7 @@ from IPython.core.error import UsageError
 import mc_jupyter as mc
 from tests.conftest import run_cell
 
-SERVER = str(Path(__file__).resolve().parent / "model_server.py")
+SERVER = str(Path(__file__).resolve().parent.parent / "model_server.py")
 
 
 def c(body: str, flags: str = "") -> str:

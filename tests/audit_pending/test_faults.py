@@ -34,7 +34,7 @@ from mc_jupyter.errors import UserError
 from mc_jupyter.registry import State
 from tests.test_servers import SERVER, free_port, gone, server_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ ENV = "HUGGINGFACE_TOKEN"
 NEEDLE = secrets.token_hex(12)             # what is searched for: the marker's random part
 MARKER = f"hf_LEAKCHECK_{NEEDLE}"
 TOKEN = "${env.HUGGINGFACE_TOKEN}"
-SERVER = str(Path(__file__).resolve().parent / "model_server.py")
+SERVER = str(Path(__file__).resolve().parent.parent / "model_server.py")
 
 # Prints the token it was given through manage.env, then serves as tests/model_server.py does.
 PRINT_AND_SERVE = (
