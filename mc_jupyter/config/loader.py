@@ -61,7 +61,9 @@ def load_yaml(text: str, first_line: int = 1) -> tuple[Any, Positions]:
     except ConfigError:
         raise
     except yaml.reader.ReaderError as e:
-        raise ConfigError(f"the YAML holds a character it cannot read ({e.reason}, character {e.character!r})",
+        line = text[:e.position].count("\n") + first_line if isinstance(e.position, int) else None
+        raise ConfigError(f"the YAML cannot be parsed: {e.reason} #x{e.character:04x}" if isinstance(e.character, int)
+                          else f"the YAML cannot be parsed: {e.reason}", line=line,
                           hint="Remove control characters (a pasted terminal colour code, a NUL).") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -109,6 +111,8 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, positions: Posi
     try:
         return loader.construct_object(node, deep=True)
     except (ValueError, KeyError, AttributeError, IndexError, TypeError, yaml.YAMLError) as e:
-        raise ConfigError(f"the value `{node.value}` cannot be read as {node.tag.rsplit(':', 1)[-1]} ({e})",
+        kind = node.tag.rsplit(":", 1)[-1]
+        wanted = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise ConfigError(f"the value `{node.value}` cannot be read as {wanted} ({e})",
                           path=format_path(path), line=line,
-                          hint="Quote it to keep it as text (e.g. \"2024-02-30\"), or fix the value.") from None
+                          hint="To keep it as text, quote it (e.g. \"2024-02-30\"); otherwise fix the value.") from None

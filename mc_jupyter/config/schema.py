@@ -351,15 +351,19 @@ def _validate(cls: type[BaseModel], raw: Any, path: Path, positions: Positions) 
 
 def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
     if not isinstance(raw, dict):
-        raise ConfigError(f"a component must be a mapping of keys, not {_describe(raw) if raw is not None else 'empty'}",
-                          path=format_path(path), line=positions.line(path),
-                          hint="Write its keys indented under it, e.g.\n    component:\n      type: model\n"
-                               "      task: text-generation")
+        found = _describe(raw) if raw is not None else "nothing"
+        hint = "Indent the component's keys under it, starting with `task:` (e.g. `task: text-generation`)."
+        if isinstance(raw, list):
+            hint += " For several components, use `components:` with a list of mappings."
+        raise ConfigError(f"expected a mapping of the component's keys here, found {found}",
+                          path=format_path(path), line=positions.line(path), hint=hint)
+    valid = {"type": COMPONENT_TYPES, "task": TASKS, "driver": DRIVER_NAMES, "architecture": sum(ARCHITECTURES.values(), ())}
     for key in ("type", "task", "driver", "architecture"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"`{key}:` must be a single word, not {_describe(raw[key])}",
                               path=format_path(path + (key,)), line=positions.line(path + (key,)),
-                              hint=f"Write e.g. `{key}: {dict(type='model', task='text-generation', driver='huggingface', architecture='blip')[key]}`.")
+                              hint=f"Valid {key if key != 'architecture' else 'architecture'}s: "
+                                   f"{choices_text(valid[key])}.")
     if isinstance(raw, dict):
         kind = raw.get("type", "model")
         if kind not in COMPONENT_TYPES:
