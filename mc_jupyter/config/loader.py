@@ -85,7 +85,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, positions: Posi
     line = node.start_mark.line + 1 + offset
     if id(node) in parents:
         raise ConfigError("an alias refers to a mapping or list that contains it (a loop)", path=format_path(path),
-                          line=line, hint="Remove the `*alias` that points back into its own `&anchor`.")
+                          line=positions.line(path), hint="Remove the `*alias` that points back into its own `&anchor`.")
     parents = parents + (id(node),)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)

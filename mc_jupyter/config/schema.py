@@ -563,7 +563,7 @@ _MODEL_NAMES = {name for name, obj in list(globals().items()) if isinstance(obj,
 
 
 def _most_specific(errors: List[dict]) -> dict:
-    order = {"extra_forbidden": 0, "literal_error": 1, "missing": 2}
+    order = {"extra_forbidden": 0, "literal_error": 1, "value_error": 2, "missing": 3}
     return sorted(errors, key=lambda e: (order.get(e["type"], 3), -len(e["loc"])))[0]
 
 
