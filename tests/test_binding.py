@@ -95,3 +95,7 @@ def test_an_unset_env_variable_says_how_to_set_it(monkeypatch):
     with pytest.raises(BindingError) as info:
         value("${env.MCJ_NOT_SET}")
     assert "the environment variable `MCJ_NOT_SET` is not set" in str(info.value)
+
+
+def test_a_default_yaml_cannot_read_as_a_scalar_stays_text():
+    assert value("${input.day | 2024-02-30}", input={}) == "2024-02-30"

@@ -29,7 +29,7 @@ from IPython.core.error import UsageError
 import mc_jupyter as mc
 from tests.conftest import run_cell
 
-SERVER = str(Path(__file__).resolve().parent.parent / "model_server.py")
+SERVER = str(Path(__file__).resolve().parent / "model_server.py")
 
 
 def c(body: str, flags: str = "") -> str:
@@ -205,7 +205,7 @@ ROWS = [
           id: probe
           task: text-classification
           options: *loop
-        """), "line 5", "`options`", "alias"),
+        """), "line 5", "component.options", "alias"),
     _row("yaml-comment-only-cell", c("""
         # nothing but a comment
         """), "the cell is empty", "Write a `component:`"),
@@ -340,7 +340,7 @@ ROWS = [
     _row("type-component-is-a-list", c("""
         component:
           - task: text-classification
-        """), "line 3, at `component`", "expected a mapping", "`components:`"),
+        """), "line 2, at `component`", "expected a mapping", "`components:`"),
     _row("type-components-item-is-a-string", c("""
         components:
           - clf
@@ -812,8 +812,6 @@ ROWS = [
          "line 7, at `component.text`: `${input.}`: expected a key after `.`"),
     _row("expr-bad-nested-default", probe("${input.text | ${inptu.other}}"),
          "line 7, at `component.text`", "unknown source `inptu` (did you mean `input`?)"),
-    _row("expr-impossible-date-default", probe("${input.text | 2024-02-30}"),
-         "line 7, at `component.text`", "2024-02-30", "quote"),
     _row("expr-in-a-job-input", c("""
         workflow:
           id: w
@@ -933,7 +931,7 @@ ROWS = [
     _row("run-missing-input", r("clf", "txt: a great film\n"),
          "line 7, at `components[0].text`: `${input.text}`: `input` has no `text`", "`input` has: `txt`",
          "Give `text:` in the %%run body"),
-    _row("run-empty-body-missing-input", r("clf"),
+    _row("run-empty-body-missing-input", r("clf", "{}\n"),     # IPython refuses an empty cell body: `{}` is none
          "`${input.text}`: `input` has no `text`", "Give `text:` in the %%run body"),
     _row("run-missing-nested-input", r("deep", "doc: {name: x}\n"),
          "line 66, at `workflows[7].job.input.text`: `${input.doc.title}`: `input.doc` has no `title`",
@@ -1014,15 +1012,15 @@ ROWS = [
 
     # -- images -------------------------------------------------------------------------------------
     _row("image-corrupt-bytes", r("pics", "image: $corrupt_bytes\n"),
-         "the data is not a readable image", "Check the file is a PNG/JPEG/WebP image", "`${input.image as image}`"),
+         "is not a readable image", "Check that it is a PNG, JPEG or WebP image", "`${input.image as image}`"),
     _row("image-corrupt-file", r("pics", "image: @TMP@/corrupt.png\n"),
-         "the data is not a readable image", "@TMP@/corrupt.png", "`${input.image as image}`"),
+         "is not a readable image", "@TMP@/corrupt.png", "`${input.image as image}`"),
     _row("image-missing-file", r("pics", "image: @TMP@/no-such-photo.png\n"),
          "image file not found: @TMP@/no-such-photo.png", "Give an existing path"),
     _row("image-a-folder", r("pics", "image: @TMP@\n"),
-         "@TMP@", "`${input.image as image}`", "Give an existing path"),
+         "@TMP@", "`${input.image as image}`", "is a folder, not an image file", "Give the path of one image"),
     _row("image-a-number", r("pics", "image: 42\n"),
-         "cannot read an image from a int", "Give a path, URL, bytes", "`${input.image as image}`"),
+         "cannot read an image from 42 (a int)", "Give a path, URL, bytes", "`${input.image as image}`"),
     _row("image-bad-base64", r("pics64", "image: '***not base64***'\n"),
          "`${input.image as image;base64}`", "image"),
     _row("image-url-unreachable", r("pics", "image: http://127.0.0.1:@CLOSED@/cat.png\n"),
