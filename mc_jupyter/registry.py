@@ -27,6 +27,7 @@ from .drivers.base import Driver
 from .errors import (ConfigError, ModelLoadError, UserError, WorkflowError, choices_text,
                      did_you_mean)
 from .install import Say, component_class
+from .interrupts import allowed, deferred
 
 
 class State(enum.Enum):
@@ -184,21 +185,41 @@ class Registry:
         return plan, new_entries, workflows
 
     def apply(self, config: ComposeConfig, auto_install: bool = False, say: Optional[Say] = None) -> Plan:
-        """Load what the plan says; all or nothing."""
-        plan, new_entries, workflows = self.plan(config)
+        """Load what the plan says; all or nothing.
+
+        A kernel interrupt stops a load (and anything before it) at once; one that comes while models
+        move into the registry or are freed is held until that is done (:mod:`mc_jupyter.interrupts`),
+        so that no model is ever left loaded outside the registry.
+        """
+        plan, new_entries, workflows = self.plan(config)       # changes nothing
+        with deferred():
+            return self._apply(plan, new_entries, workflows, auto_install, say)
+
+    def _apply(self, plan: Plan, new_entries: Dict[str, Entry], workflows: Dict[str, CompiledWorkflow],
+               auto_install: bool, say: Optional[Say]) -> Plan:
         for estimate in plan.estimates:
             if not estimate.fits and say is not None:
                 say(estimate.lines()[-1])
         loaded: List[Entry] = []
         try:
-            for cid, entry in new_entries.items():
-                if cid in plan.reuse:
-                    continue
-                if entry.spec.settings.get("preload") is False:
-                    entry.state = State.UNLOADED
-                    continue
-                loaded.append(entry)        # before loading: an interrupt mid-load still frees it
-                self._load(entry, auto_install, say)
+            todo = [cid for cid in new_entries if cid not in plan.reuse]
+            for _ in range(3):
+                for cid in todo:
+                    entry = new_entries[cid]
+                    if entry.spec.settings.get("preload") is False:
+                        entry.state = State.UNLOADED
+                        continue
+                    loaded.append(entry)        # before loading: an interrupt mid-load still frees it
+                    self._load(entry, auto_install, say)
+                # A component this compose reuses may have been unloaded meanwhile (the sidebar's button,
+                # from its own thread): load it again, so the compose leaves what its cell says.
+                with self.lock:
+                    todo = [cid for cid in plan.reuse if not _ready(self.entries.get(cid))]
+                if not todo:
+                    break
+                for cid in todo:
+                    plan.reuse.remove(cid)
+                    plan.load.append(cid)
         except BaseException:
             for entry in loaded:
                 _free(entry)
@@ -220,8 +241,9 @@ class Registry:
                         old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
                         continue
                     if cid in plan.reuse:
-                        # unloaded (from the sidebar) while this compose ran: it was never loaded here
-                        entry.state = State.UNLOADED
+                        # unloaded (from the sidebar) again, in the instant before this commit: it stays
+                        # unloaded; its next compose loads it
+                        continue
                     if old is not None:
                         replaced.append(old)
                     self.entries[cid] = entry
@@ -230,7 +252,7 @@ class Registry:
                 self.workflows.update(workflows)
                 if plan.target:
                     self.default_target = plan.target
-            except BaseException:   # interrupted mid-commit: put the registry back, free what was loaded
+            except BaseException:   # failed mid-commit (a driver's reconfigure): put the registry back, free what was loaded
                 self.entries, self.workflows, self.default_target = saved[0], saved[1], saved[2]
                 for cid in new_entries:
                     self.loading.pop(cid, None)
@@ -253,12 +275,13 @@ class Registry:
                 return
             if self.entries.get(entry.id) is not entry:
                 raise UserError(f"component `{entry.id}` was unloaded; compose it again to use it.")
-        try:
-            self._load(entry, auto_install, say)
-        finally:
-            with self.lock:
-                self.loading.pop(entry.id, None)
-        self._emit("changed")
+        with deferred():
+            try:
+                self._load(entry, auto_install, say)
+            finally:
+                with self.lock:
+                    self.loading.pop(entry.id, None)
+            self._emit("changed")
 
     @contextlib.contextmanager
     def use(self, component_id: str):
@@ -274,7 +297,8 @@ class Registry:
 
     def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
         s = entry.spec.settings
-        cls = component_class(s, auto_install, say)
+        with allowed():                # may install packages: as slow as a load
+            cls = component_class(s, auto_install, say)
         entry.state = State.LOADING
         with self.lock:
             self.loading[entry.id] = entry
@@ -283,7 +307,8 @@ class Registry:
         entry.driver = driver          # held from the start, so any interruption can free it
         started = time.perf_counter()
         try:
-            driver.load()
+            with allowed():            # interrupting a slow load stops it at once
+                driver.load()
         except BaseException as e:
             entry.state, entry.error = State.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
             entry.driver = None
@@ -306,30 +331,33 @@ class Registry:
 
     # -- freeing -------------------------------------------------------------------------------
     def unload(self, component_id: str) -> None:
-        with self.lock:
-            entry = self.entries.get(component_id)
-            if entry is None:
-                raise ConfigError(f"no component `{component_id}` is loaded{did_you_mean(component_id, self.entries)}",
-                                  hint=f"Loaded: {choices_text(self.entries) or 'none'}.")
-            if entry.runs:
-                raise UserError(f"component `{component_id}` is running a job right now, so it is not unloaded.\n"
-                                f"  Wait for the run to finish (or interrupt the kernel), then unload it.")
-            del self.entries[component_id]
-            if self.default_target == "component:" + component_id:
-                self.default_target = None
-        _free(entry)
+        with deferred():
+            with self.lock:
+                entry = self.entries.get(component_id)
+                if entry is None:
+                    raise ConfigError(f"no component `{component_id}` is loaded"
+                                      f"{did_you_mean(component_id, self.entries)}",
+                                      hint=f"Loaded: {choices_text(self.entries) or 'none'}.")
+                if entry.runs:
+                    raise UserError(f"component `{component_id}` is running a job right now, so it is not unloaded."
+                                    f"\n  Wait for the run to finish (or interrupt the kernel), then unload it.")
+                del self.entries[component_id]
+                if self.default_target == "component:" + component_id:
+                    self.default_target = None
+            _free(entry)               # outside the lock: stopping a server takes a while
         release_memory()
         self._emit("changed")
 
     def down(self) -> List[str]:
-        with self.lock:
-            entries = list(self.entries.values())
-            self.entries.clear()
-            self.loading.clear()
-            self.workflows.clear()
-            self.default_target = None
-        for entry in entries:
-            _free(entry)
+        with deferred():
+            with self.lock:
+                entries = list(self.entries.values())
+                self.entries.clear()
+                self.loading.clear()
+                self.workflows.clear()
+                self.default_target = None
+            for entry in entries:      # outside the lock: stopping a server takes a while
+                _free(entry)
         release_memory()
         self._emit("changed")
         return [e.id for e in entries]
@@ -357,6 +385,10 @@ def _estimates(entries: Dict[str, Entry], ids: List[str], which: str) -> List[An
         except (OSError, ValueError, ImportError, UserError):
             continue   # no device, no config (offline, missing): the load itself will say why
     return out
+
+
+def _ready(entry: Optional[Entry]) -> bool:
+    return entry is not None and entry.state is State.READY and entry.driver is not None
 
 
 def _out_of_memory(error: BaseException) -> bool:

@@ -123,6 +123,8 @@ class HFDriver(Driver):
         from .placement import load_plan, placement
 
         source = resolve_source(self.settings.get("model"), self.settings["task"])
+        if self.settings.get("trust_remote_code"):   # the tokenizer and processors run repository code too
+            source.kwargs["trust_remote_code"] = True
         self.source, self.source_description = source, source.description
         plan = load_plan(self.settings)
         adapters = self.settings.get("peft_adapters") or []

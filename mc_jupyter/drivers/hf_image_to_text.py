@@ -41,7 +41,10 @@ class ImageToText(HFDriver):
     architecture: str
 
     def load(self) -> None:
-        self.architecture = self._architecture(resolve_source(self.settings.get("model"), self.settings["task"]))
+        source = resolve_source(self.settings.get("model"), self.settings["task"])
+        if self.settings.get("trust_remote_code"):
+            source.kwargs["trust_remote_code"] = True
+        self.architecture = self._architecture(source)
         self.auto_class = ARCHITECTURE_CLASSES[self.architecture].model_class
         super().load()
 

@@ -53,7 +53,7 @@ ENV = "HUGGINGFACE_TOKEN"
 NEEDLE = secrets.token_hex(12)             # what is searched for: the marker's random part
 MARKER = f"hf_LEAKCHECK_{NEEDLE}"
 TOKEN = "${env.HUGGINGFACE_TOKEN}"
-SERVER = str(Path(__file__).resolve().parent.parent / "model_server.py")
+SERVER = str(Path(__file__).resolve().parent / "model_server.py")
 
 # Prints the token it was given through manage.env, then serves as tests/model_server.py does.
 PRINT_AND_SERVE = (
@@ -688,6 +688,8 @@ def test_trust_remote_code_on_is_passed_and_said_in_the_compose_output(models, r
     plan = mc.compose(text, registry=registry)
     [model_call] = [c for c in from_pretrained_calls if c["_cls"] == "AutoModelForCausalLM"]
     assert model_call["trust_remote_code"] is True
+    [tokenizer_call] = [c for c in from_pretrained_calls if c["_cls"] == "AutoTokenizer"]
+    assert tokenizer_call["trust_remote_code"] is True      # a custom tokenizer is repository code too
     assert any("trust_remote_code" in line for line in plan.lines()), plan.lines()
     audit = Audit()
     shell.cell(audit, "compose", "%%compose\n" + text.strip(), fails=False)

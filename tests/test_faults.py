@@ -231,12 +231,18 @@ def test_a_model_half_built_when_the_interrupt_came_is_freed_even_while_the_erro
 
 # -- the same, at every line the registry runs during a compose ---------------------------------
 class InjectAt:
-    """A tracer raising KeyboardInterrupt at the ``n``-th line executed in mc_jupyter/registry.py."""
+    """A kernel interrupt at the ``n``-th line executed in mc_jupyter/registry.py.
+
+    A real one is SIGINT: Python calls the SIGINT handler installed right then, between two bytecodes
+    of the main thread. So does this tracer: it calls ``signal.getsignal(SIGINT)`` (the default one
+    raises KeyboardInterrupt; the registry's :mod:`mc_jupyter.interrupts` holds it back while models
+    move into the registry or are freed, and raises it when that is done).
+    """
 
     def __init__(self, n: int):
         self.n, self.count, self.where = n, 0, None
 
-    FUNCTIONS = ("apply", "_load", "_free")    # plan() and the compilers before them change nothing
+    FUNCTIONS = ("apply", "_apply", "_load", "_free")    # plan() and the compilers before them change nothing
 
     def __call__(self, frame, event, arg):
         code = frame.f_code
@@ -247,7 +253,7 @@ class InjectAt:
             self.count += 1
             if self.count == self.n:
                 self.where = f"registry.py:{frame.f_lineno} ({frame.f_code.co_name})"
-                raise KeyboardInterrupt(self.where)
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, frame)
         return self.local
 
 
