@@ -549,3 +549,27 @@ def test_a_kernel_restart_then_a_shutdown_with_models_and_servers_up_leave_no_pr
         kc.stop_channels()
         if km.is_alive():
             km.shutdown_kernel(now=True)
+
+
+def test_an_interrupt_inside_deferred_is_held_to_its_end_and_an_allowed_block_takes_it_at_once():
+    from mc_jupyter.interrupts import allowed, deferred
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            signal.raise_signal(signal.SIGINT)       # a real SIGINT, as the kernel's interrupt sends
+            steps.append("after the signal")         # still runs: the interrupt is held
+    assert steps == ["after the signal"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            signal.raise_signal(signal.SIGINT)
+            with allowed():                          # a load starts: the held interrupt is taken now
+                steps.append("never")
+    assert "never" not in steps and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        with deferred(), allowed():
+            signal.raise_signal(signal.SIGINT)       # inside a load: at once
+            steps.append("never")
+    assert "never" not in steps
+    with deferred():
+        pass                                         # nothing came: nothing raised
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
