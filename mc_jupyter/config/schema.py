@@ -130,6 +130,7 @@ class ModelComponent(ModelActionFields):
     low_cpu_mem_usage: bool = False
     max_memory: Optional[Dict[Union[int, str], str]] = None
     trust_remote_code: bool = False
+    fast_decode: bool = False     # text-generation/chat-completion: the fused, CUDA-graph decode step
     peft_adapters: Optional[List[PeftAdapter]] = None
     labels: Optional[Union[List[str], Dict[int, str]]] = None
     class_: Optional[str] = Field(None, alias="class")       # driver: custom, `module:Class` or `file.py:Class`
@@ -275,7 +276,8 @@ class ComposeConfig:
 
 
 _LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
-                "quantization", "low_cpu_mem_usage", "max_memory", "class", "options", "trust_remote_code", "peft_adapters", "labels",
+                "quantization", "low_cpu_mem_usage", "max_memory", "class", "options", "trust_remote_code", "fast_decode",
+                "peft_adapters", "labels",
                 "preload", "manage", "port", "host")
 _MODEL_ACTION_FIELDS = tuple(ModelActionFields.model_fields)
 _HTTP_ACTION_FIELDS = tuple(HttpActionFields.model_fields)
@@ -451,6 +453,14 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
     if comp.class_ is not None and comp.driver != "custom":
         fail("class", f"`class:` names a custom model class, but the driver is `{comp.driver}`",
              "Add `driver: custom`, or remove `class:`.")
+    if comp.fast_decode and (comp.driver != "huggingface" or comp.task not in ("text-generation", "chat-completion")):
+        fail("fast_decode", f"`fast_decode` is for the huggingface driver's text-generation and chat-completion, "
+             f"not `{comp.driver}` {comp.task}", "Remove `fast_decode:`.")
+    if comp.fast_decode and (comp.quantization != "none" or comp.peft_adapters or comp.device_mode == "auto"):
+        what = (f"`quantization: {comp.quantization}`" if comp.quantization != "none" else
+                "`peft_adapters`" if comp.peft_adapters else "`device_mode: auto`")
+        fail("fast_decode", f"`fast_decode` needs plain weights on one device; this component has {what}",
+             "Remove `fast_decode:` (the model then runs through transformers' generate), or the other setting.")
     names = [a.name for a in comp.peft_adapters or []]
     for i, adapter in enumerate(comp.peft_adapters or []):
         apath = path + ("peft_adapters", i)

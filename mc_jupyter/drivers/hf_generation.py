@@ -68,11 +68,38 @@ class _Generation(HFDriver):
     auto_class = "AutoModelForCausalLM"
     streams = True
 
+    fast = None      # a FastDecoder with `fast_decode: true`
+
     def after_load(self) -> None:
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token is None and tok.eos_token is not None:
             tok.pad_token = tok.eos_token
+        if self.settings.get("fast_decode"):
+            from .fast_decode import FastDecoder, check_supported
+            check_supported(self.model, dict(self.settings, id=self.component_id))
+            self.fast = FastDecoder(self.model)
+
+    def unload(self) -> None:
+        self.fast = None      # its static caches and CUDA graphs
+        super().unload()
+
+    def _fast_args(self, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """``generate``'s keyword arguments for the fast path, or None where it does not apply
+        (``stop_sequences``, ``num_return_sequences``): those calls run through ``generate``."""
+        if self.fast is None or kwargs.get("stop_strings") or int(kwargs.get("num_return_sequences", 1)) != 1:
+            return None
+        g = self.model.generation_config
+        sample = bool(kwargs.get("do_sample", g.do_sample))
+
+        def value(name: str) -> Any:     # what generate would use: the call's, else the model's config
+            return kwargs[name] if name in kwargs else getattr(g, name, None)
+
+        return dict(pad_token_id=kwargs.get("pad_token_id"), do_sample=sample,
+                    temperature=value("temperature") if sample else None,
+                    top_k=value("top_k") if sample else None, top_p=value("top_p") if sample else None,
+                    repetition_penalty=value("repetition_penalty"),
+                    min_new_tokens=int(value("min_new_tokens") or 0))
 
     def run(self, fields: Dict[str, Any]) -> Any:
         import torch
@@ -80,15 +107,39 @@ class _Generation(HFDriver):
         prompts, many = self.prompts(fields)
         kwargs = generate_kwargs(self, fields, self.tokenizer)
         n = int(kwargs.get("num_return_sequences", 1))
+        fast = self._fast_args(kwargs)
         texts: List[Any] = []
         for batch in self.batches(prompts, fields, default=8):
             enc = self.tokenize(batch)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1]:]
+            if fast is not None:
+                new = self.fast.generate_ids(enc["input_ids"], enc["attention_mask"], kwargs["max_new_tokens"], **fast)
+            else:
+                with torch.inference_mode():
+                    out = self.model.generate(**enc, **kwargs)
+                new = out[:, enc["input_ids"].shape[1]:]
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             texts.extend(group_sequences(decoded, n))
         return texts if many else texts[0]
+
+    def _fast_stream(self, enc: Dict[str, Any], max_new: int, fast: Dict[str, Any],
+                     stop: threading.Event) -> Iterator[str]:
+        """The fast path's tokens as text chunks (each step read back: streaming needs them at once)."""
+        ids: List[int] = []
+        shown = ""
+        self.tokens_generated = 0
+        eos = set(self.fast.eos_ids.tolist())
+        for step in self.fast.generate(enc["input_ids"], enc["attention_mask"], max_new, stop=stop, **fast):
+            token = int(step[0])
+            self.tokens_generated += 1
+            if token in eos:
+                break
+            ids.append(token)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):      # half of a multi-byte character: wait for the rest
+                continue
+            if len(text) > len(shown):
+                yield text[len(shown):]
+                shown = text
 
     def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -98,6 +149,13 @@ class _Generation(HFDriver):
             raise InputError("streaming takes one prompt, not a list.\n  Set `streaming: false` for list inputs.")
         kwargs = generate_kwargs(self, fields, self.tokenizer)
         enc = self.tokenize(prompts)
+        fast = self._fast_args(kwargs)
+        if fast is not None:
+            try:
+                yield from self._fast_stream(enc, kwargs["max_new_tokens"], fast, stop)
+            finally:
+                stop.set()
+            return
 
         driver = self
         self.tokens_generated = 0

@@ -1,0 +1,443 @@
+"""An opt-in fast decode path for Llama-shaped causal LMs (``fast_decode: true``).
+
+What makes ``generate`` slow at batch 1 is not the weights' bytes but what runs around them: Python
+per layer and per step, a cache that grows, hundreds of kernel launches, sampling on the host. Like
+gpt-fast-style decoders, this path
+
+- prefills the prompt with the model's own forward (so the first token is the model's own),
+- then decodes one token a step with its own forward over the *same* weight tensors: a static KV
+  cache sized once per call, q/k/v and gate/up fused into one matrix each (the model's parameters
+  become views into the fused matrices, so no memory is added), rotary tables computed once by the
+  model's own rotary module;
+- runs the whole step (forward, repetition penalty, temperature, top-k, top-p, sampling, end-of-text
+  bookkeeping) on the device, and on CUDA captures it in a CUDA graph (optionally compiled with
+  ``torch.compile`` first), so a step costs one graph launch.
+
+Greedy output equals ``generate``'s on the same model (tested exactly on CPU models in float32; on a
+GPU, teacher-forced logits are checked against the eager model's at every step). Sampling follows
+transformers' processors in their order: repetition penalty, min-new-tokens, temperature, top-k,
+top-p, then a categorical draw (drawn as argmax(p / Exp(1)), which is an exact categorical sample and
+safe inside a CUDA graph).
+
+Supported: model types ``llama``, ``mistral`` (without a sliding window shorter than the cache) and
+``qwen2``, unquantized, without LoRA adapters. Anything else is refused at load with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from ..errors import ModelLoadError
+
+SUPPORTED = ("llama", "mistral", "qwen2")
+CACHE_ROUNDING = 64        # cache lengths are rounded up, so one captured graph serves similar prompts
+
+
+def check_supported(model: Any, settings: Dict[str, Any]) -> None:
+    """Raise a clear error when ``fast_decode`` cannot serve this model."""
+    cid = settings.get("id", "")
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", type(model).__name__)
+    why = None
+    if kind not in SUPPORTED:
+        why = f"it is a `{kind}` model; fast_decode serves {', '.join(SUPPORTED)} models"
+    elif settings.get("quantization", "none") != "none":
+        why = f"it is quantized (`quantization: {settings['quantization']}`): the fused step needs plain weights"
+    elif settings.get("peft_adapters"):
+        why = "it has LoRA adapters: merge them into the weights, or leave fast_decode off"
+    elif getattr(config, "hidden_act", "silu") != "silu":
+        why = f"its activation is `{config.hidden_act}`, not silu"
+    elif kind == "mistral" and getattr(config, "sliding_window", None):
+        pass   # checked per call against the cache length
+    elif getattr(model, "hf_device_map", None) and len(set(map(str, model.hf_device_map.values()))) > 1:
+        why = "it is split over several devices (`device_mode: auto`): the fused step runs on one device"
+    if why:
+        raise ModelLoadError(f"component `{cid}`: `fast_decode: true` cannot be used: {why}.\n"
+                             f"  Remove `fast_decode`, and the model runs through transformers' generate.")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What the step does after the logits; a new combination captures a new graph."""
+
+    do_sample: bool = False
+    top_k: int = 0                 # 0: off
+    use_top_p: bool = False
+    use_penalty: bool = False
+    use_min_new: bool = False
+
+
+class _Layer:
+    def __init__(self, layer: Any, heads: int, kv_heads: int, head_dim: int) -> None:
+        import torch
+        attn, mlp = layer.self_attn, layer.mlp
+        q, k, v = attn.q_proj, attn.k_proj, attn.v_proj
+        self.wqkv = _fuse([q, k, v])
+        self.bqkv = None
+        if q.bias is not None:
+            self.bqkv = torch.cat([q.bias.data, k.bias.data, v.bias.data])
+            for i, m in enumerate((q, k, v)):
+                lo = sum(x.bias.shape[0] for x in (q, k, v)[:i])
+                m.bias.data = self.bqkv[lo:lo + m.bias.shape[0]]
+        self.wo, self.bo = attn.o_proj.weight.data, getattr(attn.o_proj, "bias", None)
+        self.bo = self.bo.data if self.bo is not None else None
+        self.wgu = _fuse([mlp.gate_proj, mlp.up_proj])
+        self.wdown = mlp.down_proj.weight.data
+        self.ln1, self.eps1 = layer.input_layernorm.weight.data, layer.input_layernorm.variance_epsilon
+        self.ln2, self.eps2 = layer.post_attention_layernorm.weight.data, layer.post_attention_layernorm.variance_epsilon
+        self.split = (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim)
+        self.inter = mlp.gate_proj.weight.shape[0]
+        self.scaling = float(getattr(attn, "scaling", head_dim ** -0.5))
+
+
+def _fuse(linears: Sequence[Any]):
+    """One matrix for several linears; each linear's weight becomes a view into it (no extra memory)."""
+    import torch
+    fused = torch.cat([m.weight.data for m in linears], dim=0)
+    row = 0
+    for m in linears:
+        n = m.weight.shape[0]
+        m.weight.data = fused[row:row + n]
+        row += n
+    return fused
+
+
+def _rms(x, w, eps):
+    import torch
+    dtype = x.dtype
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return w * h.to(dtype)
+
+
+def _rotate_half(x):
+    import torch
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class _State:
+    """The static buffers of one (batch, cache length, sampling) combination, and its graph."""
+
+    def __init__(self, dec: "FastDecoder", batch: int, length: int, sampling: Sampling) -> None:
+        import torch
+        dev, dt = dec.device, dec.dtype
+        self.batch, self.length, self.sampling = batch, length, sampling
+        shape = (batch, dec.kv_heads, length, dec.head_dim)
+        self.k = [torch.zeros(shape, device=dev, dtype=dt) for _ in dec.layers]
+        self.v = [torch.zeros(shape, device=dev, dtype=dt) for _ in dec.layers]
+        self.valid = torch.zeros(batch, length, device=dev, dtype=torch.bool)
+        self.tokens = torch.zeros(batch, device=dev, dtype=torch.long)      # the token fed to the next step
+        self.pos = torch.zeros(batch, device=dev, dtype=torch.long)         # its rotary position
+        self.slot = torch.zeros(1, device=dev, dtype=torch.long)            # its cache slot
+        self.generated = torch.zeros(1, device=dev, dtype=torch.long)       # tokens generated so far
+        self.finished = torch.zeros(batch, device=dev, dtype=torch.bool)
+        self.seen = torch.zeros(batch, dec.vocab, device=dev, dtype=torch.bool) if sampling.use_penalty else None
+        self.logits = torch.zeros(batch, dec.vocab, device=dev, dtype=torch.float32)
+        self.temperature = torch.ones(1, device=dev, dtype=torch.float32)
+        self.top_p = torch.ones(1, device=dev, dtype=torch.float32)
+        self.penalty = torch.ones(1, device=dev, dtype=torch.float32)
+        self.min_new = torch.zeros(1, device=dev, dtype=torch.long)
+        self.eos = dec.eos_ids
+        self.pad = torch.zeros(1, device=dev, dtype=torch.long)
+        self.graph = None
+
+
+class FastDecoder:
+    """The fused decode step over a loaded Llama-shaped model (see the module's docstring)."""
+
+    def __init__(self, model: Any, eos_token_id: Any = None, use_graphs: Optional[bool] = None,
+                 use_compile: Optional[bool] = None) -> None:
+        import torch
+        self.model = model
+        cfg = model.config
+        inner = model.model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.vocab = model.lm_head.weight.shape[0]
+        self.sliding = getattr(cfg, "sliding_window", None) if cfg.model_type == "mistral" else None
+        with torch.no_grad():
+            self.layers = [_Layer(layer, self.heads, self.kv_heads, self.head_dim) for layer in inner.layers]
+        self.embed = inner.embed_tokens.weight.data
+        self.norm, self.norm_eps = inner.norm.weight.data, inner.norm.variance_epsilon
+        self.lm_head = model.lm_head.weight.data
+        self.rotary = inner.rotary_emb
+        self.max_positions = int(getattr(cfg, "max_position_embeddings", 4096) or 4096)
+        eos = eos_token_id if eos_token_id is not None else getattr(model.generation_config, "eos_token_id", None)
+        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        self.eos_ids = torch.tensor(eos, device=self.device, dtype=torch.long)
+        cuda = self.device.type == "cuda"
+        self.use_graphs = cuda if use_graphs is None else (use_graphs and cuda)
+        self.use_compile = (cuda and os.environ.get("MC_JUPYTER_FAST_COMPILE", "1") != "0") \
+            if use_compile is None else use_compile
+        self._cos = self._sin = None
+        self._states: Dict[Tuple[int, int, Sampling], _State] = {}
+        self._step_fn: Optional[Callable] = None
+        self._lock = threading.Lock()
+        self.notes: List[str] = []
+
+    # -- tables ------------------------------------------------------------------------------------
+    def _tables(self, length: int) -> None:
+        import torch
+        if self._cos is not None and self._cos.shape[0] >= length:
+            return
+        n = max(length, 256)
+        with torch.no_grad():
+            pos = torch.arange(n, device=self.device)[None]
+            probe = torch.zeros(1, device=self.device, dtype=self.dtype)
+            cos, sin = self.rotary(probe, pos)
+        self._cos, self._sin = cos[0].contiguous(), sin[0].contiguous()     # [n, head_dim], model dtype
+
+    # -- the step ----------------------------------------------------------------------------------
+    def _forward(self, s: _State):
+        """Logits (float32) for ``s.tokens`` at ``s.pos``, writing k/v into slot ``s.slot``."""
+        import torch
+        import torch.nn.functional as F
+        b = s.batch
+        x = F.embedding(s.tokens, self.embed)                         # [B, H]
+        cos = self._cos.index_select(0, s.pos)[:, None, None, :]      # [B, 1, 1, D]
+        sin = self._sin.index_select(0, s.pos)[:, None, None, :]
+        mask = s.valid[:, None, None, :]                              # [B, 1, 1, L]
+        for i, layer in enumerate(self.layers):
+            h = _rms(x, layer.ln1, layer.eps1)
+            qkv = F.linear(h, layer.wqkv, layer.bqkv)
+            q, k, v = qkv.split(layer.split, dim=-1)
+            q = q.view(b, self.heads, 1, self.head_dim)
+            k = k.view(b, self.kv_heads, 1, self.head_dim)
+            v = v.view(b, self.kv_heads, 1, self.head_dim)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            s.k[i].index_copy_(2, s.slot, k)
+            s.v[i].index_copy_(2, s.slot, v)
+            a = F.scaled_dot_product_attention(q, s.k[i], s.v[i], attn_mask=mask, scale=layer.scaling,
+                                               enable_gqa=self.kv_heads != self.heads)
+            x = x + F.linear(a.reshape(b, self.heads * self.head_dim), layer.wo, layer.bo)
+            h = _rms(x, layer.ln2, layer.eps2)
+            gate, up = F.linear(h, layer.wgu).split(layer.inter, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, layer.wdown)
+        x = _rms(x, self.norm, self.norm_eps)
+        return F.linear(x, self.lm_head).float()
+
+    def _choose(self, s: _State, logits):
+        """transformers' processors, in its order, then greedy or a categorical draw."""
+        import torch
+        logits = self._process(s, logits)
+        if not s.sampling.do_sample:
+            return logits.argmax(-1)
+        probs = logits.softmax(-1)
+        noise = torch.empty_like(probs).exponential_()
+        return (probs / noise).argmax(-1)
+
+    @staticmethod
+    def _process(s: _State, logits):
+        """The logits processors transformers' ``generate`` applies, in its order, as device code."""
+        import torch
+        sp = s.sampling
+        if sp.use_penalty:
+            penalized = torch.where(logits < 0, logits * s.penalty, logits / s.penalty)
+            logits = torch.where(s.seen, penalized, logits)
+        if sp.use_min_new and s.eos.numel():
+            early = (s.generated < s.min_new)                                    # [1]
+            block = torch.zeros_like(logits, dtype=torch.bool)
+            block[:, s.eos] = True
+            logits = logits.masked_fill(block & early, float("-inf"))
+        if not sp.do_sample:
+            return logits
+        logits = logits / s.temperature
+        if sp.top_k:
+            kth = torch.topk(logits, min(sp.top_k, logits.shape[-1]))[0][..., -1, None]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if sp.use_top_p:
+            sorted_logits, order = torch.sort(logits, descending=False)
+            cum = sorted_logits.softmax(-1).cumsum(-1)
+            drop = cum <= (1 - s.top_p)
+            drop[..., -1:] = False
+            logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+        return logits
+
+    def _step(self, s: _State) -> None:
+        """One whole decode step on the device: forward, choose, bookkeeping (in-place on ``s``)."""
+        import torch
+        s.valid.index_fill_(1, s.slot, True)
+        logits = self._forward(s)
+        s.logits.copy_(logits)
+        nxt = self._choose(s, logits)
+        if s.eos.numel():
+            nxt = torch.where(s.finished, s.pad, nxt)
+            s.finished |= torch.isin(nxt, s.eos)
+        if s.seen is not None:
+            s.seen.scatter_(1, nxt[:, None], True)
+        s.tokens.copy_(nxt)
+        s.pos.add_(1)
+        s.slot.add_(1)
+        s.generated.add_(1)
+
+    def _runner(self, s: _State) -> Callable[[], None]:
+        """The step as one call: a replayed CUDA graph on CUDA, plain tensor code elsewhere."""
+        import torch
+        if not self.use_graphs:
+            return lambda: self._step(s)
+        if s.graph is None:
+            step = self._step
+            if self.use_compile:
+                if self._step_fn is None:
+                    try:
+                        import torch._inductor.config as inductor
+                        inductor.coordinate_descent_tuning = True
+                        self._step_fn = torch.compile(self._step, fullgraph=False, dynamic=False)
+                    except Exception as e:   # no compiler here: the graph of the plain step still helps
+                        self.notes.append(f"torch.compile unavailable ({type(e).__name__}); eager step in a CUDA graph")
+                        self._step_fn = self._step
+                step = self._step_fn
+            saved = self._save(s)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            try:
+                with torch.cuda.stream(side):
+                    for _ in range(3):           # warm up (and compile) outside the capture
+                        step(s)
+                torch.cuda.current_stream().wait_stream(side)
+                self._restore(s, saved)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step(s)
+            except Exception as e:
+                if step is not self._step:      # compiled code that cannot be captured: the plain step
+                    self.notes.append(f"compiled step not capturable ({type(e).__name__}: {e}); eager step")
+                    self._step_fn = self._step
+                    self._restore(s, saved)
+                    return self._runner(s)
+                raise
+            self._restore(s, saved)
+            s.graph = graph
+        return s.graph.replay
+
+    @staticmethod
+    def _save(s: _State):
+        names = ("valid", "tokens", "pos", "slot", "generated", "finished", "seen")
+        return {n: getattr(s, n).clone() for n in names if getattr(s, n) is not None}
+
+    @staticmethod
+    def _restore(s: _State, saved) -> None:
+        for n, t in saved.items():
+            getattr(s, n).copy_(t)
+
+    # -- a call ------------------------------------------------------------------------------------
+    def _state(self, batch: int, length: int, sampling: Sampling) -> _State:
+        key = (batch, length, sampling)
+        if key not in self._states:
+            if len(self._states) >= 4:     # a few shapes at most: drop the oldest (and its graph)
+                self._states.pop(next(iter(self._states)))
+            self._states[key] = _State(self, batch, length, sampling)
+        return self._states[key]
+
+    def _prefill(self, s: _State, input_ids, attention_mask):
+        """The model's own forward over the prompt; its k/v copied into the static cache."""
+        import torch
+        n = input_ids.shape[1]
+        position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=True, logits_to_keep=1)
+        cache = out.get("cache", None) if hasattr(out, "get") else None
+        if cache is None:
+            cache = out.past_key_values
+        for i in range(len(self.layers)):
+            keys, values = _layer_kv(cache, i)
+            s.k[i].zero_()
+            s.v[i].zero_()
+            s.k[i][:, :, :n].copy_(keys)
+            s.v[i][:, :, :n].copy_(values)
+        s.valid.zero_()
+        s.valid[:, :n].copy_(attention_mask.bool())
+        s.pos.copy_(attention_mask.long().sum(-1))
+        s.slot.fill_(n)
+        s.generated.zero_()
+        s.finished.zero_()
+        if s.seen is not None:
+            s.seen.zero_()
+            s.seen.scatter_(1, input_ids, True)
+        return out.logits[:, -1, :].float()
+
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, *, pad_token_id: int = 0,
+                 temperature: Optional[float] = None, do_sample: bool = False, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, repetition_penalty: Optional[float] = None,
+                 min_new_tokens: int = 0, stop: Optional[threading.Event] = None,
+                 teacher_tokens=None) -> Iterator[Any]:
+        """Yield the new tokens of each step (a [batch] tensor on the device) until all rows ended.
+
+        ``teacher_tokens`` ([batch, n], for checks): feed these instead of the chosen tokens and yield
+        each step's float32 logits instead.
+        """
+        import torch
+        batch, n = input_ids.shape
+        sampling = Sampling(do_sample=bool(do_sample), top_k=int(top_k or 0) if do_sample else 0,
+                            use_top_p=bool(do_sample and top_p is not None and top_p < 1.0),
+                            use_penalty=repetition_penalty is not None and repetition_penalty != 1.0,
+                            use_min_new=min_new_tokens > 0)
+        length = -(-(n + max_new_tokens) // CACHE_ROUNDING) * CACHE_ROUNDING
+        if self.sliding and length > self.sliding:
+            raise ModelLoadError(f"fast_decode: this Mistral model attends over a sliding window of {self.sliding} "
+                                 f"tokens, shorter than prompt + new tokens ({n + max_new_tokens}).\n  Ask for fewer "
+                                 f"tokens, or leave fast_decode off.")
+        if n + max_new_tokens > self.max_positions:
+            raise ModelLoadError(f"fast_decode: prompt + new tokens ({n + max_new_tokens}) exceed the model's "
+                                 f"{self.max_positions} positions.")
+        with self._lock, torch.inference_mode():
+            self._tables(length)
+            s = self._state(batch, length, sampling)
+            s.temperature.fill_(float(temperature) if do_sample and temperature else 1.0)
+            s.top_p.fill_(float(top_p) if sampling.use_top_p else 1.0)
+            s.penalty.fill_(float(repetition_penalty) if sampling.use_penalty else 1.0)
+            s.min_new.fill_(int(min_new_tokens))
+            s.pad.fill_(int(pad_token_id if pad_token_id is not None else 0))
+            logits = self._prefill(s, input_ids, attention_mask)
+            if teacher_tokens is not None:
+                yield logits
+                run = self._runner(s)
+                for j in range(teacher_tokens.shape[1] - 1):
+                    s.tokens.copy_(teacher_tokens[:, j])
+                    run()
+                    yield s.logits.clone()
+                return
+            # the first token: chosen from the prefill's logits with the same processors
+            first = self._choose(s, logits)
+            if s.eos.numel():
+                s.finished |= torch.isin(first, s.eos)
+            if s.seen is not None:
+                s.seen.scatter_(1, first[:, None], True)
+            s.tokens.copy_(first)
+            s.generated.fill_(1)
+            yield first.clone()
+            run = self._runner(s)
+            for i in range(1, max_new_tokens):
+                if stop is not None and stop.is_set():
+                    return
+                if s.eos.numel() and i % 16 == 0 and bool(s.finished.all()):
+                    return
+                run()
+                yield s.tokens.clone()
+
+    def generate_ids(self, input_ids, attention_mask, max_new_tokens: int, **kwargs):
+        """All new tokens as one [batch, new] tensor (rows that ended are padded), as ``generate`` gives."""
+        import torch
+        steps = list(self.generate(input_ids, attention_mask, max_new_tokens, **kwargs))
+        out = torch.stack(steps, dim=1)
+        if self.eos_ids.numel():            # trim the tail every row spent finished (generate stops there)
+            ended = torch.isin(out, self.eos_ids)
+            done = ended.cumsum(1) > 0
+            keep = int((~done).sum(0).nonzero().max()) + 2 if bool((~done).any()) else 1
+            out = out[:, :min(keep, out.shape[1])]
+        return out
+
+
+def _layer_kv(cache: Any, i: int):
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return layers[i].keys, layers[i].values
+    return cache[i][0], cache[i][1]     # older tuple-style caches

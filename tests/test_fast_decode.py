@@ -1,0 +1,241 @@
+"""`fast_decode: true`: the fused decode step (mc_jupyter/drivers/fast_decode.py) on the tiny CPU models.
+
+On CPU the step runs as plain tensor code (no CUDA graph), the same code the graph captures on a GPU.
+Greedy output must equal transformers' ``generate`` exactly (float32); sampling must apply the same
+processors as ``generate``; teacher-forced logits must equal the eager model's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.generation.logits_process import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
+                                                    RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                                                    TopKLogitsWarper, TopPLogitsWarper)
+
+import mc_jupyter as mc
+from mc_jupyter.drivers.fast_decode import FastDecoder, Sampling, _State
+from mc_jupyter.errors import UserError
+
+PROMPTS = ["The cat sat on", "Hello", "A much longer prompt about models and notebooks and"]
+
+
+@pytest.fixture
+def lm(models):
+    path = models["causal"]
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    return model, tok
+
+
+def eager_greedy(model, enc, n, **kw):
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=0, **kw)
+    return out[:, enc["input_ids"].shape[1]:]
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS[:1], PROMPTS], ids=["batch1", "batch3-left-padded"])
+def test_greedy_tokens_equal_generate_exactly(lm, prompts):
+    model, tok = lm
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    expected = eager_greedy(model, enc, 40)
+    fast = FastDecoder(model)
+    got = fast.generate_ids(enc["input_ids"], enc["attention_mask"], 40, pad_token_id=0)
+    assert got.shape == expected.shape == (len(prompts), 40)
+    assert torch.equal(got, expected)
+    # a second call reuses the static state (same shapes) and still matches
+    assert torch.equal(fast.generate_ids(enc["input_ids"], enc["attention_mask"], 40, pad_token_id=0), expected)
+
+
+def test_the_weights_are_fused_into_views_not_copies(lm):
+    model, tok = lm
+    before = sum(p.numel() for p in model.parameters())
+    fast = FastDecoder(model)
+    attn = model.model.layers[0].self_attn
+    layer = fast.layers[0]
+    assert attn.q_proj.weight.data_ptr() == layer.wqkv.data_ptr()
+    assert attn.k_proj.weight.data_ptr() == layer.wqkv[attn.q_proj.weight.shape[0]:].data_ptr()
+    assert model.model.layers[0].mlp.up_proj.weight.data_ptr() == \
+        layer.wgu[model.model.layers[0].mlp.gate_proj.weight.shape[0]:].data_ptr()
+    assert sum(p.numel() for p in model.parameters()) == before
+    enc = tok(PROMPTS[:1], return_tensors="pt")
+    # the model itself (its own forward, through the views) still gives the same tokens
+    assert torch.equal(eager_greedy(model, enc, 8), fast.generate_ids(enc["input_ids"], enc["attention_mask"], 8))
+
+
+def test_an_end_token_stops_the_row_and_pads_it_as_generate_does(lm):
+    model, tok = lm
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    free = eager_greedy(model, enc, 30)
+    eos = int(free[1, 4])                       # row 1 says this at step 4: make it the end token
+    expected = eager_greedy(model, enc, 30, eos_token_id=eos)
+    fast = FastDecoder(model, eos_token_id=eos)
+    got = fast.generate_ids(enc["input_ids"], enc["attention_mask"], 30, pad_token_id=0)
+    assert torch.equal(got, expected[:, :got.shape[1]]) and got.shape == expected.shape, (got, expected)
+    assert int(got[1, 4]) == eos and (got[1, 5:] == 0).all()
+
+
+def test_teacher_forced_logits_equal_the_eager_models_at_every_step(lm):
+    model, tok = lm
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    teacher = torch.randint(10, 300, (len(PROMPTS), 12))
+    fast = FastDecoder(model)
+    steps = list(fast.generate(enc["input_ids"], enc["attention_mask"], 12, teacher_tokens=teacher))
+    ids = torch.cat([enc["input_ids"], teacher], 1)
+    mask = torch.cat([enc["attention_mask"], torch.ones_like(teacher)], 1)
+    with torch.inference_mode():
+        eager = model(input_ids=ids, attention_mask=mask,
+                      position_ids=(mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)).logits.float()
+    n = enc["input_ids"].shape[1]
+    assert len(steps) == 12
+    for j, logits in enumerate(steps):
+        torch.testing.assert_close(logits, eager[:, n - 1 + j], atol=1e-4, rtol=1e-4)
+
+
+def state_for(fast, sampling, batch=2):
+    s = _State(fast, batch, 64, sampling)
+    return s
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p,penalty,min_new", [
+    (0.7, 0, None, None, 0), (1.3, 5, None, None, 0), (0.9, 0, 0.8, None, 0), (0.8, 20, 0.5, 1.3, 0),
+    (1.0, 0, None, 1.5, 3)])
+def test_the_sampling_processors_are_transformers_own(lm, temperature, top_k, top_p, penalty, min_new):
+    model, _ = lm
+    fast = FastDecoder(model, eos_token_id=[0, 7])
+    sampling = Sampling(do_sample=True, top_k=top_k, use_top_p=top_p is not None,
+                        use_penalty=penalty is not None, use_min_new=min_new > 0)
+    s = state_for(fast, sampling)
+    s.temperature.fill_(temperature)
+    s.top_p.fill_(top_p or 1.0)
+    s.penalty.fill_(penalty or 1.0)
+    s.min_new.fill_(min_new)
+    s.generated.fill_(1)
+    torch.manual_seed(3)
+    vocab = fast.vocab
+    history = torch.randint(0, vocab, (2, 9))
+    if s.seen is not None:
+        s.seen.scatter_(1, history, True)
+    logits = torch.randn(2, vocab) * 4
+    processors = LogitsProcessorList()
+    if penalty:
+        processors.append(RepetitionPenaltyLogitsProcessor(penalty))
+    if min_new:
+        processors.append(MinNewTokensLengthLogitsProcessor(prompt_length_to_skip=8, min_new_tokens=min_new,
+                                                            eos_token_id=[0, 7]))
+    processors.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        processors.append(TopKLogitsWarper(top_k))
+    if top_p is not None:
+        processors.append(TopPLogitsWarper(top_p))
+    expected = processors(history, logits.clone())       # history: 8 prompt tokens + 1 generated
+    got = FastDecoder._process(s, logits.clone())
+    assert torch.equal(torch.isinf(got), torch.isinf(expected))
+    torch.testing.assert_close(got[~torch.isinf(got)], expected[~torch.isinf(expected)])
+    # the draw stays inside what the processors kept
+    for _ in range(50):
+        token = fast._choose(s, logits.clone())
+        assert not torch.isinf(expected.gather(1, token[:, None])).any()
+
+
+def test_a_categorical_draw_follows_the_distribution(lm):
+    model, _ = lm
+    fast = FastDecoder(model)
+    s = state_for(fast, Sampling(do_sample=True), batch=1)
+    logits = torch.full((1, fast.vocab), -1e9)
+    logits[0, [3, 4, 5]] = torch.log(torch.tensor([0.2, 0.3, 0.5]))
+    torch.manual_seed(0)
+    draws = torch.stack([fast._choose(s, logits) for _ in range(4000)]).flatten()
+    freq = torch.bincount(draws, minlength=6)[3:6].float() / len(draws)
+    torch.testing.assert_close(freq, torch.tensor([0.2, 0.3, 0.5]), atol=0.03, rtol=0)
+
+
+def test_top_k_one_sampling_is_greedy(lm):
+    model, tok = lm
+    enc = tok(PROMPTS[:1], return_tensors="pt")
+    fast = FastDecoder(model)
+    got = fast.generate_ids(enc["input_ids"], enc["attention_mask"], 16, do_sample=True, temperature=0.7, top_k=1)
+    assert torch.equal(got, eager_greedy(model, enc, 16))
+
+
+COMPONENT = """
+components:
+  - id: plain
+    type: model
+    task: text-generation
+    model: {path}
+    text: ${{input.prompt}}
+    params: {{max_output_length: 24, temperature: 0}}
+  - id: quick
+    type: model
+    task: text-generation
+    model: {path}
+    fast_decode: true
+    text: ${{input.prompt}}
+    params: {{max_output_length: 24, temperature: 0}}
+"""
+
+
+def test_a_component_with_fast_decode_gives_the_same_text_run_and_streamed(models, registry):
+    mc.compose(COMPONENT.format(path=models["causal"]), registry=registry)
+    assert registry.entries["quick"].driver.fast is not None and registry.entries["plain"].driver.fast is None
+    for prompt in (PROMPTS[0], PROMPTS):
+        expected = mc.run("plain", {"prompt": prompt}, registry=registry).output
+        assert mc.run("quick", {"prompt": prompt}, registry=registry).output == expected
+    chunks = []
+
+    from mc_jupyter.engine import StreamSink
+
+    class Sink(StreamSink):
+        def chunk(self, text, tokens=None):
+            chunks.append(text)
+
+    mc.compose(COMPONENT.format(path=models["causal"]).split("  - id: quick")[1].join(
+        ["components:\n  - id: quick", ""]).replace("    text:", "    streaming: true\n    text:"), registry=registry)
+    assert registry.entries["quick"].spec.settings["fast_decode"]
+    streamed = mc.run("quick", {"prompt": PROMPTS[0]}, stream=Sink(), registry=registry).output
+    assert streamed == mc.run("plain", {"prompt": PROMPTS[0]}, registry=registry).output
+    assert len(chunks) > 1 and "".join(chunks) == streamed
+
+
+def test_fast_decode_stops_when_told(lm):
+    model, tok = lm
+    enc = tok(PROMPTS[:1], return_tensors="pt")
+    stop = threading.Event()
+    got = []
+    for step in FastDecoder(model).generate(enc["input_ids"], enc["attention_mask"], 50, stop=stop):
+        got.append(step)
+        if len(got) == 5:
+            stop.set()
+    assert len(got) == 5
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ("    quantization: nf4\n", "needs plain weights on one device"),
+    ("    device_mode: auto\n", "needs plain weights on one device"),
+])
+def test_fast_decode_with_settings_it_cannot_serve_is_a_located_error(models, registry, extra, fragment):
+    text = COMPONENT.format(path=models["causal"]).split("  - id: quick")[0].replace(
+        "    text:", "    fast_decode: true\n" + extra + "    text:", 1)
+    with pytest.raises(UserError) as info:
+        mc.compose(text, registry=registry)
+    assert fragment in str(info.value) and "fast_decode" in str(info.value) and "line" in str(info.value).lower()
+    assert registry.entries == {}
+
+
+def test_fast_decode_on_another_task_is_a_located_error(models, registry):
+    text = f"""
+component:
+  id: enc
+  type: model
+  task: text-embedding
+  model: {models["causal"]}
+  fast_decode: true
+  text: ${{input.text}}
+"""
+    with pytest.raises(UserError, match="fast_decode` is for the huggingface driver's text-generation"):
+        mc.compose(text, registry=registry)
