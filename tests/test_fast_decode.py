@@ -239,3 +239,13 @@ component:
 """
     with pytest.raises(UserError, match="fast_decode` is for the huggingface driver's text-generation"):
         mc.compose(text, registry=registry)
+
+
+def test_the_multiply_and_sum_matrix_vector_form_gives_the_same_tokens(lm):
+    """Batch 1 on a compiled step writes each matrix-vector product as multiply-and-sum (one tuned
+    reduction kernel each on a GPU); run here without the compiler, it must give generate's tokens."""
+    model, tok = lm
+    enc = tok(PROMPTS[:1], return_tensors="pt")
+    fast = FastDecoder(model, use_compile=True, reduce_gemv=True)
+    assert fast.reduce_gemv and not fast.use_graphs
+    assert torch.equal(fast.generate_ids(enc["input_ids"], enc["attention_mask"], 24), eager_greedy(model, enc, 24))

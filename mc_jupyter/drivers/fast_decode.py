@@ -150,7 +150,7 @@ class FastDecoder:
     """The fused decode step over a loaded Llama-shaped model (see the module's docstring)."""
 
     def __init__(self, model: Any, eos_token_id: Any = None, use_graphs: Optional[bool] = None,
-                 use_compile: Optional[bool] = None) -> None:
+                 use_compile: Optional[bool] = None, reduce_gemv: Optional[bool] = None) -> None:
         import torch
         self.model = model
         cfg = model.config
@@ -176,6 +176,10 @@ class FastDecoder:
         self.use_graphs = cuda if use_graphs is None else (use_graphs and cuda)
         self.use_compile = (cuda and os.environ.get("MC_JUPYTER_FAST_COMPILE", "1") != "0") \
             if use_compile is None else use_compile
+        # batch 1 on a compiled step: matrix-vector products written as multiply-and-sum, which the
+        # compiler turns into one tuned reduction kernel per matrix instead of a library GEMM call
+        self.reduce_gemv = (self.use_compile and os.environ.get("MC_JUPYTER_FAST_GEMV", "reduce") == "reduce") \
+            if reduce_gemv is None else (reduce_gemv and self.use_compile)
         self._cos = self._sin = None
         self._states: Dict[Tuple[int, int, Sampling], _State] = {}
         self._step_fn: Optional[Callable] = None
@@ -200,13 +204,19 @@ class FastDecoder:
         import torch
         import torch.nn.functional as F
         b = s.batch
+        if b == 1 and self.reduce_gemv:
+            def linear(h, w, bias=None):
+                out = (h.unsqueeze(-2).float() * w.float()).sum(-1).to(h.dtype)
+                return out if bias is None else out + bias
+        else:
+            linear = F.linear
         x = F.embedding(s.tokens, self.embed)                         # [B, H]
         cos = self._cos.index_select(0, s.pos)[:, None, None, :]      # [B, 1, 1, D]
         sin = self._sin.index_select(0, s.pos)[:, None, None, :]
         mask = s.valid[:, None, None, :]                              # [B, 1, 1, L]
         for i, layer in enumerate(self.layers):
             h = _rms(x, layer.ln1, layer.eps1)
-            qkv = F.linear(h, layer.wqkv, layer.bqkv)
+            qkv = linear(h, layer.wqkv, layer.bqkv)
             q, k, v = qkv.split(layer.split, dim=-1)
             q = q.view(b, self.heads, 1, self.head_dim)
             k = k.view(b, self.kv_heads, 1, self.head_dim)
@@ -217,12 +227,12 @@ class FastDecoder:
             s.v[i].index_copy_(2, s.slot, v)
             a = F.scaled_dot_product_attention(q, s.k[i], s.v[i], attn_mask=mask, scale=layer.scaling,
                                                enable_gqa=self.kv_heads != self.heads)
-            x = x + F.linear(a.reshape(b, self.heads * self.head_dim), layer.wo, layer.bo)
+            x = x + linear(a.reshape(b, self.heads * self.head_dim), layer.wo, layer.bo)
             h = _rms(x, layer.ln2, layer.eps2)
-            gate, up = F.linear(h, layer.wgu).split(layer.inter, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, layer.wdown)
+            gate, up = linear(h, layer.wgu).split(layer.inter, dim=-1)
+            x = x + linear(F.silu(gate) * up, layer.wdown)
         x = _rms(x, self.norm, self.norm_eps)
-        return F.linear(x, self.lm_head).float()
+        return linear(x, self.lm_head).float()
 
     def _choose(self, s: _State, logits):
         """transformers' processors, in its order, then greedy or a categorical draw."""
@@ -296,7 +306,8 @@ class FastDecoder:
                         self._step_fn = self._step
                 step = self._step_fn
             saved = self._save(s)
-            side = torch.cuda.Stream()
+            rng = torch.cuda.get_rng_state(self.device)    # warm-up and capture draw numbers: give them back,
+            side = torch.cuda.Stream()                     # so a seed gives the same text on the first call
             side.wait_stream(torch.cuda.current_stream())
             try:
                 with torch.cuda.stream(side):
@@ -312,9 +323,11 @@ class FastDecoder:
                     self.notes.append(f"compiled step not capturable ({type(e).__name__}: {e}); eager step")
                     self._step_fn = self._step
                     self._restore(s, saved)
+                    torch.cuda.set_rng_state(rng, self.device)
                     return self._runner(s)
                 raise
             self._restore(s, saved)
+            torch.cuda.set_rng_state(rng, self.device)
             s.graph = graph
         return s.graph.replay
 
