@@ -49,3 +49,41 @@ def test_bench_core_runs_and_prints_the_table():
         for cell in (row[1], row[2]):
             assert re.fullmatch(r"\d+\.\d+ ms", cell), row
         assert re.fullmatch(r"[+-]\d+\.\d+ ms", row[4]), row
+
+
+def run_script(*argv: str, timeout: int = 600) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in _CACHE_VARS}
+    env["PYTHONUNBUFFERED"] = "1"
+    done = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"exit code {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_fast_decode_benchmark_runs_on_a_tiny_model_and_its_checks_pass():
+    out = run_script("tests/benchmarks/fast_decode.py", "--shapes", "tiny", "--new", "8", "--repeats", "1",
+                     "--skip-static")
+    assert "| tiny | 1 |" in out and "| tiny | 8 |" in out
+    assert "'within_tolerance': True" in out and "repeats with its seed: True, varies with it: True" in out
+    assert "same text: True" in out
+
+
+@pytest.mark.slow
+def test_the_image_benchmark_runs_on_the_tiny_sdxl_and_both_sides_make_the_same_pixels():
+    out = run_script("tests/benchmarks/gpu_image.py", "--tiny", "--repeats", "1")
+    assert "| SDXL-shaped fp32 32x32, 4 steps, batch 1 |" in out and "same pixels: True" in out
+
+
+@pytest.mark.slow
+def test_the_profile_scripts_run():
+    assert "ratio" in run_script("tests/benchmarks/profile_load.py")
+    out = run_script("tests/benchmarks/profile_encoders.py", "--tiny")
+    assert "same vectors: True" in out and "--- mc.run, by own time" in out
+
+
+@pytest.mark.slow
+def test_the_model_compose_comparison_runs_with_model_compose_from_pypi(tmp_path):
+    out = run_script("tests/benchmarks/vs_model_compose.py", "--tiny-check", "--venv", str(tmp_path / "venv"),
+                     timeout=900)
+    assert "model-compose" in out and "| repeated:" in out

@@ -28,6 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default=None)
     parser.add_argument("--texts", type=int, default=4096)
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer, 64-wide BERT and 256 texts (a smoke run)")
     args = parser.parse_args()
     from tests import tiny_models
     root = Path(tempfile.mkdtemp(prefix="mcj-prof-"))
@@ -42,9 +43,10 @@ def main() -> int:
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         tok = tiny_models.build_tokenizer()
         torch.manual_seed(0)
-        BertModel(BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id)).save_pretrained(root / "bert")
+        size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128) if args.tiny else {}
+        BertModel(BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **size)).save_pretrained(root / "bert")
         tok.save_pretrained(root / "bert")
-        texts = [f"sentence number {i} about local models and notebooks" for i in range(args.texts)]
+        texts = [f"sentence number {i} about local models and notebooks" for i in range(256 if args.tiny else args.texts)]
         registry = Registry()
         mc.compose(f"""
 component:
