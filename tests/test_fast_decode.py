@@ -249,3 +249,35 @@ def test_the_multiply_and_sum_matrix_vector_form_gives_the_same_tokens(lm):
     fast = FastDecoder(model, use_compile=True, reduce_gemv=True)
     assert fast.reduce_gemv and not fast.use_graphs
     assert torch.equal(fast.generate_ids(enc["input_ids"], enc["attention_mask"], 24), eager_greedy(model, enc, 24))
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen2"])
+def test_mistral_and_qwen2_models_decode_as_generate_does(kind):
+    """The other two supported families (Qwen2 has q/k/v biases) on tiny random models."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    config_cls, model_cls = {"mistral": (MistralConfig, MistralForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[kind]
+    torch.manual_seed(0)
+    model = model_cls(config_cls(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                 pad_token_id=0, eos_token_id=None, bos_token_id=1)).eval()
+    model.generation_config.eos_token_id = None
+    if kind == "qwen2":
+        assert model.model.layers[0].self_attn.q_proj.bias is not None
+    ids = torch.randint(2, 300, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    with torch.inference_mode():
+        expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=20, do_sample=False,
+                                  pad_token_id=0)[:, 9:]
+    assert torch.equal(FastDecoder(model).generate_ids(ids, mask, 20, pad_token_id=0), expected)
+
+
+def test_a_model_family_it_does_not_serve_is_refused_with_the_reason():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from mc_jupyter.drivers.fast_decode import check_supported
+    from mc_jupyter.errors import ModelLoadError
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    with pytest.raises(ModelLoadError, match=r"`fast_decode: true` cannot be used: it is a `gpt2` model; "
+                                             r"fast_decode serves llama, mistral, qwen2 models"):
+        check_supported(model, {"id": "old"})

@@ -50,8 +50,6 @@ def check_supported(model: Any, settings: Dict[str, Any]) -> None:
         why = "it has LoRA adapters: merge them into the weights, or leave fast_decode off"
     elif getattr(config, "hidden_act", "silu") != "silu":
         why = f"its activation is `{config.hidden_act}`, not silu"
-    elif kind == "mistral" and getattr(config, "sliding_window", None):
-        pass   # checked per call against the cache length
     elif getattr(model, "hf_device_map", None) and len(set(map(str, model.hf_device_map.values()))) > 1:
         why = "it is split over several devices (`device_mode: auto`): the fused step runs on one device"
     if why:
