@@ -58,7 +58,10 @@ def test_chat_streams_overrides_the_system_prompt_and_recomposes_without_reloadi
     assert before["state"] == after["state"] == "ready"
     assert before["load"] == after["load"]                      # loaded once: the load time did not change
     assert text_of(outputs_of(nb, "load_count")) == "loads of `chat`: 1\n"
-    assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chat"
+    assert result_of(cells_with(nb, "%%compose")[2]).startswith("load `chat_fast`: chat-completion")
+    assert re.search(r"\[64 tokens · [\d.]+ s · [\d.]+ tokens/s\]", text_of(outputs_of(nb, "%%run -o fast")))
+    assert text_of(outputs_of(nb, "same text as generate")) == "same text as generate: True\n"
+    assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chat, chat_fast"
 
 
 def test_generation_batches_classification_labels_and_the_two_job_workflow(models):

@@ -123,9 +123,12 @@ class _Generation(HFDriver):
 
     def _fast_stream(self, enc: Dict[str, Any], max_new: int, fast: Dict[str, Any],
                      stop: threading.Event) -> Iterator[str]:
-        """The fast path's tokens as text chunks (each step read back: streaming needs them at once)."""
+        """The fast path's tokens as text chunks (each step read back: streaming needs them at once).
+
+        Each chunk is handed on when the next one is ready, and the last after the final token, so the
+        token count shown with the last chunk is the whole count (as with ``generate``'s streamer)."""
         ids: List[int] = []
-        shown = ""
+        shown, pending = "", ""
         self.tokens_generated = 0
         eos = set(self.fast.eos_ids.tolist())
         for step in self.fast.generate(enc["input_ids"], enc["attention_mask"], max_new, stop=stop, **fast):
@@ -135,11 +138,15 @@ class _Generation(HFDriver):
                 break
             ids.append(token)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):      # half of a multi-byte character: wait for the rest
+            if text.endswith("\ufffd") or len(text) <= len(shown):   # half a character, or nothing new yet
                 continue
-            if len(text) > len(shown):
-                yield text[len(shown):]
-                shown = text
+            if pending:
+                yield pending
+            pending, shown = text[len(shown):], text
+        final = self.tokenizer.decode(ids, skip_special_tokens=True)
+        pending += final[len(shown):] if final.startswith(shown) else ""
+        if pending:
+            yield pending
 
     def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
