@@ -295,10 +295,9 @@ class FastDecoder:
             step = self._step
             if self.use_compile:
                 if self._step_fn is None:
-                    try:
-                        import torch._inductor.config as inductor
-                        inductor.coordinate_descent_tuning = True
-                        self._step_fn = torch.compile(self._step, fullgraph=False, dynamic=False)
+                    try:        # tuned kernels for this step only: the kernel's global settings stay as they are
+                        self._step_fn = torch.compile(self._step, fullgraph=False, dynamic=False,
+                                                      options={"coordinate_descent_tuning": True})
                     except Exception as e:   # no compiler here: the graph of the plain step still helps
                         self.notes.append(f"torch.compile unavailable ({type(e).__name__}); eager step in a CUDA graph")
                         self._step_fn = self._step
