@@ -221,11 +221,11 @@ class Registry:
                     plan.reuse.remove(cid)
                     plan.load.append(cid)
         except BaseException:
-            for entry in loaded:
-                _free(entry)
-            with self.lock:
+            with self.lock:        # out of the snapshot first, so the panel never sees a row being freed
                 for entry in new_entries.values():
                     self.loading.pop(entry.id, None)
+            for entry in loaded:
+                _free(entry)
             release_memory()
             self._emit("changed")
             raise

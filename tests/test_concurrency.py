@@ -300,3 +300,24 @@ def test_an_unload_from_the_panel_just_as_a_run_starts_does_not_load_the_model_a
     held = {id(e.driver) for e in registry.entries.values()}
     assert [d.component_id for d in loads if id(d) not in held and hasattr(d, "model")] == []
     assert registry.loading == {} and between_ops_problems(registry) == []
+
+
+def test_a_failed_compose_frees_its_new_models_only_after_they_left_the_panels_snapshot(models, registry,
+                                                                                          monkeypatch):
+    """A compose that loads `fresh` and then fails on `missing` frees `fresh`; a snapshot the panel takes
+    while it is being freed (from its own thread, any time) must not show it as an `unloaded` row."""
+    import mc_jupyter.registry as registry_module
+    seen = []
+    original = registry_module._free
+
+    def free(entry):
+        seen.append(registry.snapshot())          # what the panel would read at that instant
+        original(entry)
+        seen.append(registry.snapshot())
+
+    monkeypatch.setattr(registry_module, "_free", free)
+    with pytest.raises(UserError):
+        mc.compose("components:\n" + block("a", models["causal"]) + block("missing", "/nonexistent/tiny"),
+                   registry=registry)
+    assert seen and all(snapshot == [] for snapshot in seen), seen
+    assert registry.entries == {} and registry.loading == {}
