@@ -189,7 +189,10 @@ class FastDecoder:
         import torch
         if self._cos is not None and self._cos.shape[0] >= length:
             return
-        n = max(length, 256)
+        # sized once for the model's positions (a few MiB): captured graphs read these very tensors,
+        # so new ones (a longer call past 8192) drop every captured graph first
+        n = max(length, min(self.max_positions, 8192))
+        self._states.clear()
         with torch.no_grad():
             pos = torch.arange(n, device=self.device)[None]
             probe = torch.zeros(1, device=self.device, dtype=self.dtype)
@@ -301,6 +304,7 @@ class FastDecoder:
                     except Exception as e:   # no compiler here: the graph of the plain step still helps
                         self.notes.append(f"torch.compile unavailable ({type(e).__name__}); eager step in a CUDA graph")
                         self._step_fn = self._step
+                        self.reduce_gemv = False       # multiply-and-sum pays only when compiled
                 step = self._step_fn
             saved = self._save(s)
             rng = torch.cuda.get_rng_state(self.device)    # warm-up and capture draw numbers: give them back,
@@ -319,6 +323,7 @@ class FastDecoder:
                 if step is not self._step:      # compiled code that cannot be captured: the plain step
                     self.notes.append(f"compiled step not capturable ({type(e).__name__}: {e}); eager step")
                     self._step_fn = self._step
+                    self.reduce_gemv = False
                     self._restore(s, saved)
                     torch.cuda.set_rng_state(rng, self.device)
                     return self._runner(s)
