@@ -24,17 +24,14 @@ import threading
 import time
 from collections import Counter
 
-import comm
 import pytest
-from comm.base_comm import CommManager
 
 import mc_jupyter as mc
-from mc_jupyter import sidebar
 from mc_jupyter.drivers.hf_generation import TextGeneration
 from mc_jupyter.engine import StreamSink
 from mc_jupyter.errors import UserError
 from mc_jupyter.registry import State
-from tests.test_sidebar_comm import RecordingComm, fast_panel
+from tests.test_sidebar_comm import fast_panel, manager  # noqa: F401  (manager is a fixture)
 
 IDS = ("a", "b", "c", "s")      # `s` streams
 MAIN_OPS, SIDEBAR_OPS = 350, 750
@@ -53,16 +50,6 @@ SIDEBAR_ALLOWED = [r"^no component `[^`]*` is loaded", r"^component `\w+` is run
 MALFORMED = [{"command": "explode"}, {"command": "unload"}, {"command": "unload", "id": "a", "force": True},
              {"command": "refresh", "id": "a"}, {"command": "stop", "id": ""}, {"command": "unload", "id": ["a"]},
              {"id": "a"}, "unload a", None, 42, [], {"command": None}]
-
-
-@pytest.fixture
-def manager(monkeypatch):
-    fresh = CommManager()
-    monkeypatch.setattr(comm, "get_comm_manager", lambda: fresh)
-    monkeypatch.setattr(comm, "create_comm", RecordingComm)
-    yield fresh
-    for connection in sidebar.open_connections():
-        connection.close()
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from mc_jupyter.drivers.hf_generation import TextGeneration
 from mc_jupyter.engine import StreamSink
 from mc_jupyter.errors import UserError
 from mc_jupyter.registry import State
+from tests.test_server_orphans import execute
 from tests.test_servers import SERVER, free_port, gone, server_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -466,20 +467,6 @@ def test_a_server_that_crashes_mid_stream_fails_the_run_with_its_last_log_lines(
 
 
 # -- kernel restart and shutdown with models and servers up ---------------------------------------
-def execute(client, code: str) -> str:
-    out = []
-
-    def hook(msg):
-        if msg["msg_type"] == "stream":
-            out.append(msg["content"]["text"])
-        elif msg["msg_type"] == "error":
-            out.append("\n".join(msg["content"]["traceback"]))
-
-    reply = client.execute_interactive(textwrap.dedent(code), timeout=120, output_hook=hook)
-    assert reply["content"]["status"] == "ok", "".join(out)
-    return "".join(out)
-
-
 def bring_up(client, models) -> int:
     """A model and two servers (one behind a shell, so a grandchild) in the kernel; their ports."""
     ports = [free_port(), free_port()]

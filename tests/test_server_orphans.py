@@ -23,7 +23,7 @@ def execute(client, code: str) -> str:
         elif msg["msg_type"] == "error":
             out.append("\n".join(msg["content"]["traceback"]))
 
-    reply = client.execute_interactive(textwrap.dedent(code), timeout=90, output_hook=hook)
+    reply = client.execute_interactive(textwrap.dedent(code), timeout=120, output_hook=hook)
     assert reply["content"]["status"] == "ok", "".join(out)
     return "".join(out)
 
