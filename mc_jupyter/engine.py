@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from .binding import Scope, render, streams as has_stream_source
+from .binding import Scope, guard_secrets, render, streams as has_stream_source
 from .errors import McJupyterError, RunError, UserError, WorkflowError, choices_text
 from .registry import CompiledAction, CompiledWorkflow, Entry, Registry, State
 
@@ -108,6 +108,9 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
     return RunOutcome(workflow.spec.id, output, records, time.perf_counter() - started, inputs)
 
 
+@guard_secrets(lambda registry, entry, action_id, *a, job_id: f"job `{job_id}` (component `{entry.id}`)",
+               lambda registry, entry, action_id, *a, job_id: [entry.spec.settings,
+                                                             entry.actions[action_id or entry.spec.default_action].fields])
 def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_input: Any,
              sink: Optional[StreamSink], auto_install: bool, job_id: str) -> JobRecord:
     if entry.state is not State.READY:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from .binding import compile_value, templates_in
+from .binding import compile_value, guard_secrets, templates_in
 from .config.loader import format_path
 from .config.schema import ActionSpec, ComponentSpec, ComposeConfig, WorkflowSpec
 from .devices import release_memory
@@ -295,6 +295,7 @@ class Registry:
             with self.lock:
                 entry.runs -= 1
 
+    @guard_secrets(lambda self, entry, *a: f"component `{entry.id}`", lambda self, entry, *a: entry.spec.settings)
     def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
         s = entry.spec.settings
         with allowed():                # may install packages: as slow as a load
