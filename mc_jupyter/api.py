@@ -1,23 +1,26 @@
 """The Python API: everything the magics do, for scripts and tests.
 
     import mc_jupyter as mc
-    mc.compose(yaml_text)                 # load into the kernel-resident registry
+    mc.compose(yaml_text)                 # load into the kernel-resident registry (or a dict of the same shape)
     result = mc.run(inputs={"text": "hi"})  # RunResult; result.output is the plain value
     mc.status(); mc.unload("id"); mc.down()
+
+Every call checks all its arguments before it acts: one that fails changes nothing.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-from typing import Any, Dict, List, Optional
+import weakref
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from .config.loader import load_yaml
+from .config.loader import clip, load_mapping, load_yaml
 from .config.schema import parse_compose
 from .devices import memory_snapshot
 from .display.result import PlanView, RunResult, StatusTable, StreamView
 from .engine import StreamSink, run as run_engine
-from .errors import InputError
+from .errors import ConfigError, InputError, UserError, WorkflowError, choices_text, did_you_mean
 from .install import Say
 from .registry import Plan, Registry
 
@@ -26,34 +29,107 @@ REGISTRY = Registry()
 # Kernel shutdown and restart end the interpreter: stop every managed server with it.
 atexit.register(REGISTRY.down)
 
+#: The largest compose file read (a bigger one is not a compose file: a model, a log, /dev/zero).
+MAX_FILE_BYTES = 10 * 1024 * 1024
 
-def read_config(text: Optional[str] = None, file: Optional[str] = None, first_line: int = 1):
-    """Parse YAML text or a file into a validated :class:`ComposeConfig` (nothing is loaded)."""
+# A registry whose latest compose defined several workflows and marked none `default: true`: its
+# default target then (the last one, which the registry picks) and the workflow ids. `%%run` without
+# an id refuses while the registry's default target is still that one.
+_UNDECIDED: "weakref.WeakKeyDictionary[Registry, tuple]" = weakref.WeakKeyDictionary()
+
+
+def read_config(text: Union[str, Mapping, None] = None, file: Optional[str] = None, first_line: int = 1):
+    """Parse YAML text, a mapping of the same shape, or a file into a validated :class:`ComposeConfig`
+    (nothing is loaded)."""
     if file is not None:
-        path = os.path.expanduser(file)
-        if not os.path.exists(path):
-            raise InputError(f"the compose file `{file}` does not exist (looked at {os.path.abspath(path)}).")
-        with open(path, encoding="utf-8") as f:
-            text, first_line = f.read(), 1
-    data, positions = load_yaml(text or "", first_line=first_line)
+        if text is not None:
+            raise InputError("give either YAML text or `file=`, not both.")
+        text, first_line = _read_file(file), 1
+    if isinstance(text, Mapping):
+        data, positions = load_mapping(text)
+    elif text is None or isinstance(text, str):
+        data, positions = load_yaml(text or "", first_line=first_line)
+    else:
+        hint = ("To compose a file, write mc.compose(file=...)." if isinstance(text, os.PathLike) else
+                "Decode it first: mc.compose(data.decode('utf-8'))." if isinstance(text, (bytes, bytearray)) else
+                "Example: mc.compose(\"component: {task: text-embedding, model: ...}\").")
+        raise InputError(f"mc.compose takes YAML text (a str) or a mapping (a dict) of the same shape, "
+                         f"not {_a(text)}.\n  {hint}")
     return parse_compose(data, positions)
 
 
-def compose(text: Optional[str] = None, *, file: Optional[str] = None, dry_run: bool = False,
+def _read_file(file: Any) -> str:
+    if not isinstance(file, (str, os.PathLike)):
+        raise InputError(f"`file=` takes the path of a YAML file (a str), not {_a(file)}.")
+    path = os.path.expanduser(os.fspath(file))
+    where = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"the compose file `{file}` is a folder, not a YAML file ({where}).\n"
+                         f"  Give the path of a .yaml file, e.g. {os.path.join(str(file), 'compose.yaml')}.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise InputError(f"the compose file `{file}` is not a regular file ({where}).\n"
+                         f"  Give the path of a .yaml file.")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"the compose file `{file}` does not exist (looked at {where}).") from None
+    except PermissionError:
+        raise InputError(f"the compose file `{file}` cannot be read: permission denied ({where}).\n"
+                         f"  Check its permissions (`ls -l {where}`), or copy it somewhere you can read.") from None
+    except OSError as e:
+        raise InputError(f"the compose file `{file}` cannot be read: {e.strerror or e} ({where}).") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"the compose file `{file}` is larger than {MAX_FILE_BYTES // 2**20} MiB: it is not a "
+                         f"compose file ({where}).\n  Give the path of the .yaml file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"the compose file `{file}` is not UTF-8 text: the byte 0x{data[e.start]:02x} at offset "
+                          f"{e.start} cannot be read", line=line,
+                          hint="Save the file as UTF-8 (your editor's \"Save with encoding\"), or convert it, e.g. "
+                               "`iconv -f latin1 -t utf-8 old.yaml > new.yaml`.") from None
+
+
+def compose(text: Union[str, Mapping, None] = None, *, file: Optional[str] = None, dry_run: bool = False,
             auto_install: bool = False, registry: Registry = REGISTRY, first_line: int = 1,
             say: Optional[Say] = None) -> PlanView:
-    """Validate YAML and load its components (unchanged ones are reused). ``dry_run`` loads nothing."""
+    """Validate YAML (or a mapping of the same shape) and load its components (unchanged ones are
+    reused). ``dry_run`` loads nothing."""
     config = read_config(text, file, first_line)
+    flows = list(config.workflows)
+    undecided = len(flows) > 1 and not any(w.default for w in config.workflows.values())
     if dry_run:
         plan: Plan = registry.plan(config, estimate="all")[0]
-        return PlanView(plan, loaded=False)
-    return PlanView(registry.apply(config, auto_install=auto_install, say=say), loaded=True)
+    else:
+        plan = registry.apply(config, auto_install=auto_install, say=say)
+        if undecided:
+            _UNDECIDED[registry] = (registry.default_target, flows)
+        elif plan.target:
+            _UNDECIDED.pop(registry, None)
+    if undecided:
+        plan.target = None
+        plan.notes.append(f"{len(flows)} workflows and none marked `default: true`: name the one to run "
+                          f"(`%%run {clip(flows[0], 40)}`).")
+    return PlanView(plan, loaded=not dry_run)
 
 
 def run(target: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, *,
         stream: Optional[StreamSink] = None, display_stream: bool = False, auto_install: bool = False,
         registry: Registry = REGISTRY, **kw_inputs: Any) -> RunResult:
-    """Run a workflow (or a component as a one-job workflow). ``inputs`` and keywords are its input."""
+    """Run a workflow (or a component as a one-job workflow). ``inputs`` and keywords are its input.
+
+    Without ``target``: the workflow of the latest compose (the one marked ``default: true`` when it
+    has several), or its single component."""
+    if target is not None and not isinstance(target, str):
+        raise InputError(f"mc.run takes the id of a workflow or component (a str) as `target`, "
+                         f"not {_a(target)}.\n  Example: mc.run(\"{_any_id(registry)}\", {{...}}).")
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise InputError(f"mc.run takes its inputs as a mapping (`{{\"name\": value}}`), not {_a(inputs)}."
+                         f"\n  Example: mc.run(inputs={{\"text\": \"hello\"}}).")
+    if target is None:
+        _check_default(registry)
     values = dict(inputs or {}, **kw_inputs)
     sink = stream if stream is not None else (StreamView() if display_stream else None)
     outcome = run_engine(registry, target, values, sink, auto_install)
@@ -63,22 +139,85 @@ def run(target: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, *
     return RunResult(outcome, already_shown=shown)
 
 
+def _check_default(registry: Registry) -> None:
+    with registry.lock:
+        undecided = _UNDECIDED.get(registry)
+        if undecided is None or undecided[0] is None or registry.default_target != undecided[0]:
+            return
+    flows, first = undecided[1], clip(undecided[1][0], 40)
+    raise WorkflowError(f"the latest %%compose defines {len(flows)} workflows ({choices_text(map(clip, flows))}) and "
+                        f"marks none `default: true`, so a run without an id does not know which to run",
+                        hint=f"Name one: `%%run {first}` (in Python: mc.run(\"{first}\", ...)), or mark one "
+                             f"`default: true` in the YAML.")
+
+
+def _any_id(registry: Registry) -> str:
+    with registry.lock:
+        return clip(next(iter(registry.workflows), None) or next(iter(registry.entries), "ID"), 40)
+
+
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 def status(registry: Registry = REGISTRY) -> StatusTable:
     """The loaded components and the device memory."""
     return StatusTable(registry.snapshot(), memory_snapshot())
 
 
-def unload(component_id: str, registry: Registry = REGISTRY) -> None:
-    """Free one component's model (and its device memory)."""
-    registry.unload(component_id)
+def _loaded(ids: Union[str, Sequence[str]], registry: Registry, call: str, servers: bool = False,
+            acting: bool = True) -> List[str]:
+    """The distinct ids of ``ids`` (one or a list), each checked before anything acts on any."""
+    many = [ids] if isinstance(ids, str) else ids
+    if not isinstance(many, (list, tuple)) or not all(isinstance(c, str) for c in many) or not many:
+        bad = ids if not isinstance(ids, (list, tuple)) else next((c for c in ids if not isinstance(c, str)), ids)
+        raise InputError(f"{call} takes a component id (a str) or a list of them, not "
+                         f"{'an empty list' if bad == [] or bad == () else _a(bad)}.\n"
+                         f"  Example: {call}(\"{_any_id(registry)}\").")
+    many = list(dict.fromkeys(many))
+    with registry.lock:
+        for cid in many:
+            entry = registry.entries.get(cid)
+            if entry is None:
+                raise WorkflowError(f"no component `{clip(cid)}` is loaded{did_you_mean(cid, registry.entries)}",
+                                    hint=f"Loaded: {choices_text(registry.entries) or 'none'}. Compose it first."
+                                         + (" Nothing was unloaded." if len(many) > 1 else ""))
+            if servers and entry.spec.type != "http-server":
+                raise InputError(f"component `{cid}` is {'an' if entry.spec.type[0] in 'aeiouh' else 'a'} "
+                                 f"{entry.spec.type}, not a managed server: there is no server "
+                                 f"to stop.\n  To free it, use %mc unload {cid} (mc.unload(\"{cid}\")).")
+            if acting and entry.runs:
+                raise UserError(f"component `{cid}` is running a job right now, so it is not unloaded.\n  Wait for "
+                                f"the run to finish (or interrupt the kernel), then unload it.")
+    return many
+
+
+def unload(component_id: Union[str, Sequence[str]], registry: Registry = REGISTRY) -> None:
+    """Free one component's model (and its device memory), or several: all are checked first, so an
+    unknown id frees none."""
+    for cid in _loaded(component_id, registry, "mc.unload"):
+        registry.unload(cid)
+
+
+def stop(component_id: Union[str, Sequence[str]], registry: Registry = REGISTRY) -> None:
+    """Stop one managed server (``type: http-server``), or several; all are checked first."""
+    for cid in _loaded(component_id, registry, "mc.stop", servers=True):
+        registry.unload(cid)
 
 
 def logs(component_id: str, lines: int = 50, registry: Registry = REGISTRY) -> List[str]:
     """The last lines a managed server printed."""
-    entry = registry.get(component_id)
+    if not isinstance(component_id, str):
+        raise InputError(f"mc.logs takes a component id (a str), not {_a(component_id)}.\n"
+                         f"  Example: mc.logs(\"{_any_id(registry)}\").")
+    if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
+        raise InputError(f"mc.logs: `lines` is a number of lines (0 or more), not {clip(repr(lines), 40)}.\n"
+                         f"  Example: mc.logs(\"{clip(component_id, 40)}\", 20).")
+    entry = registry.get(_loaded(component_id, registry, "mc.logs", acting=False)[0])
     if not hasattr(entry.driver, "logs"):
         raise InputError(f"component `{component_id}` is a {entry.spec.type}, not a managed server: it has no log.")
-    return entry.driver.logs(lines)
+    return entry.driver.logs(lines) if lines else []
 
 
 def down(registry: Registry = REGISTRY) -> list:

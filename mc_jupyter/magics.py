@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import keyword
 from typing import Any, Dict
 
 from IPython.core.error import UsageError
@@ -12,7 +13,7 @@ from traitlets import Bool
 
 from . import api
 from .binding import scrub
-from .config.loader import load_yaml
+from .config.loader import clip, load_yaml
 from .errors import InputError, UserError
 
 
@@ -95,6 +96,9 @@ class McJupyter(Magics):
             prompt: Why is the sky blue?
         """
         args = parse_argstring(self.run_cell, line)
+        if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
+            raise UsageError(f"-o takes the name of a Python variable, not `{clip(args.output, 40)}`.\n"
+                             f"  Example: %%run -o answer")
         inputs = self._inputs(cell)
         result = api.run(args.workflow, inputs, display_stream=True, auto_install=self.auto_install)
         if args.output:
@@ -107,8 +111,8 @@ class McJupyter(Magics):
         """mc_jupyter's housekeeping.
 
         %mc status        the loaded components, their device, memory and state
-        %mc unload ID     free one component's model (or stop its server)
-        %mc stop ID       the same, for a managed server
+        %mc unload ID...  free components' models (or stop their servers)
+        %mc stop ID...    stop managed servers (type: http-server)
         %mc logs ID [N]   the last N (50) lines a managed server printed
         %mc down          free everything and stop every server
         """
@@ -117,20 +121,19 @@ class McJupyter(Magics):
         if command == "status" and len(words) == 1:
             return api.status()
         if command == "logs" and len(words) in (2, 3):
-            if len(words) == 3 and not words[2].isdigit():
-                raise UsageError(f"%mc logs: `{words[2]}` is not a number of lines.\n  Use: %mc logs ID [N]")
+            if len(words) == 3 and not (words[2].isascii() and words[2].isdigit()):
+                raise UsageError(f"%mc logs: `{clip(words[2], 40)}` is not a number of lines.\n  Use: %mc logs ID [N]")
             print("\n".join(api.logs(words[1], int(words[2]) if len(words) == 3 else 50)))
             return None
         if command in ("unload", "stop") and len(words) >= 2:
-            for cid in words[1:]:
-                api.unload(cid)
-            print(f"{'stopped' if command == 'stop' else 'unloaded'} {', '.join(words[1:])}")
+            (api.stop if command == "stop" else api.unload)(words[1:])   # every id is checked before any acts
+            print(f"{'stopped' if command == 'stop' else 'unloaded'} {', '.join(dict.fromkeys(words[1:]))}")
             return None
         if command == "down" and len(words) == 1:
             freed = api.down()
             print(f"unloaded {', '.join(freed)}" if freed else "nothing was loaded")
             return None
-        raise UsageError(f"unknown %mc command `{line.strip()}`.\n  Use: %mc status | %mc unload ID | %mc stop ID | %mc logs ID | %mc down")
+        raise UsageError(f"unknown %mc command `{clip(line.strip())}`.\n  Use: %mc status | %mc unload ID | %mc stop ID | %mc logs ID | %mc down")
 
     def _inputs(self, cell: str) -> Dict[str, Any]:
         data, positions = load_yaml(cell, first_line=2)
@@ -148,8 +151,9 @@ class McJupyter(Magics):
             name = value[1:]
             if name.isidentifier():
                 if name not in self.shell.user_ns:
-                    raise InputError(f"input `{key}`: the Python variable `{name}` is not defined.\n"
-                                     f"  Define it in an earlier cell, or write `$${name}` for the literal text.")
+                    raise InputError(f"input `{clip(key, 40)}`: the Python variable `{clip(name, 40)}` is not defined."
+                                     f"\n  Define it in an earlier cell, or write `$${clip(name, 40)}` for the "
+                                     f"literal text.")
                 return self.shell.user_ns[name]
         if isinstance(value, dict):
             return {k: self._value(v, k) for k, v in value.items()}

@@ -206,6 +206,71 @@ ROWS = [
           task: text-classification
           options: *loop
         """), "line 5", "component.options", "alias"),
+    _row("yaml-nested-thousands-deep", c("component: " + "[" * 5000 + "\n"),
+         "line 2, at `component[0][0][0][0][0]…`: the YAML is nested deeper than 100 levels", "unclosed `[`"),
+    _row("yaml-nested-mappings-deep", c("".join("  " * i + "a:\n" for i in range(150))),
+         "line 102", "nested deeper than 100 levels", "flatten the structure"),
+    _row("yaml-aliases-repeat-too-much", c("component:\n  options:\n    l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n" +
+                                           "".join(f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n"
+                                                   for i in range(1, 6))),
+         "more than 100,000 values", "Write the repeated part once"),
+    _row("yaml-merge-of-a-value", c("""
+        component:
+          <<: 5
+          task: text-classification
+        """), "line 3, at `component`: `<<:` merges mappings into this one, not a value", "<<: *anchor"),
+    _row("yaml-merge-into-itself", c("""
+        component: &loop
+          <<: *loop
+          task: text-classification
+        """), "line 2, at `component`: a `<<:` merge refers to a mapping that contains it", "Remove the `*alias`"),
+    _row("yaml-duplicate-key-beside-a-merge", c("""
+        components:
+          - &base {id: probe, task: text-classification}
+          - <<: *base
+            id: a
+            id: b
+        """), "line 6, at `components[1].id`: the key `id` appears twice", "Remove one of them"),
+    _row("yaml-boolean-key", c("""
+        component:
+          id: probe
+          task: text-classification
+          options: {on: 1}
+        """), "line 5, at `component.options.on`: the key `on` is read by YAML as the boolean true",
+         'Quote it: `"on":`.'),
+    _row("yaml-null-key", c("""
+        component:
+          id: probe
+          task: text-classification
+          ~: 1
+        """), "line 5, at `component.~`: the key `~` is read by YAML as null", 'Quote it: `"~":`.'),
+    _row("yaml-number-key", c("""
+        component:
+          id: probe
+          task: text-classification
+          0x1F: 1
+        """), "line 5, at `component.0x1F`: unknown key `0x1F` (a number, not a word)", "Valid keys here:"),
+    _row("yaml-number-key-in-options", c("""
+        component:
+          id: probe
+          task: text-classification
+          options: {7: x}
+        """), "line 5, at `component.options.7`: the key `7` must be text here, not a number", 'Quote it: `"7":`.'),
+    _row("yaml-unknown-python-tag", c("""
+        component:
+          id: probe
+          task: !!python/name:os.system text-classification
+        """), "line 4, at `component.task`: unknown tag `!!python/name:os.system`", "remove the tag"),
+    _row("yaml-unknown-local-tag-on-a-mapping", c("""
+        component:
+          id: probe
+          task: text-classification
+          options: !secret {a: 1}
+        """), "line 5, at `component.options`: unknown tag `!secret`", "quote the whole value"),
+    _row("yaml-long-value-is-cut", c("component:\n  id: probe\n  task: " + "x" * 21000 + "\n"),
+         "line 4, at `component.task`: unknown task `xxxxxxxxxx", "…(21,000 characters)`", "Valid tasks"),
+    _row("yaml-long-key-is-cut", c("component:\n  id: probe\n  task: text-classification\n  " + "k" * 1000 + ": 1\n"),
+         "line 5, at `component.kkkkkkkkkk", "…(1,000 characters)", "Valid keys here:"),
     _row("yaml-comment-only-cell", c("""
         # nothing but a comment
         """), "the cell is empty", "Write a `component:`"),
@@ -920,6 +985,12 @@ ROWS = [
           - {id: w, job: {component: clf}}
           - {id: w, job: {component: clf}}
         """), "line 4, at `workflows[1]`: two workflows share the id `w`", "Give each workflow its own `id:`"),
+    _row("workflows-two-marked-default", c("""
+        workflows:
+          - {id: w1, default: true, job: {component: clf}}
+          - {id: w2, default: true, job: {component: clf}}
+        """), "line 4, at `workflows[1].default`: 2 workflows are marked `default: true` (`w1`, `w2`)",
+         "Mark one of them"),
     _row("dry-run-reports-the-same-mistake", c("""
         component:
           id: probe
@@ -964,6 +1035,9 @@ ROWS = [
          "os.environ['MC_JUPYTER_TEST_NEVER_SET']"),
     _row("run-missing-input-beside-a-numeric-key", r("clf", "1: one\ntxt: two\n"),
          "line 7, at `components[0].text`: `${input.text}`: `input` has no `text`", "Give `text:` in the %%run body"),
+    _row("run-without-an-id-between-several-workflows", r("", "text: hi\n"),
+         "the latest %%compose defines 8 workflows (`deep`, `early`", "marks none `default: true`",
+         "Name one: `%%run typed`"),
     _row("run-unknown-target", r("clff", "text: hi\n"),
          "no workflow or component `clff` (did you mean `clf`?)", "Workflows: ", "components: "),
 
@@ -984,6 +1058,13 @@ ROWS = [
          "line 2", "the YAML cannot be parsed", "#x0000"),
     _row("body-impossible-date", r("clf", "text: 2024-02-30\n"),
          "line 2", "2024-02-30", "quote"),
+
+    _row("body-nested-thousands-deep", r("clf", "text: " + "[" * 5000 + "\n"),
+         "line 2, at `text[0][0][0][0][0]…`: the YAML is nested deeper than 100 levels"),
+    _row("body-boolean-key", r("clf", "yes: a great film\n"),
+         "line 2, at `yes`: the key `yes` is read by YAML as the boolean true", 'Quote it: `"yes":`.'),
+    _row("body-unknown-tag", r("clf", "text: !!python/object/apply:os.system [ls]\n"),
+         "line 2, at `text`: unknown tag `!!python/object/apply:os.system`", "remove the tag"),
 
     # -- magic lines and flags --------------------------------------------------------------------------
     _row("flag-compose-bogus", c("""
@@ -1009,6 +1090,24 @@ ROWS = [
          "the compose file `@TMP@/no-such.yaml` does not exist"),
     _row("flag-compose-file-with-a-mistake", "%compose -f @TMP@/bad.yaml",
          "line 3, at `component.task`: unknown task `text-clasification` (did you mean `text-classification`?)"),
+
+    _row("flag-run-o-not-a-variable-name", r("clf -o 1st", "text: hi\n"),
+         "-o takes the name of a Python variable, not `1st`", "%%run -o answer"),
+    _row("flag-mc-unload-a-known-and-an-unknown-id", "%mc unload clf clff",
+         "no component `clff` is loaded (did you mean `clf`?)", "Nothing was unloaded"),
+    _row("flag-mc-stop-a-server-and-a-model", "%mc stop srv clf",
+         "component `clf` is a model, not a managed server", "%mc unload clf"),
+    _row("flag-mc-stop-a-client", "%mc stop closed", "component `closed` is an http-client, not a managed server"),
+    _row("flag-mc-unload-a-long-id", "%mc unload " + "z" * 5000, "no component `zzzz", "…(5,000 characters)"),
+    _row("flag-compose-file-not-utf8", "%compose -f @TMP@/latin1.yaml",
+         "line 3: the compose file `@TMP@/latin1.yaml` is not UTF-8 text: the byte 0xe9 at offset 35",
+         "Save the file as UTF-8"),
+    _row("flag-compose-file-a-folder", "%compose -f @TMP@/empty",
+         "the compose file `@TMP@/empty` is a folder, not a YAML file", "Give the path of a .yaml file"),
+    _row("flag-compose-file-a-device", "%compose -f /dev/null", "the compose file `/dev/null` is not a regular file"),
+    _row("flag-compose-file-permission-denied", "%compose -f /proc/sys/vm/drop_caches",   # mode 0200: even root
+         "the compose file `/proc/sys/vm/drop_caches` cannot be read: permission denied", "Check its permissions",
+         marks=pytest.mark.skipif(not os.path.exists("/proc/sys/vm/drop_caches"), reason="Linux only")),
 
     # -- images -------------------------------------------------------------------------------------
     _row("image-corrupt-bytes", r("pics", "image: $corrupt_bytes\n"),
@@ -1105,6 +1204,7 @@ def kernel(models, tmp_path_factory):
     (tmp / "broken.py").write_text("class Model(:\n    pass\n")
     (tmp / "good.yaml").write_text("component: {id: probe, task: text-classification}\n")
     (tmp / "bad.yaml").write_text("component:\n  id: probe\n  task: text-clasification\n")
+    (tmp / "latin1.yaml").write_bytes("component:\n  id: probe\n  title: caf\xe9\n".encode("latin-1"))
     ctx = {"@CLF@": str(models["classifier"]), "@PY@": sys.executable, "@SERVER@": SERVER, "@TMP@": str(tmp),
            "@PORT@": str(free_port()), "@CLOSED@": str(free_port()), "@FREE@": str(free_port())}
     old_cache = os.environ.get("XDG_CACHE_HOME")

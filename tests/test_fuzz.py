@@ -137,6 +137,11 @@ def test_read_config_on_arbitrary_text_raises_only_user_errors(text):
 @example("!!float x: 1\n")                                        # ValueError building a key
 @example("a: &a [*a]\n")                                          # a recursive alias: RecursionError
 @example("component: &a\n  options: *a\n")                        # RecursionError
+@example("[" * 5000)                                              # RecursionError in PyYAML's composer
+@example("a: &a\n  <<: *a\n")                                    # RecursionError in PyYAML's merge of a loop
+@example("component:\n  <<: [*x]\n")                              # an undefined alias in a merge
+@example("component: !!python/name:os.system x\n")                # an unknown tag
+@example("{on: 1, ~: 2}")                                         # YAML 1.1 boolean and null keys
 @example("component:\n")                                         # AttributeError: 'NoneType' ... 'get'
 @example("component: hello\n")                                    # AttributeError: 'str' object has no attribute 'get'
 @example("component: [a]\n")                                      # AttributeError on a list
@@ -155,6 +160,7 @@ def test_read_config_on_yaml_like_text_raises_only_user_errors(text):
 @example({"component": "text-classification"})
 @example({"component": None})
 @example({"component": {"task": "text-generation", "id": "2024-02-30"}})
+@example({"component": {"task": "text-classification", True: 1, None: 2, 1.5: 3}})   # non-text keys
 def test_read_config_on_structured_yaml_raises_only_user_errors(data):
     try:
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -168,6 +174,7 @@ def test_read_config_on_structured_yaml_raises_only_user_errors(data):
 @example({"component": None})                                     # AttributeError: 'NoneType' ... 'get'
 @example({"components": [["a"]]})                                 # AttributeError on a list
 @example({"component": {"type": {"a": 1}}})                       # TypeError: unhashable type
+@example({"component": {"task": "text-classification", "options": {1: [None]}, 3: 1}})
 def test_the_schema_on_the_same_structures_raises_only_user_errors(data):
     """The schema alone (no YAML round trip): parse_compose with no positions known."""
     from mc_jupyter.config.loader import Positions

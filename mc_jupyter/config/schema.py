@@ -17,11 +17,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ..drivers.table import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS,
                              TASKS, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
-from .loader import Path, Positions, format_path
+from .loader import Path, Positions, clip, format_path
 
 def _binding_text(value: str) -> str:
     if "${" not in value:
-        raise ValueError(f"expected a number or a `${{...}}` expression, not the text {value!r}")
+        raise ValueError(f"expected a number or a `${{...}}` expression, not the text {clip(repr(value))}")
     return value
 
 
@@ -297,9 +297,9 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
             hint = f"Valid sections: {choices_text(TOP_LEVEL)}."
             if key in ModelComponent.model_fields or key in Workflow.model_fields:
                 owner = "component" if key in ModelComponent.model_fields else "workflow"
-                hint = f"`{key}:` belongs inside a `{owner}:`; indent it under one. " + hint
-            raise ConfigError(f"unknown section `{key}`{did_you_mean(key, TOP_LEVEL)}",
-                              path=str(key), line=positions.line((key,)), hint=hint)
+                hint = f"`{clip(key)}:` belongs inside a `{owner}:`; indent it under one. " + hint
+            raise ConfigError(f"unknown section `{clip(key)}`{did_you_mean(key, TOP_LEVEL)}",
+                              **positions.where((key,)), hint=hint)
     _both_shapes(data, positions, "component", "components")
     _both_shapes(data, positions, "workflow", "workflows")
     for key in IGNORED_SECTIONS:
@@ -309,15 +309,21 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
     for path, raw in _items(data, "component", "components", positions):
         spec = _component(raw, path, positions)
         if spec.id in config.components:
-            raise ConfigError(f"two components share the id `{spec.id}`", path=format_path(path),
-                              line=positions.line(path), hint="Give each component its own `id:`.")
+            raise ConfigError(f"two components share the id `{clip(spec.id)}`", **positions.where(path),
+                              hint="Give each component its own `id:`.")
         config.components[spec.id] = spec
     for path, raw in _items(data, "workflow", "workflows", positions):
         flow = _workflow(raw, path, positions, config)
         if flow.id in config.workflows:
-            raise ConfigError(f"two workflows share the id `{flow.id}`", path=format_path(path),
-                              line=positions.line(path), hint="Give each workflow its own `id:`.")
+            raise ConfigError(f"two workflows share the id `{clip(flow.id)}`", **positions.where(path),
+                              hint="Give each workflow its own `id:`.")
         config.workflows[flow.id] = flow
+    marked = [w for w in config.workflows.values() if w.default]
+    if len(marked) > 1:
+        raise ConfigError(f"{len(marked)} workflows are marked `default: true` "
+                          f"({', '.join(f'`{clip(w.id, 40)}`' for w in marked)})",
+                          **positions.where(marked[1].path + ("default",)),
+                          hint="Mark one of them `default: true`: it is the one `%%run` without an id runs.")
     return config
 
 
@@ -343,8 +349,7 @@ def _items(data: dict, one: str, many: str, positions: Positions):
 
 def _validate(cls: type[BaseModel], raw: Any, path: Path, positions: Positions) -> BaseModel:
     if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping here, found {_describe(raw)}", path=format_path(path),
-                          line=positions.line(path))
+        raise ConfigError(f"expected a mapping here, found {_describe(raw)}", **positions.where(path))
     try:
         return cls.model_validate(raw)
     except ValidationError as e:
@@ -358,19 +363,19 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
         if isinstance(raw, list):
             hint += " For several components, use `components:` with a list of mappings."
         raise ConfigError(f"expected a mapping of the component's keys here, found {found}",
-                          path=format_path(path), line=positions.line(path), hint=hint)
+                          **positions.where(path), hint=hint)
     valid = {"type": COMPONENT_TYPES, "task": TASKS, "driver": DRIVER_NAMES, "architecture": sum(ARCHITECTURES.values(), ())}
     for key in ("type", "task", "driver", "architecture"):
         if key in raw and not isinstance(raw[key], str):
             raise ConfigError(f"`{key}:` must be a single word, not {_describe(raw[key])}",
-                              path=format_path(path + (key,)), line=positions.line(path + (key,)),
+                              **positions.where(path + (key,)),
                               hint=f"Valid {key if key != 'architecture' else 'architecture'}s: "
                                    f"{choices_text(valid[key])}.")
     if isinstance(raw, dict):
         kind = raw.get("type", "model")
         if kind not in COMPONENT_TYPES:
-            raise ConfigError(f"unknown component type `{kind}`{did_you_mean(kind, COMPONENT_TYPES)}",
-                              path=format_path(path + ("type",)), line=positions.line(path + ("type",)),
+            raise ConfigError(f"unknown component type `{clip(kind)}`{did_you_mean(kind, COMPONENT_TYPES)}",
+                              **positions.where(path + ("type",)),
                               hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
         cls = ModelComponent if kind == "model" else HttpComponent
     else:
@@ -405,8 +410,8 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
         apath = path + ("actions", i)
         parsed = _validate(action_cls, a, apath, positions)
         if parsed.id in actions:
-            raise ConfigError(f"two actions share the id `{parsed.id}`", path=format_path(apath),
-                              line=positions.line(apath), hint="Give each action its own `id:`.")
+            raise ConfigError(f"two actions share the id `{clip(parsed.id)}`", **positions.where(apath),
+                              hint="Give each action its own `id:`.")
         actions[parsed.id] = ActionSpec(parsed.id, {k: a[k] for k in action_fields if k in a}, apath)
         if (i == 0 and not top and comp.action is None) or parsed.default:
             default_action = parsed.id
@@ -431,13 +436,13 @@ def _precheck_params(raw: dict, path: Path, positions: Positions) -> None:
 
 def _check_model_component(comp: ModelComponent, path: Path, positions: Positions) -> None:
     def fail(key: str, message: str, hint: str = "") -> None:
-        raise ConfigError(message, path=format_path(path + (key,)), line=positions.line(path + (key,)), hint=hint)
+        raise ConfigError(message, **positions.where(path + (key,)), hint=hint)
 
     if comp.task not in TASKS:
-        fail("task", f"unknown task `{comp.task}`{did_you_mean(comp.task, TASKS)}",
+        fail("task", f"unknown task `{clip(comp.task)}`{did_you_mean(comp.task, TASKS)}",
              f"Valid tasks: {choices_text(TASKS)}.")
     if comp.driver not in DRIVER_NAMES:
-        fail("driver", f"unknown driver `{comp.driver}`{did_you_mean(comp.driver, DRIVER_NAMES)}",
+        fail("driver", f"unknown driver `{clip(comp.driver)}`{did_you_mean(comp.driver, DRIVER_NAMES)}",
              f"Valid drivers: {choices_text(DRIVER_NAMES)}.")
     if comp.driver not in drivers_for(comp.task):
         fail("driver", f"the `{comp.driver}` driver does not do task `{comp.task}`",
@@ -445,7 +450,7 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
     archs = ARCHITECTURES.get(comp.task, ())
     if comp.architecture is not None and comp.architecture not in archs:
         if archs:
-            fail("architecture", f"unknown architecture `{comp.architecture}` for task `{comp.task}`"
+            fail("architecture", f"unknown architecture `{clip(comp.architecture)}` for task `{comp.task}`"
                  f"{did_you_mean(comp.architecture, archs)}", f"Valid architectures: {choices_text(archs)}.")
         fail("architecture", f"task `{comp.task}` takes no `architecture:`",
              f"Remove it; architectures apply to {choices_text(ARCHITECTURES)}.")
@@ -465,29 +470,30 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
     for i, adapter in enumerate(comp.peft_adapters or []):
         apath = path + ("peft_adapters", i)
         if names.count(adapter.name) > 1 or adapter.name == "mc_combined":
-            raise ConfigError(f"the adapter name `{adapter.name}` is used twice or reserved",
-                              path=format_path(apath + ("name",)), line=positions.line(apath + ("name",)),
+            raise ConfigError(f"the adapter name `{clip(adapter.name)}` is used twice or reserved",
+                              **positions.where(apath + ("name",)),
                               hint="Give each adapter its own `name:` (`mc_combined` is reserved).")
         _check_model_source(adapter.model, comp.driver, apath + ("model",), positions)
 
 
 def _check_model_source(model: Any, driver: str, path: Path, positions: Positions) -> None:
-    where = dict(path=format_path(path), line=positions.line(path))
+    where = positions.where(path)
     if model is None or isinstance(model, str):
         return
     if not isinstance(model, dict):
         raise ConfigError(f"`model:` must be a hub id, a path, or a mapping, not {_describe(model)}", **where)
     provider = model.get("provider") or ("local" if "path" in model else "huggingface")
     if provider not in ("huggingface", "local"):
-        raise ConfigError(f"unknown model provider `{provider}`{did_you_mean(provider, ['huggingface', 'local'])}",
-                          path=format_path(path + ("provider",)), line=positions.line(path + ("provider",)),
+        raise ConfigError(f"unknown model provider `{clip(provider)}`"
+                          f"{did_you_mean(provider, ['huggingface', 'local'])}",
+                          **positions.where(path + ("provider",)),
                           hint="Valid providers: `huggingface` (with `repository:`) and `local` (with `path:`).")
     src = _validate(HubSource if provider == "huggingface" else LocalSource, model, path, positions)
     fmt = getattr(src, "format", None)
     if fmt is not None and fmt not in FORMATS.get(driver, FORMAT_NAMES):
         fit = [d for d, fs in FORMATS.items() if fmt in fs]
         raise ConfigError(f"format `{fmt}` does not fit the `{driver}` driver",
-                          path=format_path(path + ("format",)), line=positions.line(path + ("format",)),
+                          **positions.where(path + ("format",)),
                           hint=f"`{driver}` reads {choices_text(FORMATS[driver])}; `{fmt}` is read by "
                                f"{choices_text(fit)} (set `driver:` accordingly).")
 
@@ -500,40 +506,40 @@ def _check_action_fields(task: str, action: ActionSpec, positions: Positions) ->
     for key in ("text", "prompt", "messages", "image", "negative_prompt"):
         if key in action.fields and key not in allowed_inputs:
             p = action.path + (key,)
-            raise ConfigError(f"task `{task}` takes no `{key}:`", path=format_path(p), line=positions.line(p),
+            raise ConfigError(f"task `{task}` takes no `{key}:`", **positions.where(p),
                               hint=f"Its inputs are {choices_text(spec.inputs)}.")
     if "streaming" in action.fields and not spec.streams:
         p = action.path + ("streaming",)
-        raise ConfigError(f"task `{task}` does not stream", path=format_path(p), line=positions.line(p),
+        raise ConfigError(f"task `{task}` does not stream", **positions.where(p),
                           hint="Streaming is for `text-generation` and `chat-completion`.")
     for key in action.fields.get("params") or {}:
         if key not in spec.params:
             p = action.path + ("params", key)
-            raise ConfigError(f"task `{task}` takes no parameter `{key}`{did_you_mean(key, spec.params)}",
-                              path=format_path(p), line=positions.line(p),
+            raise ConfigError(f"task `{task}` takes no parameter `{positions.written.get(p, clip(key))}`"
+                              f"{did_you_mean(key, spec.params)}", **positions.where(p),
                               hint=f"Its parameters are {choices_text(spec.params)}.")
 
 
 def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig) -> WorkflowSpec:
     flow = _validate(Workflow, raw, path, positions)
     if flow.jobs is not None and flow.job is not None:
-        raise ConfigError("both `job:` and `jobs:` are given", path=format_path(path + ("jobs",)),
-                          line=positions.line(path + ("jobs",)), hint="Use `job:` for one job or `jobs:` for a list.")
+        raise ConfigError("both `job:` and `jobs:` are given", **positions.where(path + ("jobs",)),
+                          hint="Use `job:` for one job or `jobs:` for a list.")
     raw_jobs = [(path + ("job",), raw["job"])] if flow.job is not None else \
         [(path + ("jobs", i), j) for i, j in enumerate(raw.get("jobs") or [])]
     if not raw_jobs:
-        raise ConfigError("the workflow has no jobs", path=format_path(path), line=positions.line(path),
+        raise ConfigError("the workflow has no jobs", **positions.where(path),
                           hint="Add `jobs:` with at least one `- component: ID`.")
     jobs: List[JobSpec] = []
     for i, (jpath, jraw) in enumerate(raw_jobs):
         job = _validate(Job, jraw, jpath, positions)
         jid = job.id or (f"job-{i + 1}" if len(raw_jobs) > 1 else "job")
         if any(j.id == jid for j in jobs):
-            raise ConfigError(f"two jobs share the id `{jid}`", path=format_path(jpath), line=positions.line(jpath),
+            raise ConfigError(f"two jobs share the id `{clip(jid)}`", **positions.where(jpath),
                               hint="Give each job its own `id:`.")
         component = job.component or (next(iter(config.components)) if len(config.components) == 1 else None)
         if component is None:
-            raise ConfigError("the job names no `component:`", path=format_path(jpath), line=positions.line(jpath),
+            raise ConfigError("the job names no `component:`", **positions.where(jpath),
                               hint="Add `component: ID` naming a component of this or an earlier %%compose cell.")
         jobs.append(JobSpec(jid, component, job.action, jraw.get("input"), jraw.get("output"), job.depends_on, jpath))
     return WorkflowSpec(flow.id or "default", jobs, raw.get("output"), path, flow.title, flow.default)
@@ -545,27 +551,47 @@ def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig)
 
 def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Path, positions: Positions) -> ConfigError:
     first = _most_specific(error.errors())
-    loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and ("[" in x or x in _UNION_TAGS
-                                                                       or x in _MODEL_NAMES)))
+    loc = _keys_of(raw, tuple(x for x in first["loc"] if not (isinstance(x, str) and ("[" in x or x in _UNION_TAGS
+                                                                                    or x in _MODEL_NAMES))))
     full = path + loc
-    where = dict(path=format_path(full), line=positions.line(full))
+    where = positions.where(full)
     kind = first["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "invalid_key"):
         owner = _model_at(cls, loc[:-1])
         valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner else []
-        return ConfigError(f"unknown key `{loc[-1]}`{did_you_mean(loc[-1], valid)}", **where,
+        written = positions.written.get(full, clip(loc[-1]))
+        return ConfigError(f"unknown key `{written}`{did_you_mean(loc[-1], valid)}"
+                           f"{' (a number, not a word)' if kind == 'invalid_key' else ''}", **where,
                            hint=f"Valid keys here: {choices_text(valid)}." if valid else "")
+    if "[key]" in first["loc"] and kind == "string_type":      # a mapping whose keys are text: `options: {1: x}`
+        written = positions.written.get(full, clip(loc[-1]))
+        return ConfigError(f"the key `{written}` must be text here, not a number", **where,
+                           hint=f"Quote it: `\"{written}\":`.")
     if kind == "missing":
-        return ConfigError(f"the required key `{loc[-1]}` is missing", path=format_path(full[:-1]),
-                           line=positions.line(full[:-1]), hint=f"Add `{loc[-1]}:`.")
+        return ConfigError(f"the required key `{loc[-1]}` is missing", **positions.where(full[:-1]),
+                           hint=f"Add `{loc[-1]}:`.")
     value = first.get("input")
     if kind == "literal_error":
         expected = first.get("ctx", {}).get("expected", "")
-        return ConfigError(f"`{value}` is not a valid value for `{loc[-1]}`{did_you_mean(value, _quoted(expected))}",
-                           **where, hint=f"Valid values: {expected}.")
+        return ConfigError(f"`{clip(value)}` is not a valid value for `{loc[-1]}`"
+                           f"{did_you_mean(value, _quoted(expected))}", **where, hint=f"Valid values: {expected}.")
     name = next((x for x in reversed(full) if isinstance(x, str)), "")
     return ConfigError(f"{_describe(value)} does not fit `{format_path(full[full.index(name):]) if name else ''}`: "
-                       f"{first['msg']}", **where)
+                       f"{clip(first['msg'], 200)}", **where)
+
+
+def _keys_of(raw: Any, loc: Path) -> Path:
+    """pydantic writes a number key as text (`'1.5'`): the YAML's own keys, to find their lines."""
+    out, current = [], raw
+    for part in loc:
+        if isinstance(current, dict) and part not in current:
+            part = next((k for k in current if not isinstance(k, str) and str(k) == part), part)
+        out.append(part)
+        if isinstance(current, list) and isinstance(part, int) and -len(current) <= part < len(current):
+            current = current[part]
+        else:
+            current = current.get(part) if isinstance(current, dict) else None
+    return tuple(out)
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal", "constrained-int"}
@@ -603,4 +629,4 @@ def _unwrap(annotation: Any) -> Any:
 def _describe(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return f"a {type(value).__name__}"
-    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+    return f"`{clip(value if isinstance(value, str) else repr(value))}`"
