@@ -4,6 +4,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,10 @@ def execute(client, code: str) -> str:
     return "".join(out)
 
 
-def compose_server(client, through_a_shell: bool = False) -> int:
+def compose_server(client, through_a_shell: bool = False, extra: str = "") -> int:
     """Start a managed server in the kernel; ``through_a_shell`` makes the server a grandchild."""
     port = free_port()
-    start = f"[{sys.executable}, {SERVER}, --port, {port}]"
+    start = f"[{sys.executable}, {SERVER}, --port, {port}{extra}]"
     if through_a_shell:   # `; true` keeps bash from exec-ing: it stays the parent, as a pyenv/conda wrapper does
         start = f"[bash, -c, '{sys.executable} {SERVER} --port {port}; true']"
     code = f"""
@@ -82,3 +83,19 @@ def test_a_killed_kernel_leaves_no_server_behind(kernel):
     os.kill(km.provisioner.process.pid, signal.SIGKILL)     # no atexit, no shutdown message: the watchdog acts
     assert gone(pid, within=15)
     assert not psutil.pid_exists(server[0].pid) or server[0].status() == psutil.STATUS_ZOMBIE   # dead, maybe unreaped
+
+
+def test_a_killed_kernel_leaves_no_daemon_behind(kernel, tmp_path):
+    """A server that double-forks into a new session: the watchdog still holds the daemon, and stops it."""
+    km, kc = kernel
+    pid_file = tmp_path / "pids"
+    pid_file.touch()
+    compose_server(kc, extra=f", --daemonize=exit, --pid-file={pid_file}")
+    import psutil
+    tree = [psutil.Process(int(line.split()[0])) for line in pid_file.read_text().splitlines()[-1:]]   # the daemon
+    assert tree[0].is_running() and os.getsid(tree[0].pid) != os.getsid(km.provisioner.process.pid)
+    os.kill(km.provisioner.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(p.is_running() for p in tree):   # pid and create time
+        time.sleep(0.1)
+    assert not any(p.is_running() for p in tree)

@@ -8,21 +8,50 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shlex
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
-from ..binding import resolve_settings, scrub
+from ..binding import env_fields, resolve_settings, scrub
 from ..errors import ConfigError
 from ..servers import http
 from ..servers.process import ManagedProcess, ServerError, ServerState, as_argv, port_in_use
 from .base import Driver
 
 DEFAULT_READY_TIMEOUT = 120.0
+PORTS = (1, 65535)
+SECONDS = (0.0, math.inf)   # more than 0
+
+
+def number(component_id: str, field: str, value: Any, raw: Any = None, integer: bool = False,
+           bounds: Tuple[float, float] = SECONDS) -> Any:
+    """A numeric field (``port``, ``manage.ready_timeout``, ``timeout``) as a number, or a ConfigError
+    naming the field. Python's own ``int('<value>')`` error would quote the value, and a value read
+    from ``${env.*}`` is a secret: it is never shown, nor chained (the error is raised outside any
+    ``except``), only the variable it came from."""
+    n: Any = None
+    with contextlib.suppress(TypeError, ValueError, OverflowError):
+        n = float(value)
+        if integer:
+            n = int(n) if n.is_integer() else None
+    low, high = bounds
+    if n is not None and (low <= n if integer else low < n) and n <= high:
+        return n
+    names = [name for _, name in env_fields(raw)] or [
+        k for k, v in os.environ.items() if len(v) >= 4 and v in str(value) and scrub(v) != v]
+    secret = bool(names) or scrub(str(value)) != str(value)
+    source = f" (read from {', '.join(f'`${{env.{v}}}`' for v in names)})" if names else ""
+    shown = "the value is a secret, so it is not shown" if secret else f"got {scrub(repr(value))[:80]}"
+    kind = (f"a whole number from {bounds[0]} to {bounds[1]}" if integer else "a number of seconds above 0")
+    fix = ("Set the environment variable to a number, or write the number in the YAML." if names else
+           f"Write a number, e.g. `{field.rsplit('.', 1)[-1]}: {8000 if integer else 30}`.")
+    raise ConfigError(f"component `{component_id}`: `{field}`{source} must be {kind}; {shown}", hint=fix)
 
 
 class HttpClient(Driver):
@@ -38,24 +67,31 @@ class HttpClient(Driver):
     def url(self, fields: Dict[str, Any]) -> str:
         endpoint = fields.get("endpoint") or self.settings.get("endpoint")
         if endpoint:
-            return str(endpoint)
+            return http.check_url(str(endpoint), "endpoint")
         base = fields.get("base_url") or self.base_url()
         if not base:
             raise ConfigError(f"component `{self.component_id}` has no `endpoint:` (or `base_url:` and `path:`)",
                               hint="Add `endpoint: http://host:port/path`.")
-        return str(base).rstrip("/") + "/" + str(fields.get("path") or "").lstrip("/")
+        field = "base_url" if (fields.get("base_url") or self.settings.get("base_url")) else "path"
+        return http.check_url(str(base).rstrip("/") + "/" + str(fields.get("path") or "").lstrip("/"), field)
 
     def wants_stream(self, fields: Dict[str, Any], per_chunk_output: bool) -> bool:
         return bool(fields.get("stream_format")) and per_chunk_output
 
+    def timeout(self, fields: Dict[str, Any]) -> float:
+        value = fields.get("timeout")
+        return http.DEFAULT_TIMEOUT if value in (None, "") else number(self.component_id, "timeout", value)
+
     def run(self, fields: Dict[str, Any]) -> Any:
-        return http.request(fields.get("method", "POST"), self.url(fields), fields.get("headers") or {},
-                            fields.get("body"), fields.get("params"), float(fields.get("timeout") or http.DEFAULT_TIMEOUT))
+        url, timeout = self.url(fields), self.timeout(fields)
+        return http.request(fields.get("method", "POST"), url, fields.get("headers") or {},
+                            fields.get("body"), fields.get("params"), timeout)
 
     def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[Any]:
-        return http.stream(fields.get("method", "POST"), self.url(fields), fields.get("headers") or {},
+        url, timeout = self.url(fields), self.timeout(fields)   # checked before the first chunk is asked for
+        return http.stream(fields.get("method", "POST"), url, fields.get("headers") or {},
                            fields.get("body"), fields.get("params"), fields.get("stream_format") or "json", stop,
-                           float(fields.get("timeout") or http.DEFAULT_TIMEOUT))
+                           timeout)
 
 
 class HttpServer(HttpClient):
@@ -64,49 +100,66 @@ class HttpServer(HttpClient):
     def __init__(self, component_id: str, settings: Dict[str, Any]):
         super().__init__(component_id, settings)
         self.process: Optional[ManagedProcess] = None
+        self.stop_argv: Optional[list] = None
+        self.address: Optional[str] = None   # host:port, once checked
 
     def base_url(self) -> Optional[str]:
-        port = resolve_settings(self.settings.get("port"))
-        return f"http://{resolve_settings(self.settings.get('host')) or '127.0.0.1'}:{port}"
+        address = self.address or (f"{resolve_settings(self.settings.get('host')) or '127.0.0.1'}:"
+                                   f"{resolve_settings(self.settings.get('port'))}")
+        return f"http://{address}"
 
     def load(self) -> None:
-        manage = resolve_settings(self.settings.get("manage") or {})
+        """Every field is checked before anything runs: a bad one starts nothing."""
+        cid, raw = self.component_id, self.settings.get("manage") or {}
+        manage = resolve_settings(raw)
         port = resolve_settings(self.settings.get("port"))
         host = resolve_settings(self.settings.get("host")) or "127.0.0.1"
-        if not manage.get("start"):
-            raise ConfigError(f"http-server `{self.component_id}` has no `manage.start` command",
+        if manage.get("start") is None:
+            raise ConfigError(f"http-server `{cid}` has no `manage.start` command",
                               hint="Give the command that starts the server, e.g. `start: [ollama, serve]`, or "
                                    "use `type: http-client` for a server that already runs.")
-        if not port:
-            raise ConfigError(f"http-server `{self.component_id}` has no `port:`",
+        if port in (None, ""):
+            raise ConfigError(f"http-server `{cid}` has no `port:`",
                               hint="Give the port the server listens on, e.g. `port: 8000`.")
-        if port_in_use(host, int(port)):
-            raise ServerError(f"server `{self.component_id}`: port {port} on {host} is already in use, so its "
+        port = number(cid, "port", port, self.settings.get("port"), integer=True, bounds=PORTS)
+        ready_timeout = DEFAULT_READY_TIMEOUT if manage.get("ready_timeout") in (None, "") else \
+            number(cid, "manage.ready_timeout", manage["ready_timeout"], raw.get("ready_timeout"))
+        install = as_argv(manage["install"], "manage.install", cid) if manage.get("install") is not None else None
+        self.stop_argv = as_argv(manage["stop"], "manage.stop", cid) if manage.get("stop") is not None else None
+        process = ManagedProcess(cid, manage["start"], manage.get("env"), manage.get("working_dir"))
+        try:
+            socket.getaddrinfo(host, port)
+        except (OSError, UnicodeError):
+            raise ConfigError(f"http-server `{cid}`: `host` {scrub(str(host))!r} is not a host name or address "
+                              f"this machine can resolve", hint="Leave `host:` out (127.0.0.1), or give a name "
+                                                                "such as `localhost` or an address.") from None
+        if port_in_use(host, port):
+            raise ServerError(f"server `{cid}`: port {port} on {host} is already in use, so its "
                               f"server cannot start there.\n  Stop what listens on it (another kernel's server?), "
                               f"or change `port:` and the start command's port together.")
-        if manage.get("install"):
-            run_install(self.component_id, manage["install"], manage.get("env"), manage.get("working_dir"))
-        self.process = ManagedProcess(self.component_id, manage["start"], manage.get("env"), manage.get("working_dir"))
+        if install:
+            run_install(cid, install, manage.get("env"), manage.get("working_dir"))
+        self.process = process
         self.process.start()
         try:
-            wait_ready(self.process, host, int(port), manage.get("health_path"),
-                       float(manage.get("ready_timeout") or DEFAULT_READY_TIMEOUT))
+            wait_ready(self.process, host, port, manage.get("health_path"), ready_timeout)
         except BaseException:
             self.process.stop()
             raise
         self.process.state = ServerState.RUNNING
-        self.device = f"pid {self.process.pid} · {host}:{port}"
+        self.address = f"{host}:{port}"
+        self.device = f"pid {self.process.pid} · {self.address}"
 
     def unload(self) -> None:
         if self.process is None:
             return
         manage = resolve_settings(self.settings.get("manage") or {})
-        if manage.get("stop") and self.process.alive():   # the server's own way down first, then the signals
+        if self.stop_argv and self.process.alive():   # the server's own way down first, then the signals
             try:
-                subprocess.run(as_argv(manage["stop"]), capture_output=True, timeout=30, cwd=manage.get("working_dir"),
+                subprocess.run(self.stop_argv, capture_output=True, timeout=30, cwd=manage.get("working_dir"),
                                env=dict(os.environ, **{k: str(v) for k, v in (manage.get("env") or {}).items()}))
             except (OSError, subprocess.TimeoutExpired) as e:
-                self.process.log.append(f"[mc_jupyter] manage.stop failed: {e}")
+                self.process.log.append(f"[mc_jupyter] manage.stop failed: {scrub(str(e))}")
         self.process.stop()
 
     def info(self) -> Dict[str, Any]:
@@ -137,7 +190,7 @@ class HttpServer(HttpClient):
             time.sleep(0.2)   # let the process finish exiting and the log reader catch its last lines
             if self.process is None or self.process.alive():
                 raise
-            code = self.process.proc.returncode if self.process.proc else None
+            code = self.process.returncode
             self.process.state = ServerState.STOPPED
             raise ServerError(f"{str(e).splitlines()[0]}\n  The server `{self.component_id}` exited (code {code}). "
                               f"Its last log lines:\n    " + "\n    ".join(self.process.tail(15) or ["(no output)"])
@@ -150,7 +203,7 @@ def wait_ready(process: ManagedProcess, host: str, port: int, health_path: Optio
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
-            code = process.proc.returncode if process.proc else None
+            code = process.returncode
             time.sleep(0.1)   # let the log reader catch the last lines
             raise ServerError(f"server `{process.name}` exited (code {code}) before it was ready. Its last log "
                               f"lines:\n    " + "\n    ".join(process.tail(15) or ["(no output)"]))
@@ -175,7 +228,7 @@ def _install_marker(argv: list) -> Path:
 
 def run_install(name: str, command: Any, env: Optional[Dict[str, Any]], working_dir: Optional[str]) -> bool:
     """Run ``manage.install`` once per distinct command (a marker file remembers); True if it ran."""
-    argv = as_argv(command)
+    argv = as_argv(command, "manage.install", name)
     marker = _install_marker(argv)
     if marker.exists():
         return False

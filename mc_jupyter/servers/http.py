@@ -1,8 +1,10 @@
 """Talking to a model server: one request, a whole body or a stream of events.
 
 Streams (``stream_format``):
-- ``json``: Server-Sent Events (``data: {...}`` lines, OpenAI style, ``[DONE]`` ends it) when the
-  server says ``text/event-stream``, otherwise NDJSON (one JSON document a line, Ollama style);
+- ``json``: Server-Sent Events (OpenAI style, parsed by httpx-sse as the SSE spec says: one leading
+  space removed, the lines of a multi-line ``data:`` joined by "\n"; ``[DONE]`` ends it, an
+  ``event: error`` is an error) when the server says ``text/event-stream``, otherwise NDJSON (one
+  JSON document a line, Ollama style);
 - ``text``: the body's chunks as they arrive.
 When an output reads the whole ``${response}`` of a streamed body, it sees the events merged
 (:func:`merge_events`): strings concatenated, other values the last one's; so Ollama's streamed
@@ -11,13 +13,16 @@ When an output reads the whole ``${response}`` of a streamed body, it sees the e
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import math
 import threading
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..binding import ScrubLogs
+from ..binding import ScrubLogs, scrub
 from ..errors import UserError
+from .process import ServerError
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -57,16 +62,16 @@ def request(method: str, url: str, headers: Dict[str, Any], body: Any, params: O
             timeout: float = DEFAULT_TIMEOUT) -> Any:
     """The whole response: parsed JSON, the events of a streamed body merged, or text."""
     import httpx
+    prepared = _prepare(headers, body, params)
     try:
         with _client(timeout) as client:
-            with client.stream(method, url, headers=_str_headers(headers), params=params,
-                               **_body(body)) as response:
+            with client.stream(method, url, **prepared) as response:
                 _check_status(url, response)
                 kind = _kind(response)
                 if kind in ("sse", "ndjson"):
-                    return merge_events(list(_events(response, kind)))
+                    return merge_events(list(_events(url, response, kind)))
                 data = response.read()
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise _fail(url, e) from None
     text = data.decode("utf-8", "replace")
     try:
@@ -79,20 +84,20 @@ def stream(method: str, url: str, headers: Dict[str, Any], body: Any, params: Op
            stream_format: str, stop: threading.Event, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Any]:
     """Each event (parsed JSON) or text chunk as it arrives; stops when ``stop`` is set."""
     import httpx
+    prepared = _prepare(headers, body, params)
     try:
         with _client(timeout) as client:
-            with client.stream(method, url, headers=_str_headers(headers), params=params,
-                               **_body(body)) as response:
+            with client.stream(method, url, **prepared) as response:
                 _check_status(url, response)
                 kind = _kind(response) if stream_format == "json" else "text"
                 if kind == "raw":
                     kind = "ndjson"
-                source = response.iter_text() if kind == "text" else _events(response, kind)
+                source = response.iter_text() if kind == "text" else _events(url, response, kind)
                 for item in source:
                     if stop.is_set():
                         return
                     yield item
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise _fail(url, e) from None
 
 
@@ -105,21 +110,39 @@ def _kind(response) -> str:
     return "raw"
 
 
-def _events(response, kind: str) -> Iterator[Any]:
+def _events(url: str, response, kind: str) -> Iterator[Any]:
+    if kind == "sse":
+        yield from _sse_events(url, response)
+        return
     for line in response.iter_lines():
         line = line.strip()
         if not line:
             continue
-        if kind == "sse":
-            if not line.startswith("data:"):
-                continue   # event:, id:, retry:, comments
-            line = line[5:].strip()
-            if line == "[DONE]":
-                return
         try:
             yield json.loads(line)
         except ValueError:
             yield line
+
+
+def _sse_events(url: str, response) -> Iterator[Any]:
+    """The data of each event: a JSON object, array or string parsed, any other text as it is (so a
+    token stream keeps its spaces: ``data:  world`` is `` world``)."""
+    from httpx_sse import EventSource
+    for event in EventSource(response).iter_sse():
+        if event.event == "error":
+            raise ServerError(f"{url} sent an error event in its stream:\n    "
+                              + "\n    ".join(scrub(event.data).splitlines()[:8] or ["(no data)"]))
+        if event.data.strip() == "[DONE]":
+            return
+        if not event.data:
+            continue   # a keep-alive or an event with a name only
+        if event.data.lstrip()[:1] in ("{", "[", '"'):
+            try:
+                yield json.loads(event.data)
+                continue
+            except ValueError:
+                pass
+        yield event.data
 
 
 def merge_events(events: List[Any]) -> Any:
@@ -143,13 +166,86 @@ def _merge(a: Any, b: Any) -> Any:
     return b if b is not None else a
 
 
+def check_url(url: str, field: str) -> str:
+    """``url`` if httpx can send to it; otherwise an error naming the YAML field and how to write it."""
+    import httpx
+    how = "  Write it as `http://host:port/path` (or https://), with special characters percent-encoded (%20)."
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as e:
+        raise HttpError(f"`{field}` is not a valid URL ({scrub(str(e))}): {scrub(url)!r}\n{how}") from None
+    if parsed.scheme not in ("http", "https"):
+        missing = "has no scheme" if "://" not in url else f"has the scheme `{scrub(parsed.scheme)}`"
+        raise HttpError(f"`{field}` {missing}: {scrub(url)!r}; only http:// and https:// are supported.\n"
+                        f"  Include it: `http://{scrub(url.split('://', 1)[-1])}`.")
+    if not parsed.host or "%" in parsed.host or not 0 < (parsed.port or 80) < 65536:
+        raise HttpError(f"`{field}` has no valid host and port: {scrub(url)!r}\n{how}")
+    return url
+
+
+def _prepare(headers: Optional[Dict[str, Any]], body: Any, params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """httpx's keyword arguments, each field checked first so a bad one is named, never a traceback."""
+    out: Dict[str, Any] = {"headers": _str_headers(headers)}
+    if params:
+        out["params"] = {str(k): _query_value(v, f"params.{k}") for k, v in params.items()}
+    if isinstance(body, (dict, list, tuple)):
+        out["json"] = jsonable(body, "body")
+    elif body is not None:
+        out["content"] = str(body).encode()
+    return out
+
+
 def _str_headers(headers: Optional[Dict[str, Any]]) -> Dict[str, str]:
-    return {str(k): str(v) for k, v in (headers or {}).items()}
+    out = {}
+    for k, v in (headers or {}).items():
+        name, value = str(k), v.isoformat() if isinstance(v, (datetime.date, datetime.time)) else str(v)
+        for what, text in (("name", name), ("value", value)):
+            bad = next((c for c in text if not " " <= c <= "~" and c != "\t"), None)
+            if bad is not None:
+                secret = scrub(value) != value
+                shown = "" if secret else f" ({bad!r} at position {text.index(bad)})"
+                kind = "a non-ASCII character" if ord(bad) > 127 else "a line break or control character"
+                raise HttpError(f"`headers.{scrub(name)}`: the header {what} holds {kind}{shown}; HTTP headers "
+                                f"are ASCII text on one line.\n  Percent-encode it (urllib.parse.quote), use ASCII "
+                                f"only, or send the text in `body:` instead.")
+        out[name] = value
+    return out
 
 
-def _body(body: Any) -> Dict[str, Any]:
-    if body is None:
-        return {}
-    if isinstance(body, (dict, list)):
-        return {"json": body}
-    return {"content": str(body).encode()}
+def jsonable(value: Any, path: str) -> Any:
+    """``value`` as JSON can carry it: dates and times as ISO 8601 text, arrays (``tolist()``) as lists;
+    anything else is an error naming where it sits (``body.x``) and its type."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HttpError(f"`{path}` is {value}, which JSON cannot carry.\n  Send a finite number, or null (None).")
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            key = k.isoformat() if isinstance(k, (datetime.date, datetime.time)) else k
+            if not (key is None or isinstance(key, (str, int, float, bool))):
+                raise HttpError(f"`{path}` has a key of type {type(k).__name__}, which JSON cannot carry.\n"
+                                f"  Use text keys.")
+            out[key] = jsonable(v, f"{path}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if hasattr(value, "tolist") and not isinstance(value, (bytes, bytearray)):   # numpy, torch
+        return jsonable(value.tolist(), path)
+    hint = {"set": "Use a list (YAML `[a, b]`, Python `sorted(...)`).", "frozenset": "Use a list.",
+            "bytes": "Send text, or base64 (`${... as base64}`)."}.get(type(value).__name__,
+                                                                   "Give a string, number, list or mapping.")
+    raise HttpError(f"`{path}` holds a {type(value).__name__}, which cannot be sent as JSON.\n  {hint}")
+
+
+def _query_value(value: Any, path: str) -> Any:
+    """A query parameter: text, a number, a boolean, or a list of them; dates as ISO 8601."""
+    many = isinstance(value, (list, tuple))
+    items = [jsonable(v, f"{path}[{i}]" if many else path) for i, v in enumerate(value if many else [value])]
+    for item in items:
+        if isinstance(item, (dict, list)):
+            raise HttpError(f"`{path}` holds a {'mapping' if isinstance(item, dict) else 'list'}, which a query "
+                            f"parameter cannot carry.\n  Give text, a number or a list of them, or send it in `body:`.")
+    return items if many else items[0]

@@ -1,17 +1,22 @@
-"""A managed server process: started in its own process group, watched, stopped whole.
+"""A managed server process: its whole tree held by a watchdog, watched, stopped whole.
 
-No orphans, whatever happens to the kernel:
-- ``stop()`` sends SIGTERM to the whole process group, then SIGKILL after a grace period;
+No orphans, whatever the server does and whatever happens to the kernel:
+- the server runs under a small watchdog process (:mod:`.watchdog`) that is a child subreaper, so
+  every process the server starts stays its descendant even after ``setsid``, a double fork or
+  daemon mode; ``stop()`` asks it to stop that whole tree (SIGTERM, a grace period, SIGKILL);
 - the registry stops every server at interpreter exit (kernel shutdown and restart);
-- on Linux the direct child gets a parent-death signal, and a small watchdog process (in its own
-  session, so a kill of the kernel's process group does not take it too) kills the server's group
-  when the kernel disappears, SIGKILL included.
+- the watchdog runs in its own session (a kill of the kernel's process group does not take it) and
+  stops the tree by itself when the kernel disappears, SIGKILL included;
+- should the watchdog itself be killed, the server gets a parent-death signal (Linux), and
+  ``stop()`` still finds what is left by a tag in its environment.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
+import json
 import os
 import shlex
 import signal
@@ -19,16 +24,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
+import uuid
 from typing import Deque, Dict, List, Optional, Sequence, Union
 
 from ..binding import scrub
 from ..errors import UserError
-from .watchdog import group_exists
 
 Command = Union[str, Sequence[str]]
 LOG_LINES = 2000
 GRACE_SECONDS = 5.0
+TAG = "MC_JUPYTER_SERVER"   # in the server's environment, inherited by everything it starts
 
 
 class ServerState(enum.Enum):
@@ -42,11 +47,24 @@ class ServerError(UserError):
     """A managed server that could not be installed, started, or reached."""
 
 
-def as_argv(command: Command) -> List[str]:
-    """A YAML command as argv: a list as it is, a string split like a shell would."""
+def as_argv(command: Command, field: str = "manage.start", name: str = "") -> List[str]:
+    """A YAML command as argv: a list as it is, a string split like a shell would. A blank command or a
+    line that cannot be split (an unterminated quote) is an error naming the field, with how to write it."""
+    where = f"server `{name}`: " if name else ""
+    key = field.rsplit(".", 1)[-1]
+    how = (f"  Write it as a list, `{key}: [program, arg, ...]`, or as one shell-quoted line, "
+           f"`{key}: \"program --flag 'a value'\"`.")
     if isinstance(command, str):
-        return shlex.split(command)
-    return [str(part) for part in command]
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:   # "No closing quotation", "No escaped character"
+            raise ServerError(f"{where}`{field}` cannot be split into a command ({e}): "
+                              f"{scrub(command)[:200]!r}\n{how}") from None
+    else:
+        argv = [str(part) for part in command]
+    if not argv or not argv[0].strip():
+        raise ServerError(f"{where}`{field}` is blank: there is no program to run.\n{how}")
+    return argv
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -55,52 +73,61 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 class ManagedProcess:
-    """One server process group with its log."""
+    """One server, the whole tree of processes it starts, and its log."""
 
     def __init__(self, name: str, command: Command, env: Optional[Dict[str, str]] = None,
                  working_dir: Optional[str] = None):
-        self.name, self.argv = name, as_argv(command)
+        self.name, self.argv = name, as_argv(command, "manage.start", name)
         self.env, self.working_dir = env or {}, working_dir
         self.log: Deque[str] = collections.deque(maxlen=LOG_LINES)
         self.state = ServerState.STOPPED
-        self.proc: Optional[subprocess.Popen] = None
-        self.watchdog: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen] = None    # the watchdog, the parent of the server's tree
+        self.pid: Optional[int] = None                   # the server: the start command's own process
+        self.tag = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._reader: Optional[threading.Thread] = None
 
-    @property
-    def pid(self) -> Optional[int]:
-        return self.proc.pid if self.proc else None
-
     def alive(self) -> bool:
+        """True while any process of the tree runs (a server that daemonized lives on in its daemon)."""
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def returncode(self) -> Optional[int]:
+        """The server's exit status once its whole tree is gone (the watchdog exits with it)."""
+        return self.proc.returncode if self.proc is not None else None
+
     def start(self) -> None:
-        env = dict(os.environ, **{k: str(v) for k, v in self.env.items()})
+        env = dict(os.environ, **{k: str(v) for k, v in self.env.items()}, **{TAG: self.tag})
+        status_read, status_write = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.working_dir or None, env=env, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        except (OSError, ValueError) as e:
+                [sys.executable, "-m", "mc_jupyter.servers.watchdog", "--launch", str(os.getpid()), str(status_write)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(status_write,),
+                start_new_session=True)
+        except OSError as e:
+            os.close(status_read)
             self.state = ServerState.FAILED
-            raise ServerError(f"server `{self.name}`: cannot start `{shlex.join(self.argv)}`: {e}\n"
-                              f"  Check that the program is installed and on PATH (or use `manage.install`).") from None
+            raise ServerError(f"server `{self.name}`: cannot start its watchdog ({sys.executable}): {e}") from None
+        finally:
+            os.close(status_write)
         self.state = ServerState.STARTING
         self._reader = threading.Thread(target=self._read, name=f"mc_jupyter-log-{self.name}", daemon=True)
         self._reader.start()
-        self.watchdog = subprocess.Popen(
-            [sys.executable, "-m", "mc_jupyter.servers.watchdog", str(os.getpid()), str(self.proc.pid)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        with open(status_read, "rb") as status_pipe:
+            with contextlib.suppress(OSError):   # a watchdog that died already says so below
+                self.proc.stdin.write(json.dumps({"argv": self.argv, "cwd": self.working_dir, "env": env}).encode())
+                self.proc.stdin.close()
+            status = status_pipe.read().decode("utf-8", "replace")
+        if status.startswith("pid "):
+            self.pid = int(status[4:])
+            return
+        self.stop()
+        self.state = ServerState.FAILED
+        if status.startswith("error "):
+            raise ServerError(f"server `{self.name}`: cannot start `{shlex.join(self.argv)}`: {status[6:]}\n"
+                              f"  Check that the program is installed and on PATH (or use `manage.install`).")
+        raise ServerError(f"server `{self.name}`: its watchdog exited (code {self.returncode}) before starting it:\n    "
+                          + "\n    ".join(self.tail(15) or ["(no output)"]))
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -112,48 +139,54 @@ class ManagedProcess:
         return list(self.log)[-n:]
 
     def stop(self) -> None:
-        """SIGTERM to the whole group; SIGKILL what is left after the grace period."""
+        """The watchdog stops the whole tree (SIGTERM, grace, SIGKILL); forced if it does not."""
         if self.proc is None:
             return
-        pgid = self.proc.pid   # start_new_session: the group id is the child's pid
-        for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(pgid):
-                if self.proc.poll() is None:
-                    try:
-                        self.proc.wait(timeout=0.05)
-                    except subprocess.TimeoutExpired:
-                        pass
-                else:
-                    time.sleep(0.05)
-            if not _group_alive(pgid):
-                break
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()   # a watchdog still waiting for its command gives up
         if self.proc.poll() is None:
-            self.proc.wait(timeout=2)
-        if self.watchdog is not None and self.watchdog.poll() is None:
-            self.watchdog.terminate()
-            self.watchdog.wait(timeout=2)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=GRACE_SECONDS + 5)
+            except subprocess.TimeoutExpired:   # a watchdog that hangs: kill it, then what it held
+                held = _descendants(self.proc.pid)
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+                _kill(held)
+        _kill(tagged(self.tag))   # what escaped the watchdog: it was killed itself, so its tree was not held
         self.state = ServerState.STOPPED
 
 
-def _group_alive(pgid: int) -> bool:
-    return group_exists(pgid) and _any_live_member(pgid)
-
-
-def _any_live_member(pgid: int) -> bool:
-    """killpg(0) succeeds while zombies remain; look for a member that is not a zombie."""
+def _descendants(pid: int) -> List[int]:
+    import psutil
     try:
-        import psutil
-    except ImportError:
-        return True
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return False
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tagged(tag: str) -> List[int]:
+    """The live processes whose environment carries ``tag``: a server's tree, wherever it moved."""
+    import psutil
+    found = []
+    for p in psutil.process_iter(["environ", "status"], ad_value=None):
+        if p.pid != os.getpid() and p.info["status"] != psutil.STATUS_ZOMBIE \
+                and (p.info["environ"] or {}).get(TAG) == tag:
+            found.append(p.pid)
+    return found
+
+
+def _kill(pids: List[int], grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace``; psutil checks each pid is still the process it was."""
+    import psutil
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(sig)
+        procs = psutil.wait_procs(procs, timeout=grace)[1]
+        if not procs:
+            return
