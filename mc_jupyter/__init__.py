@@ -9,11 +9,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import REGISTRY, compose, down, logs, read_config, run, status, unload  # noqa: E402
+from .api import REGISTRY, compose, down, logs, read_config, run, status, stop, unload  # noqa: E402
 from .errors import (ConfigError, McJupyterError, MissingPackageError, RunError,  # noqa: E402
                      UserError)
 
-__all__ = ["compose", "run", "status", "unload", "down", "logs", "read_config", "REGISTRY", "McJupyterError",
+__all__ = ["compose", "run", "status", "unload", "stop", "down", "logs", "read_config", "REGISTRY", "McJupyterError",
            "UserError", "ConfigError", "RunError", "MissingPackageError", "load_ipython_extension"]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from .config.loader import clip, load_mapping, load_yaml
@@ -35,7 +34,6 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 # A registry whose latest compose defined several workflows and marked none `default: true`: its
 # default target then (the last one, which the registry picks) and the workflow ids. `%%run` without
 # an id refuses while the registry's default target is still that one.
-_UNDECIDED: "weakref.WeakKeyDictionary[Registry, tuple]" = weakref.WeakKeyDictionary()
 
 
 def read_config(text: Union[str, Mapping, None] = None, file: Optional[str] = None, first_line: int = 1):
@@ -98,20 +96,10 @@ def compose(text: Union[str, Mapping, None] = None, *, file: Optional[str] = Non
     """Validate YAML (or a mapping of the same shape) and load its components (unchanged ones are
     reused). ``dry_run`` loads nothing."""
     config = read_config(text, file, first_line)
-    flows = list(config.workflows)
-    undecided = len(flows) > 1 and not any(w.default for w in config.workflows.values())
     if dry_run:
         plan: Plan = registry.plan(config, estimate="all")[0]
     else:
         plan = registry.apply(config, auto_install=auto_install, say=say)
-        if undecided:
-            _UNDECIDED[registry] = (registry.default_target, flows)
-        elif plan.target:
-            _UNDECIDED.pop(registry, None)
-    if undecided:
-        plan.target = None
-        plan.notes.append(f"{len(flows)} workflows and none marked `default: true`: name the one to run "
-                          f"(`%%run {clip(flows[0], 40)}`).")
     return PlanView(plan, loaded=not dry_run)
 
 
@@ -128,8 +116,6 @@ def run(target: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, *
     if inputs is not None and not isinstance(inputs, Mapping):
         raise InputError(f"mc.run takes its inputs as a mapping (`{{\"name\": value}}`), not {_a(inputs)}."
                          f"\n  Example: mc.run(inputs={{\"text\": \"hello\"}}).")
-    if target is None:
-        _check_default(registry)
     values = dict(inputs or {}, **kw_inputs)
     sink = stream if stream is not None else (StreamView() if display_stream else None)
     outcome = run_engine(registry, target, values, sink, auto_install)
@@ -137,18 +123,6 @@ def run(target: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, *
     shown = bool(isinstance(sink, StreamView) and last is not None and last.streamed
                  and isinstance(outcome.output, str) and outcome.output == sink.text)
     return RunResult(outcome, already_shown=shown)
-
-
-def _check_default(registry: Registry) -> None:
-    with registry.lock:
-        undecided = _UNDECIDED.get(registry)
-        if undecided is None or undecided[0] is None or registry.default_target != undecided[0]:
-            return
-    flows, first = undecided[1], clip(undecided[1][0], 40)
-    raise WorkflowError(f"the latest %%compose defines {len(flows)} workflows ({choices_text(map(clip, flows))}) and "
-                        f"marks none `default: true`, so a run without an id does not know which to run",
-                        hint=f"Name one: `%%run {first}` (in Python: mc.run(\"{first}\", ...)), or mark one "
-                             f"`default: true` in the YAML.")
 
 
 def _any_id(registry: Registry) -> str:

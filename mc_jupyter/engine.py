@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from .binding import Scope, guard_secrets, render, streams as has_stream_source
+from .config.loader import clip
 from .errors import McJupyterError, RunError, UserError, WorkflowError, choices_text
 from .registry import CompiledAction, CompiledWorkflow, Entry, Registry, State
 
@@ -63,6 +64,12 @@ class RunOutcome:
 def resolve_target(registry: Registry, target: Optional[str]) -> tuple[Optional[CompiledWorkflow], Optional[Entry]]:
     """A workflow, or a component run as a one-job workflow."""
     with registry.lock:
+        if target is None and registry.undecided:
+            flows, first = registry.undecided, clip(registry.undecided[0], 40)
+            raise WorkflowError(f"the latest %%compose defines {len(flows)} workflows ({choices_text(map(clip, flows))}) "
+                                f"and marks none `default: true`, so a run without an id does not know which to run",
+                                hint=f"Name one: `%%run {first}` (in Python: mc.run(\"{first}\", ...)), or mark one "
+                                     f"`default: true` in the YAML.")
         target = target or registry.default_target
         if target is None:
             raise WorkflowError("there is nothing to run yet",

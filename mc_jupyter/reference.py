@@ -87,7 +87,7 @@ def render() -> str:
         out += [f"### `{'%%run' if name == 'run_cell' else ('%mc' if name == 'mc' else '%%compose')}`", "", "```",
                 doc.strip(), "```", ""]
     out += ["## Python API", ""]
-    for name in ("compose", "run", "status", "unload", "logs", "down", "read_config"):
+    for name in ("compose", "run", "status", "unload", "stop", "logs", "down", "read_config"):
         fn = getattr(api, name)
         signature = re.sub(r"<[^>]* object at 0x[0-9a-f]+>", "REGISTRY", str(inspect.signature(fn))).replace("'", "")
         out += [f"### `mc_jupyter.{name}{signature}`", "", inspect.getdoc(fn) or "", ""]

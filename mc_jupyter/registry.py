@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from .binding import compile_value, guard_secrets, templates_in
-from .config.loader import format_path
+from .config.loader import clip, format_path
 from .config.schema import ActionSpec, ComponentSpec, ComposeConfig, WorkflowSpec
 from .devices import release_memory
 from .drivers.base import Driver
@@ -102,6 +102,7 @@ class Plan:
     workflows: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     target: Optional[str] = None
+    undecided: List[str] = field(default_factory=list)       # several workflows, none marked default
     components: Dict[str, ComponentSpec] = field(default_factory=dict)
     estimates: List[Any] = field(default_factory=list)      # planning.Estimate, per model to load
 
@@ -115,6 +116,7 @@ class Registry:
         self.entries: Dict[str, Entry] = {}
         self.workflows: Dict[str, CompiledWorkflow] = {}
         self.default_target: Optional[str] = None     # a workflow id, or "component:ID"
+        self.undecided: List[str] = []                # the latest compose's workflows, when none is the default
         self.loading: Dict[str, Entry] = {}
         self._listeners: List[Listener] = []
 
@@ -178,8 +180,13 @@ class Registry:
         known = {**{k: e for k, e in self.entries.items()}, **new_entries}
         workflows = {wid: _compile_workflow(w, known, config) for wid, w in config.workflows.items()}
         plan.workflows = list(workflows)
-        if workflows:
-            plan.target = next((w for w, c in workflows.items() if c.spec.default), list(workflows)[-1])
+        marked = [w for w, c in workflows.items() if c.spec.default]
+        if marked or len(workflows) == 1:
+            plan.target = marked[0] if marked else next(iter(workflows))
+        elif workflows:            # several, none marked: a run without an id must name one
+            plan.undecided = list(workflows)
+            plan.notes.append(f"{len(workflows)} workflows and none marked `default: true`: name the one to run "
+                              f"(`%%run {clip(plan.undecided[0], 40)}`).")
         elif len(config.components) == 1:
             plan.target = "component:" + next(iter(config.components))
         return plan, new_entries, workflows
@@ -231,7 +238,7 @@ class Registry:
             raise
         replaced: List[Entry] = []
         with self.lock:
-            saved = (dict(self.entries), dict(self.workflows), self.default_target)
+            saved = (dict(self.entries), dict(self.workflows), self.default_target, self.undecided)
             try:
                 for cid, entry in new_entries.items():
                     old = self.entries.get(cid)
@@ -250,10 +257,10 @@ class Registry:
                 for cid in new_entries:
                     self.loading.pop(cid, None)
                 self.workflows.update(workflows)
-                if plan.target:
-                    self.default_target = plan.target
+                if plan.target or plan.undecided:
+                    self.default_target, self.undecided = plan.target, plan.undecided
             except BaseException:   # failed mid-commit (a driver's reconfigure): put the registry back, free what was loaded
-                self.entries, self.workflows, self.default_target = saved[0], saved[1], saved[2]
+                self.entries, self.workflows, self.default_target, self.undecided = saved
                 for cid in new_entries:
                     self.loading.pop(cid, None)
                 for entry in loaded:
@@ -356,7 +363,7 @@ class Registry:
                 self.entries.clear()
                 self.loading.clear()
                 self.workflows.clear()
-                self.default_target = None
+                self.default_target, self.undecided = None, []
             for entry in entries:      # outside the lock: stopping a server takes a while
                 _free(entry)
         release_memory()

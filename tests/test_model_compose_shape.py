@@ -112,8 +112,9 @@ def test_workflows_with_ids_chain_jobs_by_depends_on_and_jobs_output(registry, m
     assert result.output["label"] == label and result.output["label"] in {"POSITIVE", "NEGATIVE"}
     assert result.output["score"] == pytest.approx(score, abs=1e-5)
 
-    # without a target the last workflow runs; the other one is reachable by its id
-    assert mc.run(inputs={"prompt": PROMPT}, registry=registry).output == result.output
+    # two workflows, none marked default: a run without a target names them instead of guessing
+    with pytest.raises(WorkflowError, match="marks none `default: true`"):
+        mc.run(inputs={"prompt": PROMPT}, registry=registry)
     assert mc.run(target="just-write", inputs={"prompt": PROMPT}, registry=registry).output == generated
 
 

@@ -147,7 +147,7 @@ def test_snapshots_from_another_thread_during_composes_and_unloads_never_fail(re
 
 def test_a_component_running_a_job_is_not_unloaded_from_another_thread(registry, models):
     from mc_jupyter.engine import StreamSink
-    text = GEN.format(path=models["causal"], n=100000).replace("  text:", "  streaming: true\n  text:")
+    text = GEN.format(path=models["causal"], n=1000).replace("  text:", "  streaming: true\n  text:")
     mc.compose(text, registry=registry)
     started, outcome = threading.Event(), {}
 

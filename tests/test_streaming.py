@@ -61,16 +61,16 @@ def test_result_brackets_bind_each_chunk(registry, models):
 
 
 def test_a_kernel_interrupt_stops_generation_within_a_second_and_the_model_stays_usable(registry, models):
-    compose(registry, models, n=100000)
+    compose(registry, models, n=1000)   # the tiny model's 1024 positions, less the prompt
     sink = Collect()
     main = threading.main_thread().ident
-    timer = threading.Timer(0.8, signal.pthread_kill, (main, signal.SIGINT))
+    timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
     started = time.perf_counter()
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         mc.run(inputs={"prompt": "Hi"}, stream=sink, registry=registry)
     stopped = time.perf_counter() - started
-    assert stopped < 0.8 + 1.0
+    assert stopped < 0.3 + 1.0
     assert sink.finished is True and len(sink.chunks) > 0      # the partial text was kept
     assert not [t for t in threading.enumerate() if t.name.startswith("mc_jupyter-generate")]
     compose(registry, models, n=5)
