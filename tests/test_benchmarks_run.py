@@ -82,7 +82,7 @@ def test_the_profile_scripts_run():
     assert "same vectors: True" in out and "--- mc.run, by own time" in out
 
 
-@pytest.mark.slow
+@pytest.mark.network   # installs model-compose from a package index: never in the default run or CI
 def test_the_model_compose_comparison_runs_with_model_compose_from_pypi(tmp_path):
     out = run_script("tests/benchmarks/vs_model_compose.py", "--tiny-check", "--venv", str(tmp_path / "venv"),
                      timeout=900)

@@ -499,7 +499,8 @@ def bring_up(client, models) -> int:
         print(mc.run("direct", {{"prompt": "up"}}).output, mc.run("wrapped", {{"prompt": "up"}}).output,
               len(mc.run("writer", {{"prompt": "up"}}).output) > 0)
     """
-    assert execute(client, code).strip() == "You said: up You said: up True"
+    # what the cell printed, whatever else (a library's warning) reached its streams
+    assert "You said: up You said: up True" in execute(client, code).splitlines()
     return ports
 
 
