@@ -115,6 +115,7 @@ def between_ops_problems(registry) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_sidebar_commands_from_another_thread_interleaved_with_composes_runs_and_unloads(
         models, registry, manager, loads, thread_errors):
     path = models["causal"]

@@ -6,6 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow   # real kernels and notebooks: CI runs these (pytest -m slow)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

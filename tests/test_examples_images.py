@@ -19,6 +19,8 @@ from tests import tiny_captioners, tiny_diffusion, tiny_faces, tiny_upscalers
 from tests.test_examples import execute, outputs_of, text_of
 from tests.tiny_models import place_in_hub_cache
 
+pytestmark = pytest.mark.slow   # real kernels and notebooks: CI runs these (pytest -m slow)
+
 SDXL_TURBO = "stabilityai/sdxl-turbo"
 
 

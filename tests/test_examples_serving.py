@@ -13,6 +13,8 @@ import pytest
 from tests import tiny_models
 from tests.test_examples import EXAMPLES, execute, outputs_of, text_of
 
+pytestmark = pytest.mark.slow   # real kernels and notebooks: CI runs these (pytest -m slow)
+
 GGUF_REPO = "bartowski/SmolLM2-135M-Instruct-GGUF"
 GGUF_FILE = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
 

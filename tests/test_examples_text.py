@@ -6,7 +6,11 @@ the words: labels of clear-cut sentences, reuse without reload, token counts, me
 
 import re
 
+import pytest
+
 from tests.test_examples import execute, outputs_of, text_of
+
+pytestmark = pytest.mark.slow   # real kernels and notebooks: CI runs these (pytest -m slow)
 
 UNITS = {"B": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}
 

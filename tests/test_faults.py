@@ -258,6 +258,7 @@ class InjectAt:
         return self.local
 
 
+@pytest.mark.slow
 def test_an_interrupt_at_any_line_of_a_compose_leaves_the_registry_whole_and_frees_what_it_loaded(
         registry, models, loads):
     before_text = components(writer("keep", models["causal"]), writer("old", models["causal"])) + \
@@ -514,6 +515,7 @@ def no_process_left(processes, ports, within: float = 20.0) -> list:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_kernel_restart_then_a_shutdown_with_models_and_servers_up_leave_no_process_behind(models):
     from jupyter_client.manager import start_new_kernel
 

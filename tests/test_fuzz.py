@@ -153,6 +153,7 @@ def test_read_config_on_yaml_like_text_raises_only_user_errors(text):
     only_user_errors(text)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(document)
 @example({"component": {"task": "text-classification", "actions": 0}})
@@ -169,6 +170,7 @@ def test_read_config_on_structured_yaml_raises_only_user_errors(data):
     only_user_errors(text)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(document)
 @example({"component": None})                                     # AttributeError: 'NoneType' ... 'get'

@@ -124,6 +124,7 @@ def killed_kernel(text: str) -> int:
     return int(line.split()[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ENDINGS)
 @pytest.mark.parametrize("daemon", sorted(DAEMONS))
 def test_a_server_that_daemonizes_leaves_no_process_behind(registry, tmp_path, daemon, ending):
@@ -153,6 +154,7 @@ def test_a_server_that_daemonizes_leaves_no_process_behind(registry, tmp_path, d
     assert left(records) == []
 
 
+@pytest.mark.slow
 def test_a_daemon_that_ignores_sigterm_is_killed_after_the_grace_period(registry, tmp_path):
     port, pid_file = free_port(), tmp_path / "pids"
     pid_file.touch()
@@ -163,6 +165,7 @@ def test_a_daemon_that_ignores_sigterm_is_killed_after_the_grace_period(registry
     assert left(records, within=1) == [] and 4 < time.monotonic() - started < 12
 
 
+@pytest.mark.slow
 def test_a_daemon_outlives_a_killed_watchdog_only_until_the_stop(registry, tmp_path):
     """Should the watchdog itself be SIGKILLed, the daemon it held is found by its environment's tag."""
     port, pid_file = free_port(), tmp_path / "pids"

@@ -121,6 +121,7 @@ def test_preload_false_loads_on_first_run(registry, models):
     assert registry.entries["writer"].state is State.READY
 
 
+@pytest.mark.slow
 def test_snapshots_from_another_thread_during_composes_and_unloads_never_fail(registry, models):
     errors, stop = [], threading.Event()
 

@@ -323,6 +323,7 @@ def test_every_example_notebook_is_covered():
     assert sorted(NOTEBOOKS) == sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_example_notebooks_with_the_token_in_their_yaml_never_show_it(name, request, tmp_path, monkeypatch):
     setup, takes_token = NOTEBOOKS[name]

@@ -24,6 +24,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.slow   # a real JupyterLab and browser: CI runs these (pytest -m slow)
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("MC_JUPYTER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"   # Debian's package
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -323,6 +323,7 @@ def snapshot_with(state):
     return lambda d: d.get("type") == "snapshot" and [c["state"] for c in d["components"]] == state
 
 
+@pytest.mark.slow
 def test_a_real_kernel_serves_the_panel_over_zmq(kernel, models):
     comm_info = lambda: kernel.client.comm_info(target_name=sidebar.TARGET, reply=True)["content"]["comms"]
     assert comm_info() == {}                                     # not loaded: nothing listed
