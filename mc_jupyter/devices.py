@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Any, Dict, List, Optional
+import sys
+import threading
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import DeviceError
 
@@ -27,6 +29,31 @@ def resolve_device(requested: Optional[str]) -> str:
         raise DeviceError("`device: mps` was asked for, but Apple's Metal backend is not available here.\n"
                           "  Use `device: cpu`, or leave `device:` out to pick the best device present.")
     return requested
+
+
+def resolve_placement(settings: Dict[str, Any]) -> Tuple[str, str]:
+    """(device, precision) a component's settings come to, ``auto`` made concrete: the one check of
+    device, precision and quantization that every load and every ``--dry-run`` makes. DeviceError for a
+    device that is not here, or one that cannot do what is asked (bitsandbytes quantization on mps)."""
+    device = resolve_device(settings.get("device"))
+    precision = str(resolve_dtype(settings.get("precision") or "auto", device)).replace("torch.", "")
+    quantization = settings.get("quantization") or "none"
+    if quantization != "none" and device == "mps":
+        raise DeviceError(f"`quantization: {quantization}` runs through bitsandbytes, which does not support "
+                          f"Apple's mps device.\n  Use `device: cpu`, or `precision: float16` without quantization.")
+    return device, precision
+
+
+#: Drivers that run on CUDA GPUs only, and what to use instead.
+CUDA_ONLY = {"vllm": "Use `driver: huggingface` (or llamacpp) here.",
+             "unsloth": "Use `driver: huggingface` here (same YAML, same results)."}
+
+
+def require_cuda(driver: str) -> None:
+    """DeviceError when ``driver`` (one of :data:`CUDA_ONLY`) finds no CUDA GPU: loads and dry runs ask here."""
+    import torch
+    if not torch.cuda.is_available():
+        raise DeviceError(f"the {driver} driver needs a CUDA GPU, and this kernel sees none.\n  {CUDA_ONLY[driver]}")
 
 
 def resolve_dtype(precision: str, device: str):
@@ -70,8 +97,13 @@ def release_memory() -> None:
 
 
 def memory_snapshot() -> Dict[str, Any]:
-    """Host RAM, this process's RSS, and each GPU's memory when torch is already imported."""
-    import sys
+    """Host RAM, this process's RSS, and each visible GPU's memory.
+
+    GPUs are read through NVML (``pynvml``, from nvidia-ml-py): no CUDA context is created (torch's
+    ``mem_get_info`` makes one, some 500 MiB, on every GPU it asks about), it works before torch is
+    imported, and it says what each process holds (a model server's memory too). Without NVML, only a
+    kernel whose torch already made a CUDA context is asked. ``gpus_known``: whether an empty list means
+    "no GPU" rather than "not asked"."""
     import psutil
 
     vm = psutil.virtual_memory()
@@ -81,14 +113,105 @@ def memory_snapshot() -> Dict[str, Any]:
         total = limit
     out: Dict[str, Any] = {"host": {"total": total, "available": min(vm.available, total)},
                            "process_rss": psutil.Process(os.getpid()).memory_info().rss, "gpus": []}
+    gpus = nvml_gpus()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        gpus: List[Dict[str, Any]] = []
+    context = torch is not None and torch.cuda.is_initialized()   # never initialises CUDA itself
+    if gpus is None and context:
+        gpus = []
         for i in range(torch.cuda.device_count()):
             free, tot = torch.cuda.mem_get_info(i)
             gpus.append({"index": i, "name": torch.cuda.get_device_name(i), "total": tot, "used": tot - free,
-                         "allocated_by_kernel": torch.cuda.memory_allocated(i)})
-        out["gpus"] = gpus
+                         "allocated_by_kernel": torch.cuda.memory_allocated(i), "processes": []})
+    elif gpus is not None and context:
+        for gpu in gpus[:torch.cuda.device_count()]:   # the tensors' own bytes, not the context and cache
+            gpu["allocated_by_kernel"] = torch.cuda.memory_allocated(gpu["index"])
+    out["gpus"] = gpus or []
+    out["gpus_known"] = gpus is not None or _NVML_STATE.get("absent", False) or torch is not None
+    return out
+
+
+_NVML_STATE: Dict[str, Any] = {}   # "module": pynvml once initialised; "absent": no NVIDIA driver; "error"
+_NVML_LOCK = threading.Lock()
+
+
+def _nvml() -> Any:
+    """pynvml, initialised once; None when it is not installed or NVML cannot start (no NVIDIA driver)."""
+    with _NVML_LOCK:
+        if "module" not in _NVML_STATE:
+            module = None
+            try:
+                import pynvml
+                try:
+                    pynvml.nvmlInit()
+                    module = pynvml
+                except pynvml.NVMLError_LibraryNotFound:   # no NVIDIA driver here: no CUDA GPU either
+                    _NVML_STATE["absent"] = True
+                except pynvml.NVMLError as e:
+                    _NVML_STATE["error"] = str(e)
+            except ImportError:
+                _NVML_STATE["error"] = "nvidia-ml-py is not installed"
+            _NVML_STATE["module"] = module
+        return _NVML_STATE["module"]
+
+
+def nvml_gpus() -> Optional[List[Dict[str, Any]]]:
+    """Each GPU this process may use (``CUDA_VISIBLE_DEVICES`` honoured, numbered as torch numbers them),
+    read through NVML: ``{index, name, total, used, allocated_by_kernel, processes: [{pid, used}]}``;
+    ``allocated_by_kernel`` is what NVML counts for this process. [] without an NVIDIA driver, None when
+    NVML is not there to ask."""
+    nvml = _nvml()
+    if nvml is None:
+        return [] if _NVML_STATE.get("absent") else None
+    try:
+        handles = _visible_handles(nvml)
+        gpus = []
+        for position, handle in enumerate(handles):
+            memory = _memory_info(nvml, handle)
+            name = nvml.nvmlDeviceGetName(handle)
+            used_by: Dict[int, int] = {}
+            for read in (nvml.nvmlDeviceGetComputeRunningProcesses, nvml.nvmlDeviceGetGraphicsRunningProcesses):
+                try:
+                    for proc in read(handle):
+                        used_by[proc.pid] = used_by.get(proc.pid, 0) + int(proc.usedGpuMemory or 0)
+                except nvml.NVMLError:   # not supported on this GPU or driver: no per-process figures
+                    pass
+            gpus.append({"index": position, "name": name.decode() if isinstance(name, bytes) else str(name),
+                         "total": int(memory.total), "used": int(memory.used),
+                         "allocated_by_kernel": used_by.get(os.getpid(), 0),
+                         "processes": [{"pid": pid, "used": used} for pid, used in sorted(used_by.items())]})
+        return gpus
+    except nvml.NVMLError:
+        return None
+
+
+def _memory_info(nvml: Any, handle: Any) -> Any:
+    """NVML's v2 figures (``used`` without the driver's reserved memory, as nvidia-smi and CUDA count it),
+    or v1's on a driver without them."""
+    try:
+        return nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+    except (nvml.NVMLError, AttributeError, TypeError):
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
+
+
+def _visible_handles(nvml: Any) -> List[Any]:
+    """NVML handles of the GPUs ``CUDA_VISIBLE_DEVICES`` lets this process see, in its order."""
+    count = nvml.nvmlDeviceGetCount()
+    handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+    wanted = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if wanted is None:
+        return handles
+    uuids = []
+    for handle in handles:
+        uuid = nvml.nvmlDeviceGetUUID(handle)
+        uuids.append(uuid.decode() if isinstance(uuid, bytes) else str(uuid))
+    out = []
+    for entry in (e.strip() for e in wanted.split(",")):
+        if entry.isdigit() and int(entry) < count:
+            out.append(handles[int(entry)])
+        elif entry.startswith("GPU-") and (hits := [h for h, u in zip(handles, uuids) if u.startswith(entry)]):
+            out.append(hits[0])
+        else:   # CUDA stops at the first entry it cannot read
+            break
     return out
 
 

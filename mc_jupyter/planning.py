@@ -5,6 +5,11 @@ bytes per parameter: the precision's size, or for a quantized model bitsandbytes
 Linear layers it converts (every Linear but the output head) and the precision's size for the rest.
 A stated margin (``MARGIN``) covers what weights do not: the CUDA context, activations, the KV cache
 of short generations. :func:`estimate` compares the total with the free memory of the device.
+
+:func:`plan_components` is what ``%%compose --dry-run`` shows per component: what ``auto`` comes to
+(``device auto → cpu``), every refusal the real compose would make (:func:`refusals`: a device that is
+not here, quantization on mps, missing packages, a model that is nowhere), and the memory estimate.
+The refusals are the very checks the loads make, called from here.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .devices import human_bytes
+from .errors import UserError
 
 MARGIN = 0.20
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -52,6 +58,199 @@ class Estimate:
             out.append(f"warning: `{self.component}` will not fit ({human_bytes(self.total_bytes)} needed, "
                        f"{human_bytes(self.free_bytes)} free). {advice}")
         return out
+
+
+@dataclass
+class ComponentPlan:
+    """A ``--dry-run``'s lines for one component: its resolved placement, refusals, memory estimate."""
+
+    component: str
+    resolved: str = ""                                        # "device auto → cpu · precision auto → float32"
+    refused: List[UserError] = field(default_factory=list)
+    estimate: Optional[Estimate] = None
+
+    @property
+    def fits(self) -> bool:
+        return self.estimate is None or self.estimate.fits
+
+    def __getattr__(self, name: str) -> Any:
+        """The estimate's figures (``weight_bytes``, ``total_bytes``, ...) read through the plan, as code that
+        reads ``plan.estimates`` expects."""
+        estimate = self.__dict__.get("estimate")
+        if estimate is None or name.startswith("__"):
+            raise AttributeError(f"`{self.__dict__.get('component')}` has no {name} (no memory estimate)")
+        return getattr(estimate, name)
+
+    def lines(self) -> List[str]:
+        out = [f"`{self.component}`: {self.resolved}"] if self.resolved else []
+        out += [f"would refuse `{self.component}`: {error}" for error in self.refused]
+        return out + (self.estimate.lines() if self.estimate is not None else [])
+
+
+def plan_components(specs: List[Tuple[str, Any]], which: str = "all") -> List[Any]:
+    """Per component (``(id, ComponentSpec)``) to load: with ``which="all"`` (``--dry-run``) a
+    :class:`ComponentPlan` each; with ``"gpu"`` (a real compose) only the :class:`Estimate` of the Hugging
+    Face models going to a GPU, any error left for the load itself to raise."""
+    out: List[Any] = []
+    for cid, spec in specs:
+        if which == "all":
+            out.append(plan_component(cid, spec))
+            continue
+        found = _estimate_for(cid, spec, gpu_only=True)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def plan_component(component_id: str, spec: Any) -> ComponentPlan:
+    plan = ComponentPlan(component_id, refused=refusals(spec))
+    settings = spec.settings
+    if spec.type == "model" and not plan.refused:
+        plan.resolved = _resolved(settings)
+        try:
+            plan.estimate = _estimate_for(component_id, spec, gpu_only=False)
+        except UserError as e:
+            plan.refused.append(e)
+    return plan
+
+
+def refusals(spec: Any) -> List[UserError]:
+    """Every refusal a real compose of this component makes before it reads weights, each from the check
+    the load itself runs: packages, a driver not built, device / precision / quantization, what a task
+    refuses, and a model that is nowhere (a missing path, a hub id outside the cache with the hub off)."""
+    from .drivers.table import COMPONENT_TYPES, DRIVERS, feature_requirements
+    from .errors import MissingPackageError, NotAvailableError
+    from .install import missing_packages
+
+    settings = spec.settings
+    if spec.type != "model":
+        impl = COMPONENT_TYPES.get(spec.type)
+        missing = missing_packages(impl.requires) if impl is not None else []
+        return [MissingPackageError(f"a `{spec.type}` component", [p for _, p in missing], missing[0][0])] \
+            if missing else []
+    driver, task = settings.get("driver"), settings.get("task")
+    impl = DRIVERS.get((driver, task))
+    if impl is None or impl.target is None:
+        return [NotAvailableError(f"`driver: {driver}` with `task: {task}` is not available yet"
+                                  f"{': ' + impl.pending if impl is not None and impl.pending else ''}.")]
+    out: List[UserError] = []
+    missing = missing_packages(impl.requires)
+    if missing:
+        out.append(MissingPackageError(f"the `{driver}` driver for {task}", [p for _, p in missing], missing[0][0]))
+    extra = missing_packages(feature_requirements(settings))
+    if extra:
+        out.append(MissingPackageError("this component's quantization/adapters/device map", [p for _, p in extra],
+                                       extra[0][0]))
+    for check in _checks(driver, task, {module for module, _ in missing}):
+        try:
+            problem = check(settings)
+        except UserError as e:
+            problem = e
+        if problem is not None:
+            out.append(problem)
+    return out
+
+
+def _checks(driver: str, task: str, missing: set) -> List[Any]:
+    """The load's own checks (each a function of the settings) that can run here, their packages present."""
+    from .devices import CUDA_ONLY
+
+    if driver in CUDA_ONLY:
+        return [] if "torch" in missing else [lambda s: _cuda_only(driver)]
+    if driver != "huggingface":
+        return []                       # llama.cpp and custom classes place themselves
+    if task == "face-embedding":
+        return [] if "onnxruntime" in missing else [_face_provider, _face_pack]
+    checks: List[Any] = [] if "torch" in missing else [_placement]
+    if task == "image-generation":
+        from .drivers.diffusers_generation import refusal
+        checks.append(refusal)
+    checks.append(_upscale_weights if task == "image-upscale" else _model_source)
+    return checks
+
+
+def _cuda_only(driver: str) -> None:
+    from .devices import require_cuda
+    require_cuda(driver)
+
+
+def _placement(settings: Dict[str, Any]) -> None:
+    from .devices import resolve_placement
+    resolve_placement(settings)
+
+
+def _face_provider(settings: Dict[str, Any]) -> None:
+    from .drivers.face_embedding import resolve_provider
+    resolve_provider(settings)
+
+
+def _face_pack(settings: Dict[str, Any]) -> None:
+    from .drivers.face_embedding import pack_folder
+    pack_folder(settings.get("model") or "buffalo_l")
+
+
+def _model_source(settings: Dict[str, Any]) -> None:
+    """A Hugging Face model's source: a missing local path, or a hub id the cache lacks with the hub off or
+    out of reach (said at once, as the load would)."""
+    from .drivers.hf_common import cached_snapshot, hub_access, not_cached, resolve_source
+    from .errors import ModelLoadError
+
+    source = resolve_source(settings.get("model"), settings["task"])
+    kwargs, unreachable = hub_access(source, dict(source.kwargs))
+    if not source.is_local and kwargs.get("local_files_only") and cached_snapshot(source) is None:
+        raise ModelLoadError(f"could not load `{source.location}`: " + not_cached(source, unreachable))
+
+
+def _upscale_weights(settings: Dict[str, Any]) -> None:
+    from .drivers.upscale import DEFAULT_MODEL, find_weights
+    architecture = settings.get("architecture")
+    model = settings.get("model") or DEFAULT_MODEL[architecture or "real-esrgan"]
+    if architecture == "ldsr":
+        return _model_source(dict(settings, model=model))
+    find_weights(model, settings["task"])
+
+
+def _resolved(settings: Dict[str, Any]) -> str:
+    """``device auto → cpu · precision auto → float32`` (a value given shows as it is)."""
+    from .devices import resolve_placement
+
+    if settings.get("driver") != "huggingface":
+        return ""                       # vLLM, unsloth, llama.cpp and custom classes place themselves
+    if settings.get("task") == "face-embedding":
+        from .drivers.face_embedding import resolve_provider
+        device, precision = resolve_provider(settings), "float32"
+    else:
+        device, precision = resolve_placement(settings)
+
+    def show(name: str, value: str) -> str:
+        asked = settings.get(name) or "auto"
+        return f"{name} {asked} → {value}" if asked != value else f"{name} {value}"
+
+    return f"{show('device', device)} · {show('precision', precision)}"
+
+
+def _estimate_for(cid: str, spec: Any, gpu_only: bool) -> Optional[Estimate]:
+    """The memory estimate of a transformers model (its config says its size), else None; with
+    ``gpu_only``, None for a model going to the CPU and for any error (the load says why)."""
+    from .devices import resolve_device
+    from .drivers.table import DRIVERS
+    from .install import driver_class, missing_packages
+
+    s = spec.settings
+    impl = DRIVERS.get((s.get("driver"), s.get("task")))
+    if spec.type != "model" or impl is None or impl.target is None or missing_packages(impl.requires):
+        return None
+    try:
+        if gpu_only and resolve_device(s.get("device")) == "cpu":
+            return None
+        auto_class = getattr(driver_class(s["driver"], s["task"]), "auto_class", None)
+        return estimate(cid, s, auto_class) if auto_class is not None else None
+    except (OSError, ValueError, ImportError):
+        return None
+    except UserError:
+        if gpu_only:
+            return None
+        raise
 
 
 def estimate(component_id: str, settings: Dict[str, Any], auto_class: str) -> Estimate:
@@ -148,8 +347,10 @@ def _tensors_from_config(source: Any, auto_class: str) -> List[Tuple[int, bool]]
     import transformers
     from accelerate import init_empty_weights
 
+    from .drivers.hf_common import _from_pretrained
+
     kwargs = {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}
-    config = transformers.AutoConfig.from_pretrained(source.location, **kwargs)
+    config = _from_pretrained(transformers.AutoConfig, source, kwargs)   # fast and clear when offline
     with init_empty_weights():
         model = getattr(transformers, auto_class).from_config(config)
     if getattr(config, "tie_word_embeddings", False) and hasattr(model, "tie_weights"):

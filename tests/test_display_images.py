@@ -166,3 +166,34 @@ def test_compare_faces_is_the_cosine_similarity_of_the_embeddings():
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert matrix == pytest.approx(unit @ unit.T, abs=1e-12)
     assert np.asarray(images.compare_faces([v.tolist() for v in vectors])) == pytest.approx(matrix)
+
+
+# -- Issue #15: an empty image (0 pixels wide or high) is shown by its size, never a crash -------------
+
+EMPTY = Image.new("RGB", (0, 6))
+
+
+def test_an_empty_image_alone_is_shown_as_its_size():
+    bundle = renderers.render(EMPTY)
+    assert bundle["text/plain"] == "<empty image 0x6>" and "0×6 (empty)" in bundle["text/html"]
+    assert "image/png" not in bundle
+
+
+def test_an_empty_image_in_a_gallery_or_under_a_caption_does_not_stop_the_others():
+    bundle = renderers.render([solid("red"), EMPTY])
+    shown = embedded(bundle["text/html"])
+    assert shown[0].getpixel((0, 0)) == (255, 0, 0) and shown[1].size == (1, 1)
+    assert "#2 · 0×6 (empty)" in bundle["text/html"]
+    captioned = result_of("image-to-text", "a caption", [EMPTY])
+    assert captioned["text/plain"] == "a caption" and "0×6" not in captioned["text/plain"]
+
+
+def test_an_empty_upscaling_output_is_listed_without_a_composite():
+    bundle = result_of("image-upscale", Image.new("RGB", (0, 0)), [solid("red", (4, 4))])
+    assert bundle["text/plain"] == "upscaled 4x4 -> 0x0" and "image/png" not in bundle
+    assert "after · 0×0 (empty)" in bundle["text/html"]
+
+
+def test_faces_drawn_on_an_empty_image_are_listed_without_a_png():
+    bundle = result_of("face-embedding", [], [EMPTY])
+    assert bundle["text/plain"] == "0 faces" and "image/png" not in bundle

@@ -9,6 +9,10 @@
 * ``tiny-realesrgan-x4.safetensors``: the x4 RRDBNet weights as a flat safetensors file;
 * an LDM super-resolution pipeline (UNet2DModel + VQModel + DDIM, diffusers' own test style) saved
   with ``save_pretrained``.
+
+Widths are small but the published constants stay (ESRGAN's 32 growth channels, SwinIR's 64 features):
+spandrel, like the authors' code, reads those as fixed. :func:`spandrel_nets` builds tiny seeded nets of
+the architectures only spandrel loads, from spandrel's own classes.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ def _randomise(net: torch.nn.Module, seed: int, centre: float = 0.5) -> torch.nn
     return net.eval()
 
 
+RRDB_SIZE = dict(num_feat=8, num_block=1, num_grow_ch=32)
+SWINIR_SIZE = dict(embed_dim=12, depths=[2], num_heads=[2], window_size=4, num_feat=64, scale=4)
+
+
 def rrdb(scale: int = 4, seed: int = 0) -> RRDBNet:
-    return _randomise(RRDBNet(scale=scale, num_feat=8, num_block=1, num_grow_ch=4), seed)
+    return _randomise(RRDBNet(scale=scale, **RRDB_SIZE), seed)
 
 
 def swinir(seed: int = 2) -> SwinIR:
-    net = SwinIR(embed_dim=12, depths=[2], num_heads=[2], window_size=4, num_feat=8, scale=4)
+    net = SwinIR(**SWINIR_SIZE)
     return _randomise(net, seed, centre=0.0)   # SwinIR adds the DIV2K mean back itself
 
 
@@ -72,6 +80,37 @@ def swinir_published_state(net: SwinIR) -> Dict[str, torch.Tensor]:
     return state
 
 
+def spandrel_nets(seed: int = 5) -> Dict[str, torch.nn.Module]:
+    """Tiny seeded nets of the architectures only spandrel loads, by the name of a published file of each:
+    Real-ESRGAN's two Compact models (SRVGGNetCompact), HAT, DAT, Swin2SR, and the 2018 ESRGAN layout
+    (``model.N``) at x8 and x2."""
+    from mc_jupyter.drivers.upscale_nets import import_spandrel
+    import_spandrel()   # without torchvision, spandrel imports only through it
+    from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.DAT import DAT
+    from spandrel.architectures.ESRGAN import ESRGAN
+    from spandrel.architectures.HAT import HAT
+    from spandrel.architectures.Swin2SR import Swin2SR
+
+    torch.manual_seed(seed)
+    nets = {"realesr-general-x4v3": Compact(num_feat=8, num_conv=4, upscale=4),
+            "realesr-animevideov3": Compact(num_feat=8, num_conv=2, upscale=4),
+            "HAT_SRx4": HAT(img_size=16, embed_dim=12, depths=(2,), num_heads=(2,), window_size=4, compress_ratio=3,
+                            squeeze_factor=4, mlp_ratio=2.0, upscale=4),
+            "DAT_x2": DAT(img_size=16, embed_dim=32, split_size=[2, 4], depth=[2], num_heads=[2], expansion_factor=2.0,
+                          upscale=2),
+            "Swin2SR_ClassicalSR_X2": Swin2SR(img_size=16, embed_dim=12, depths=[2], num_heads=[2], window_size=4,
+                                              mlp_ratio=2.0, upscale=2, upsampler="pixelshuffle"),
+            "ESRGAN_x8_2018": ESRGAN(num_filters=8, num_blocks=1, scale=8),
+            "ESRGAN_x2_2018": ESRGAN(num_filters=8, num_blocks=1, scale=2)}
+    with torch.no_grad():   # large enough that the output differs from pixel to pixel
+        for net in nets.values():
+            for name, p in net.named_parameters():
+                if p.is_floating_point() and "relative_position" not in name:
+                    p.add_(torch.randn_like(p) * 0.05)
+    return {name: net.eval() for name, net in nets.items()}
+
+
 def build_ldsr(folder: Path) -> Path:
     from diffusers import DDIMScheduler, LDMSuperResolutionPipeline, UNet2DModel, VQModel
 
@@ -101,6 +140,13 @@ def build_all(weights: Path, hub_cache: Path) -> Dict[str, Path]:
     torch.save({"params_ema": x2.state_dict()}, files["x2"])
     torch.save({"params": swinir_published_state(swin)}, files["swinir"])
     save_file({k: v.contiguous() for k, v in x4.state_dict().items()}, str(files["safetensors"]))
+    try:
+        extra = spandrel_nets()
+    except ImportError:   # spandrel not installed: those tests skip
+        extra = {}
+    for name, net in extra.items():
+        files[name] = weights / f"{name}.pth"
+        torch.save({"params_ema": net.state_dict()} if name.startswith("realesr") else net.state_dict(), files[name])
     files["ldsr"] = build_ldsr(weights.parent / "tiny-ldsr")
     place_in_hub_cache(hub_cache, LDSR_REPO, files["ldsr"])
     return files

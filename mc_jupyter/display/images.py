@@ -41,14 +41,23 @@ def face_groups(value: Any, task: Optional[str] = None) -> Optional[List[List[Di
     return None
 
 
+def is_empty(image: Any) -> bool:
+    """0 pixels wide or high: PIL cannot save it, so it is shown as its size only."""
+    return image.size[0] == 0 or image.size[1] == 0
+
+
 def png_base64(image: Any) -> str:
+    """The image as base64 PNG; an empty image as one transparent pixel (PNG has no 0-pixel images)."""
+    if is_empty(image):
+        from PIL import Image
+        image = Image.new("RGBA", (1, 1), (0, 0, 0, 0))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _size(image: Any) -> str:
-    return f"{image.size[0]}×{image.size[1]}"
+    return f"{image.size[0]}×{image.size[1]}" + (" (empty)" if is_empty(image) else "")
 
 
 def _figure(image: Any, caption: str, img_style: str = "", max_side: Optional[int] = None) -> str:
@@ -64,6 +73,9 @@ def _figure(image: Any, caption: str, img_style: str = "", max_side: Optional[in
 
 def render_image(image: Any) -> Bundle:
     """One image, inline at its size, with the size under it."""
+    if is_empty(image):
+        return {"text/plain": f"<empty image {image.size[0]}x{image.size[1]}>",
+                "text/html": f'<div style="{BOX};color:#777">{_size(image)}</div>'}
     data = png_base64(image)
     return {"text/plain": f"<image {image.size[0]}x{image.size[1]}>", "image/png": data,
             "text/html": f'<figure style="margin:0"><img src="data:image/png;base64,{data}"/>'
@@ -115,9 +127,12 @@ def pair_upscaled(value: Any, inputs: Sequence[Any]) -> Optional[List[Tuple[Any,
 
 
 def before_after(before: Any, after: Any) -> Any:
-    """One PNG: the input enlarged (nearest, so its pixels show) to the output's size, beside the output."""
+    """One PNG: the input enlarged (nearest, so its pixels show) to the output's size, beside the output;
+    None when either is empty."""
     from PIL import Image
 
+    if is_empty(before) or is_empty(after):
+        return None
     canvas = Image.new("RGB", (after.size[0] * 2, after.size[1]), "white")
     canvas.paste(before.convert("RGB").resize(after.size, Image.NEAREST), (0, 0))
     canvas.paste(after.convert("RGB"), (after.size[0], 0))
@@ -134,8 +149,9 @@ def render_upscaled(pairs: Sequence[Tuple[Any, Any]]) -> Bundle:
                     f'{_figure(after, f"after · {_size(after)}", f"width:{width}px")}</div>')
         plain.append(f"{before.size[0]}x{before.size[1]} -> {after.size[0]}x{after.size[1]}")
     bundle = {"text/plain": "upscaled " + ", ".join(plain), "text/html": "".join(rows)}
-    if len(pairs) == 1:
-        bundle["image/png"] = png_base64(before_after(*pairs[0]))
+    composite = before_after(*pairs[0]) if len(pairs) == 1 else None
+    if composite is not None:
+        bundle["image/png"] = png_base64(composite)
     return bundle
 
 
@@ -202,6 +218,6 @@ def render_faces(groups: Sequence[Sequence[Dict[str, Any]]], inputs: Optional[Se
         plain += "\ncosine similarity:\n" + "\n".join(
             f"#{i + 1:<3}" + " ".join(f"{v:+.2f}" for v in row) for i, row in enumerate(matrix))
     bundle = {"text/plain": plain, "text/html": parts}
-    if len(drawn) == 1:
+    if len(drawn) == 1 and not is_empty(drawn[0]):
         bundle["image/png"] = png_base64(drawn[0])
     return bundle

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..devices import module_bytes, parameter_count
 from ..errors import InputError, ModelLoadError, NotAvailableError
-from .base import Driver
+from .base import Driver, number
 from .hf_common import _from_pretrained, _placement, resolve_source
 
 #: ``architecture:`` -> the diffusers pipeline class its checkpoints are saved with.
@@ -33,6 +33,14 @@ class ModelIndex:
         return DiffusionPipeline.load_config(location, **kwargs)
 
 
+def refusal(settings: Dict[str, Any]) -> Optional[NotAvailableError]:
+    """What image-generation refuses in these settings before loading (a ``--dry-run`` says it too)."""
+    if settings.get("quantization", "none") != "none":
+        return NotAvailableError(f"`quantization: {settings['quantization']}` is not built for image-generation.\n"
+                                 f"  Remove it, or use `precision: float16` to halve the memory.")
+    return None
+
+
 class ImageGeneration(Driver):
     def load(self) -> None:
         import diffusers
@@ -40,9 +48,9 @@ class ImageGeneration(Driver):
 
         from .placement import load_plan
 
-        if self.settings.get("quantization", "none") != "none":
-            raise NotAvailableError(f"`quantization: {self.settings['quantization']}` is not built for "
-                                    f"image-generation.\n  Remove it, or use `precision: float16` to halve the memory.")
+        refused = refusal(self.settings)
+        if refused is not None:
+            raise refused
         source = resolve_source(self.settings.get("model"), self.settings["task"])
         self.source_description = source.description
         if source.kwargs.get("use_safetensors") is False:   # a pipeline's weights sit in subfolders, which
@@ -81,10 +89,10 @@ class ImageGeneration(Driver):
             raise InputError("image-generation got no prompt: give `prompt:`, e.g. `prompt: ${input.prompt as text}`.")
         many = isinstance(prompt, list)
         prompts = [str(p) for p in prompt] if many else [str(prompt)]
-        count = int(self.param(fields, "num_images", 1) or 1)
+        count = self.number(fields, "num_images", 1, int, 1) or 1
         arguments = self._call_arguments(fields)
-        seed = self.param(fields, "seed")
-        generator = torch.Generator(self.generator_device).manual_seed(int(seed)) if seed is not None else None
+        seed = self.number(fields, "seed")
+        generator = torch.Generator(self.generator_device).manual_seed(seed) if seed is not None else None
         images: List[Any] = []
         for batch in self.batches(prompts, fields, default=1):
             images += self.pipeline(prompt=batch, generator=generator, **arguments).images
@@ -101,7 +109,8 @@ class ImageGeneration(Driver):
                 if argument not in self.call_arguments:
                     raise InputError(f"`{name}: {value}` cannot be given to {type(self.pipeline).__name__}, which "
                                      f"takes no `{argument}`.\n  Remove `{name}` from the action.")
-                arguments[argument] = cast(value)
+                arguments[argument] = number(value, name, cast, 1 if cast is int else 0) if cast in (int, float) \
+                    else cast(value)
         if "negative_prompt" in arguments and "true_cfg_scale" in self.call_arguments:
             # Flux reads a negative prompt only under true classifier-free guidance (scale > 1), which
             # runs the transformer twice a step; 4.0 is diffusers' documented example value

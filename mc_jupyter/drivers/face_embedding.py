@@ -25,16 +25,9 @@ PROVIDERS = {"cuda": "CUDAExecutionProvider", "mps": "CoreMLExecutionProvider", 
 
 class FaceEmbedding(Driver):
     def load(self) -> None:
-        import onnxruntime
 
-        folder, self.source_description = _pack_folder(self.settings.get("model") or "buffalo_l")
-        available = onnxruntime.get_available_providers()
-        requested = self.settings.get("device")
-        if requested in (None, "auto"):
-            requested = "cuda" if PROVIDERS["cuda"] in available else "cpu"
-        if PROVIDERS.get(requested) not in available:
-            raise DeviceError(f"`device: {requested}` was asked for, but onnxruntime here offers only "
-                              f"{', '.join(available)}.\n  Use `device: cpu`, or install onnxruntime-gpu for CUDA.")
+        folder, self.source_description = pack_folder(self.settings.get("model") or "buffalo_l")
+        requested = resolve_provider(self.settings)
         self.pack = FacePack(folder, list(dict.fromkeys([PROVIDERS[requested], PROVIDERS["cpu"]])))
         self.device, self.dtype = requested, "float32"
         self.memory_bytes = sum(os.path.getsize(path) for path in self.pack.files.values())
@@ -51,7 +44,22 @@ class FaceEmbedding(Driver):
         self.__dict__.pop("pack", None)
 
 
-def _pack_folder(model: Any) -> tuple[str, str]:
+def resolve_provider(settings: Dict[str, Any]) -> str:
+    """The device onnxruntime runs the pack on (``auto``: cuda when it offers CUDA); DeviceError when the
+    one asked for is not offered. Loads and ``--dry-run`` both check it here."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    requested = settings.get("device")
+    if requested in (None, "auto"):
+        requested = "cuda" if PROVIDERS["cuda"] in available else "cpu"
+    if PROVIDERS.get(requested) not in available:
+        raise DeviceError(f"`device: {requested}` was asked for, but onnxruntime here offers only "
+                          f"{', '.join(available)}.\n  Use `device: cpu`, or install onnxruntime-gpu for CUDA.")
+    return requested
+
+
+def pack_folder(model: Any) -> tuple[str, str]:
     """(folder, description) for a pack name, a path, or a ``{provider: local, path}`` mapping."""
     if isinstance(model, dict):
         if (model.get("provider") or ("local" if "path" in model else "")) != "local":

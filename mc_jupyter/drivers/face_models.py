@@ -82,8 +82,11 @@ class FacePack:
             try:
                 session = onnxruntime.InferenceSession(path, providers=list(providers))
             except Exception as e:   # onnxruntime raises its own exception types for unreadable files
-                raise ModelLoadError(f"`{path}` is not a readable ONNX model ({str(e).splitlines()[0]}).\n  "
-                                     f"Replace it with the file from the pack's zip.") from None
+                lines = str(e).strip().splitlines()
+                detail = f"{os.path.getsize(path)} bytes; {lines[0] if lines else type(e).__name__}"
+                raise ModelLoadError(f"`{path}` is not a readable ONNX model: truncated or corrupt ({detail}).\n  "
+                                     f"Download the pack again and replace the file with the one from its zip: "
+                                     + GET_PACK.format(name=os.path.basename(folder))) from None
             role = _role(session)
             seen.append(f"{name} ({role or 'not used'})")
             if role and role not in self.files:

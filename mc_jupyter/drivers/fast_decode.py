@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import ModelLoadError
+from ..errors import InputError, ModelLoadError
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 CACHE_ROUNDING = 64        # cache lengths are rounded up, so one captured graph serves similar prompts
@@ -397,12 +397,12 @@ class FastDecoder:
                             use_min_new=min_new_tokens > 0)
         length = -(-(n + max_new_tokens) // CACHE_ROUNDING) * CACHE_ROUNDING
         if self.sliding and length > self.sliding:
-            raise ModelLoadError(f"fast_decode: this Mistral model attends over a sliding window of {self.sliding} "
-                                 f"tokens, shorter than prompt + new tokens ({n + max_new_tokens}).\n  Ask for fewer "
-                                 f"tokens, or leave fast_decode off.")
+            raise InputError(f"fast_decode: this Mistral model attends over a sliding window of {self.sliding} "
+                             f"tokens, shorter than prompt + new tokens ({n + max_new_tokens}).\n  Ask for fewer "
+                             f"tokens (`max_output_length`), or leave fast_decode off.")
         if n + max_new_tokens > self.max_positions:
-            raise ModelLoadError(f"fast_decode: prompt + new tokens ({n + max_new_tokens}) exceed the model's "
-                                 f"{self.max_positions} positions.")
+            raise InputError(f"fast_decode: prompt + new tokens ({n + max_new_tokens}) exceed the model's "
+                             f"{self.max_positions} positions.\n  Shorten the prompt or lower `max_output_length`.")
         with self._lock, torch.inference_mode():
             self._tables(length)
             s = self._state(batch, length, sampling)

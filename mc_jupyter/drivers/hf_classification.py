@@ -32,11 +32,11 @@ class TextClassification(HFDriver):
             raise InputError("text-classification got no text: give `text:`, e.g. `text: ${input.text}`.")
         many = isinstance(text, list)
         texts = [str(t) for t in text] if many else [str(text)]
-        max_len = self.param(fields, "max_input_length")
+        max_len = self.number(fields, "max_input_length", None, int, 0) or None
         results: List[Dict[str, Any]] = []
         for batch in self.batches(texts, fields):
             enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=int(max_len) if max_len else None).to(self.model.device)
+                                 max_length=max_len).to(self.model.device)
             with torch.inference_mode():
                 logits = self.model(**enc).logits.float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import logging
 import os
+import struct
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ..binding import Scope, parse_template, render, scrub
 from ..devices import module_bytes, parameter_count
@@ -192,15 +196,175 @@ def hub_file(model: Dict[str, Any]) -> str:
         return source.location
     kwargs = {k: v for k, v in source.kwargs.items() if k in ("revision", "cache_dir", "token", "local_files_only")}
     from huggingface_hub import hf_hub_download, snapshot_download
+    kwargs, unreachable = hub_access(source, kwargs)
+    what = f"`{source.filename or 'the snapshot'}` of `{source.location}`"
     try:
-        if source.filename:
-            return hf_hub_download(source.location, source.filename, **kwargs)
-        return snapshot_download(source.location, **kwargs)
+        with quiet_hub():
+            if source.filename:
+                return hf_hub_download(source.location, source.filename, **kwargs)
+            return snapshot_download(source.location, **kwargs)
     except Exception as e:   # huggingface_hub raises a family of its own errors here
         first = scrub(str(e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"could not get `{source.filename or 'the snapshot'}` of `{source.location}`: {first}\n"
-                             f"  Check the repository, filename and revision; offline, download it first "
-                             f"(huggingface-cli download {source.location} {source.filename or ''}).") from None
+        failed = e
+    if kwargs.get("local_files_only") and type(failed).__name__ == "LocalEntryNotFoundError":
+        raise ModelLoadError(f"could not get {what}: " + not_cached(source, unreachable))
+    raise ModelLoadError(f"could not get {what}: {first}\n"
+                         f"  Check the repository, filename and revision; offline, download it first "
+                         f"({download_command(source)}).")
+
+
+# -- the hub: offline, unreachable, cached ----------------------------------------------------------
+
+HUB_PROBE_SECONDS = 3.0      # connect/read timeout of the one request that asks whether the hub answers
+_probes: Dict[str, Tuple[float, Optional[str]]] = {}   # endpoint -> (when, why it cannot be reached)
+
+
+def hub_offline(kwargs: Dict[str, Any]) -> bool:
+    """HF_HUB_OFFLINE (as huggingface_hub read it, or set since) or ``local_files_only``."""
+    from huggingface_hub import constants
+    return bool(kwargs.get("local_files_only") or constants.HF_HUB_OFFLINE
+                or _truthy(os.environ.get("HF_HUB_OFFLINE", "")))
+
+
+def hub_unreachable() -> Optional[str]:
+    """Why the hub's endpoint cannot be reached (a refused or timed-out connection, no DNS), or None when it
+    answers at all. One short request, remembered for a few seconds: huggingface_hub itself would retry
+    each file five times over some 25 seconds, printing every attempt."""
+    import httpx
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    seen = _probes.get(endpoint)
+    if seen is not None and time.monotonic() - seen[0] < 10:
+        return seen[1]
+    try:
+        httpx.head(endpoint, timeout=HUB_PROBE_SECONDS, follow_redirects=False)   # any answer will do
+        reason = None
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        text = str(e).strip().splitlines()
+        reason = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    _probes[endpoint] = (time.monotonic(), reason)
+    return reason
+
+
+def cached_snapshot(source: ModelSource) -> Optional[str]:
+    """The folder of the source's revision in the local hub cache, or None when it has none."""
+    from huggingface_hub import snapshot_download
+    try:
+        return snapshot_download(source.location, revision=source.kwargs.get("revision"),
+                                 cache_dir=source.kwargs.get("cache_dir"), local_files_only=True)
+    except Exception:   # LocalEntryNotFoundError and its kin: not there
+        return None
+
+
+def hub_access(source: ModelSource, kwargs: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[str]]:
+    """``(kwargs, unreachable)`` for a call into the hub: offline, ``local_files_only`` (HF_HUB_OFFLINE read
+    now, not only when huggingface_hub was imported); online with the hub unreachable, the cache alone when
+    it holds the revision, else a ModelLoadError at once."""
+    if source.is_local:
+        return kwargs, None
+    if hub_offline(kwargs):
+        return dict(kwargs, local_files_only=True), None
+    unreachable = hub_unreachable()
+    if unreachable is None:
+        return kwargs, None
+    if cached_snapshot(source) is None:
+        raise ModelLoadError(f"could not load `{source.location}`: " + not_cached(source, unreachable))
+    return dict(kwargs, local_files_only=True), unreachable
+
+
+def download_command(source: ModelSource) -> str:
+    revision = source.kwargs.get("revision")
+    extra = f" --revision {revision}" if revision and revision != "main" else ""
+    return f"huggingface-cli download {source.location}{' ' + source.filename if source.filename else ''}{extra}"
+
+
+def not_cached(source: ModelSource, unreachable: Optional[str]) -> str:
+    """The message for a hub id the local cache lacks, with the hub off or out of reach."""
+    from huggingface_hub import constants
+    cache = source.kwargs.get("cache_dir") or constants.HF_HUB_CACHE
+    revision = source.kwargs.get("revision") or "main"
+    hub = (f"the hub ({constants.ENDPOINT}) cannot be reached ({unreachable})" if unreachable else
+           "the hub is offline here (HF_HUB_OFFLINE=1 or `local_files_only: true`)")
+    command = download_command(source)
+    return (f"it is not in the local Hugging Face cache ({cache}, revision {revision}), and {hub}.\n  Get it where "
+            f"there is a network: `{command}` (or `{command.replace('huggingface-cli', 'hf', 1)}`), then compose "
+            f"again; or give a local folder in `model:`"
+            + ("; with the files cached, HF_HUB_OFFLINE=1 skips the hub altogether." if unreachable else "."))
+
+
+@contextlib.contextmanager
+def quiet_hub():
+    """The hub's retry and connection warnings held back while it is asked (the error says what failed)."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "urllib3", "httpx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+# -- weights files that are there but broken ----------------------------------------------------------
+
+def safetensors_problem(path: str) -> Optional[str]:
+    """What is wrong with a .safetensors file (truncated, a header that is not one), or None if it is whole:
+    read from its header alone."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, shorter than a safetensors header"
+            length = struct.unpack("<Q", head)[0]
+            if length > size - 8:
+                return f"{size} bytes, but its header alone claims {length}"
+            header = json.loads(f.read(length))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return "its header is not valid safetensors JSON"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if 8 + length + end > size:
+        return f"{size} bytes where its header describes {8 + length + end}: cut short"
+    return None
+
+
+def broken_weights(source: ModelSource) -> Optional[Tuple[str, str]]:
+    """(path, problem) of the first truncated or corrupt .safetensors file of a local folder or cached
+    snapshot, or None."""
+    folder = source.location if source.is_local else cached_snapshot(source)
+    if not folder or not os.path.isdir(folder):
+        return None
+    for root, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            if name.endswith(".safetensors"):
+                path = os.path.join(root, name)
+                problem = safetensors_problem(path)
+                if problem:
+                    return path, problem
+    return None
+
+
+def _corrupt(cls: Any, source: ModelSource, error: BaseException) -> ModelLoadError:
+    detail = scrub(str(error)).strip().splitlines()
+    detail = f"{type(error).__name__}: {detail[0]}" if detail else type(error).__name__
+    found = broken_weights(source)
+    if found is None:
+        return ModelLoadError(f"could not load {cls.__name__} for `{source.location}`: a weights file is truncated or "
+                              f"corrupt ({detail}).\n  Download the model again, or save it again.")
+    path, problem = found
+    if source.is_local:
+        fix = "Replace it with a complete copy (save the model again with save_pretrained, or download it again)."
+    else:
+        name = os.path.relpath(path, cached_snapshot(source) or os.path.dirname(path))
+        command = download_command(ModelSource(source.location, source.kwargs, name))
+        fix = (f"Download it again: `{command} --force-download` (or `hf download ...`), or delete the cached "
+               f"file ({path} and the blob it links to, {os.path.realpath(path)}) so the next load fetches it.")
+    return ModelLoadError(f"could not load {cls.__name__} for `{source.location}`: the weights file `{path}` is "
+                          f"truncated or corrupt ({problem}; {detail}).\n  {fix}")
 
 
 def local_file(source: ModelSource, name: str) -> Optional[str]:
@@ -227,16 +391,45 @@ def _placement(model: Any, device: str) -> str:
 
 
 def _from_pretrained(cls: Any, source: ModelSource, kwargs: Dict[str, Any]) -> Any:
+    """``cls.from_pretrained`` with clear errors: a hub id missing from the cache with the hub off or out of
+    reach (at once, without the hub's retries), a truncated weights file, a folder without a model."""
+    from safetensors import SafetensorError
+
+    kwargs, unreachable = hub_access(source, kwargs)
+    if kwargs.get("local_files_only") and _auto_model(cls):
+        # transformers 5.24's Auto classes look for adapter_config.json without local_files_only: with the hub
+        # out of reach, that alone retries for some 25 seconds
+        kwargs["adapter_kwargs"] = dict(kwargs.get("adapter_kwargs") or {}, local_files_only=True)
     try:
-        return cls.from_pretrained(source.location, **kwargs)
+        with quiet_hub():
+            return cls.from_pretrained(source.location, **kwargs)
+    except SafetensorError as e:
+        error = _corrupt(cls, source, e)
     except (OSError, ValueError, EnvironmentError) as e:
-        message = scrub(str(e)).strip().splitlines()
-        first = message[0] if message else type(e).__name__
-        if source.is_local:
-            hint = "Check that the folder holds config.json and the weights (saved with save_pretrained)."
-        elif os.environ.get("HF_HUB_OFFLINE") == "1" or kwargs.get("local_files_only"):
-            hint = (f"The hub is offline here (HF_HUB_OFFLINE=1 or local_files_only): download `{source.location}` "
-                    f"first (huggingface-cli download {source.location}) or give a local path.")
-        else:
-            hint = "Check the repository id and revision, and give `token:` for a private model."
-        raise ModelLoadError(f"could not load {cls.__name__} for `{source.location}`: {first}\n  {hint}") from None
+        error = _load_failed(cls, source, kwargs, unreachable, e)
+    raise error   # outside the handler: no chain back to the library's error
+
+
+def _auto_model(cls: Any) -> bool:
+    try:
+        from transformers.models.auto.auto_factory import _BaseAutoModelClass
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, _BaseAutoModelClass)
+
+
+def _load_failed(cls: Any, source: ModelSource, kwargs: Dict[str, Any], unreachable: Optional[str],
+                 e: BaseException) -> ModelLoadError:
+    message = scrub(str(e)).strip().splitlines()
+    first = message[0] if message else type(e).__name__
+    what = f"could not load {cls.__name__} for `{source.location}`: "
+    if source.is_local:
+        hint = "Check that the folder holds config.json and the weights (saved with save_pretrained)."
+    elif kwargs.get("local_files_only") and cached_snapshot(source) is None:
+        return ModelLoadError(what + not_cached(source, unreachable))
+    elif kwargs.get("local_files_only"):
+        hint = (f"The hub is offline here (HF_HUB_OFFLINE=1 or local_files_only) or out of reach, and the cache "
+                f"lacks a file: download `{source.location}` first ({download_command(source)}) or give a local path.")
+    else:
+        hint = "Check the repository id and revision, and give `token:` for a private model."
+    return ModelLoadError(f"{what}{first}\n  {hint}")

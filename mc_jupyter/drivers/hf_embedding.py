@@ -33,11 +33,11 @@ class TextEmbedding(HFDriver):
         texts = [str(t) for t in text] if many else [str(text)]
         pooling = self.param(fields, "pooling", self.default_pooling)
         normalize = self.param(fields, "normalize", self.default_normalize)
-        max_len = self.param(fields, "max_input_length")
+        max_len = self.number(fields, "max_input_length", None, int, 0) or None
         vectors: List[Dict[str, Any]] = []
         for batch in self.batches(texts, fields):
             enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=int(max_len) if max_len else None).to(self.model.device)
+                                 max_length=max_len).to(self.model.device)
             with torch.inference_mode():
                 hidden = self.model(**enc).last_hidden_state.float()
             pooled = pool(hidden, enc["attention_mask"], pooling)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import InputError, ModelLoadError
 from .base import Driver
@@ -25,29 +25,30 @@ def generate_kwargs(driver: Driver, fields: Dict[str, Any], tokenizer: Any,
     keyword arguments of transformers' ``generate``; with ``seed``, torch is seeded here.
     ``max_new_tokens`` is the length without ``max_output_length``."""
     p = lambda name, default=None: driver.param(fields, name, default)  # noqa: E731
-    kwargs: Dict[str, Any] = {"max_new_tokens": int(p("max_output_length", max_new_tokens))}
+    n = lambda name, cast=int, minimum=None: driver.number(fields, name, None, cast, minimum)  # noqa: E731
+    kwargs: Dict[str, Any] = {"max_new_tokens": driver.number(fields, "max_output_length", max_new_tokens, int, 1)}
     if p("min_output_length") is not None:
-        kwargs["min_new_tokens"] = int(p("min_output_length"))
-    temperature = p("temperature")
+        kwargs["min_new_tokens"] = n("min_output_length", int, 0)
+    temperature = n("temperature", float, 0)
     do_sample = p("do_sample")
-    if temperature is not None and float(temperature) == 0.0:
+    if temperature is not None and temperature == 0.0:
         do_sample = False
     elif temperature is not None:
-        kwargs["temperature"] = float(temperature)
+        kwargs["temperature"] = temperature
         do_sample = True if do_sample is None else do_sample
     if do_sample is not None:
         kwargs["do_sample"] = bool(do_sample)
     if kwargs.get("do_sample"):
         for name, cast in (("top_p", float), ("top_k", int)):
             if p(name) is not None:
-                kwargs[name] = cast(p(name))
+                kwargs[name] = n(name, cast, 0)
     elif kwargs.get("do_sample") is False:
         # greedy: neutralise sampling defaults a model's generation_config may carry
         kwargs.update(temperature=None, top_p=None, top_k=None)
     if p("repetition_penalty") is not None:
-        kwargs["repetition_penalty"] = float(p("repetition_penalty"))
+        kwargs["repetition_penalty"] = n("repetition_penalty", float, 0)
     if p("num_return_sequences") is not None:
-        kwargs["num_return_sequences"] = int(p("num_return_sequences"))
+        kwargs["num_return_sequences"] = n("num_return_sequences", int, 1)
     stops = p("stop_sequences")
     if stops:
         kwargs["stop_strings"] = [stops] if isinstance(stops, str) else list(stops)
@@ -55,8 +56,41 @@ def generate_kwargs(driver: Driver, fields: Dict[str, Any], tokenizer: Any,
     kwargs["pad_token_id"] = tokenizer.pad_token_id
     if p("seed") is not None:
         import torch
-        torch.manual_seed(int(p("seed")))
+        torch.manual_seed(n("seed"))
     return kwargs
+
+
+#: Config fields that give a model's most positions, in the order looked at.
+POSITION_FIELDS = ("n_positions", "max_position_embeddings", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def max_positions(model: Any) -> Optional[Tuple[int, str]]:
+    """(most positions, the config field saying so) of the model's (text decoder's) config, if it says."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    for name in POSITION_FIELDS:
+        value = getattr(text, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, name
+    return None
+
+
+def check_length(model: Any, prompt_tokens: int, max_new_tokens: int, which: str = "the prompt") -> None:
+    """An InputError, before ``generate``, when prompt + ``max_output_length`` pass the model's positions
+    (a learned position table would fail with an IndexError mid-generation; rotary ones run off what
+    they were trained for)."""
+    found = max_positions(model)
+    if found is None or prompt_tokens + max_new_tokens <= found[0]:
+        return
+    limit, field = found
+    room = limit - prompt_tokens
+    fix = (f"lower `max_output_length` to {room} or less, or shorten the prompt" if room > 0 else
+           f"shorten the prompt to fewer than {limit} tokens (and keep `max_output_length` within what is left)")
+    raise InputError(f"{which} has {prompt_tokens} tokens, and with `max_output_length` {max_new_tokens} that makes "
+                     f"{prompt_tokens + max_new_tokens} positions, more than the {limit} this model takes "
+                     f"(`{field}` in its config).\n  Fix: {fix}.")
 
 
 def group_sequences(decoded: List[str], n: int) -> List[Any]:
@@ -109,8 +143,9 @@ class _Generation(HFDriver):
         n = int(kwargs.get("num_return_sequences", 1))
         fast = self._fast_args(kwargs)
         texts: List[Any] = []
-        for batch in self.batches(prompts, fields, default=8):
-            enc = self.tokenize(batch)
+        encoded = [self.tokenize(batch) for batch in self.batches(prompts, fields, default=8)]
+        self._check_lengths(encoded, kwargs["max_new_tokens"], many)
+        for enc in encoded:
             if fast is not None:
                 new = self.fast.generate_ids(enc["input_ids"], enc["attention_mask"], kwargs["max_new_tokens"], **fast)
             else:
@@ -156,6 +191,7 @@ class _Generation(HFDriver):
             raise InputError("streaming takes one prompt, not a list.\n  Set `streaming: false` for list inputs.")
         kwargs = generate_kwargs(self, fields, self.tokenizer)
         enc = self.tokenize(prompts)
+        self._check_lengths([enc], kwargs["max_new_tokens"], False)
         fast = self._fast_args(kwargs)
         if fast is not None:
             try:
@@ -205,6 +241,18 @@ class _Generation(HFDriver):
             thread.join()
         if failure:
             raise failure[0]
+
+    def _check_lengths(self, encoded: List[Dict[str, Any]], max_new: int, many: bool) -> None:
+        """:func:`check_length` for every prompt of every batch (the longest one, in a list, named)."""
+        index = 0
+        for enc in encoded:
+            lengths = enc["attention_mask"].sum(-1).tolist()
+            for length in lengths:
+                index += 1
+                which = f"prompt #{index} of the list" if many else "the prompt"
+                if self.settings.get("task") == "chat-completion":
+                    which = "the conversation (chat template applied)"
+                check_length(self.model, int(length), max_new, which)
 
     # -- what each task fills -------------------------------------------------------------------
     def prompts(self, fields: Dict[str, Any]) -> tuple[List[Any], bool]:

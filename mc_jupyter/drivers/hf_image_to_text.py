@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import InputError, ModelLoadError
 from ..media import load_image
 from .hf_common import HFDriver, ModelSource, _from_pretrained, resolve_source
-from .hf_generation import generate_kwargs, group_sequences
+from .hf_generation import check_length, generate_kwargs, group_sequences
 
 DEFAULT_CAPTION_TOKENS = 50   # a caption is a sentence: without `max_output_length`, stop here
 
@@ -92,6 +92,7 @@ class ImageToText(HFDriver):
         captions: List[Any] = []
         for batch in self.batches(images, fields, default=8):
             inputs, prefix = self.encode(batch, prompt or None)
+            check_length(self.model, prefix, kwargs["max_new_tokens"])
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **kwargs)
             captions.extend(group_sequences(self.tokenizer.batch_decode(out[:, prefix:], skip_special_tokens=True), n))

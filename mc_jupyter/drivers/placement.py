@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from ..devices import resolve_device, resolve_dtype
-from ..errors import DeviceError
+from ..devices import resolve_dtype, resolve_placement
 
 #: Bytes a quantized Linear weight takes per parameter (4-bit: packed, plus one absmax per 64).
 QUANT_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 64, "nf4": 0.5 + 4 / 64}
@@ -17,15 +16,12 @@ QUANT_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 64, "nf4": 0.5 + 4 / 64}
 
 def load_plan(settings: Dict[str, Any]) -> Dict[str, Any]:
     """``{device, dtype, kwargs, single}``: what ``from_pretrained`` gets for these settings."""
-    device = resolve_device(settings.get("device"))
-    dtype = resolve_dtype(settings.get("precision", "auto"), device)
+    device, precision = resolve_placement(settings)   # refuses what a --dry-run says it would refuse
+    dtype = resolve_dtype(precision, device)
     kwargs: Dict[str, Any] = {"dtype": dtype}
     quantization = settings.get("quantization", "none")
     device_mode = settings.get("device_mode", "single")
     if quantization != "none":
-        if device == "mps":
-            raise DeviceError(f"`quantization: {quantization}` runs through bitsandbytes, which does not support "
-                              f"Apple's mps device.\n  Use `device: cpu`, or `precision: float16` without quantization.")
         kwargs["quantization_config"] = quantization_config(quantization, dtype)
     if device_mode == "auto":
         kwargs["device_map"] = "auto" if device != "cpu" else {"": "cpu"}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ..devices import module_bytes, parameter_count, resolve_dtype
-from ..errors import DeviceError
+from ..devices import module_bytes, parameter_count, require_cuda, resolve_dtype
+from .base import number
 from .hf_common import resolve_source
 from .hf_generation import ChatCompletion, TextGeneration
 
@@ -20,7 +20,8 @@ def load_kwargs(settings: Dict[str, Any], source_location: str, source_kwargs: D
     """``FastLanguageModel.from_pretrained(**load_kwargs(...))`` for a component's settings."""
     quantization = settings.get("quantization", "none")
     kwargs: Dict[str, Any] = {"model_name": source_location,
-                              "max_seq_length": int((settings.get("options") or {}).get("max_seq_length", 2048)),
+                              "max_seq_length": number((settings.get("options") or {}).get("max_seq_length", 2048),
+                                                       "options.max_seq_length", int, 1),
                               "dtype": dtype, "load_in_4bit": quantization in ("nf4", "int4"),
                               "load_in_8bit": quantization == "int8"}
     for key in ("revision", "token"):
@@ -37,10 +38,7 @@ class _UnslothLoad:
     """Replaces the Hugging Face load with Unsloth's; the rest of the driver is unchanged."""
 
     def load(self) -> None:
-        import torch
-        if not torch.cuda.is_available():
-            raise DeviceError("the unsloth driver needs a CUDA GPU, and this kernel sees none.\n"
-                              "  Use `driver: huggingface` here (same YAML, same results).")
+        require_cuda("unsloth")
         from unsloth import FastLanguageModel
 
         source = resolve_source(self.settings.get("model"), self.settings["task"])

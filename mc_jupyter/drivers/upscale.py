@@ -19,12 +19,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..devices import module_bytes, parameter_count, resolve_device, resolve_dtype
+from ..binding import scrub
+from ..devices import module_bytes, parameter_count, resolve_dtype, resolve_placement
 from ..errors import InputError, ModelLoadError
 from ..media import load_image
-from .base import Driver
+from .base import Driver, number
 from .hf_common import _from_pretrained, hub_file, is_local_path, resolve_source
-from .upscale_nets import build, family, read_state, tiled
+from .upscale_nets import load_network, read_state, tiled
 
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 _SWINIR = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0"
@@ -58,7 +59,6 @@ ALIASES = {"ESRGAN_x4": "RRDB_ESRGAN_x4"}
 DEFAULT_MODEL = {"real-esrgan": "RealESRGAN_x4plus", "esrgan": "RRDB_ESRGAN_x4",
                  "swinir": "001_classicalSR_DIV2K_s48w8_SwinIR-M_x4",
                  "ldsr": "CompVis/ldm-super-resolution-4x-openimages"}
-NETWORK = {"real-esrgan": "rrdb", "esrgan": "rrdb", "swinir": "swinir"}
 TILE_SIZE = 256
 _WEIGHT_SUFFIXES = (".pth", ".safetensors")
 
@@ -106,8 +106,8 @@ class ImageUpscale(Driver):
     def load(self) -> None:
         architecture = self.settings.get("architecture")
         model = self.settings.get("model") or DEFAULT_MODEL[architecture or "real-esrgan"]
-        self.device = resolve_device(self.settings.get("device"))
-        dtype = resolve_dtype(self.settings.get("precision") or "auto", self.device)
+        self.device, precision = resolve_placement(self.settings)
+        dtype = resolve_dtype(precision, self.device)
         self.dtype = str(dtype).replace("torch.", "")
         if architecture == "ldsr":
             return self._load_ldsr(model, dtype)
@@ -119,19 +119,30 @@ class ImageUpscale(Driver):
                                  f"  Write `architecture: ldsr` for an LDSR pipeline, or give a .pth or .safetensors "
                                  f"file.")
         path = _weights_file(path)
-        state = read_state(path)
-        network = NETWORK.get(architecture) or family(state)
-        if network is None:
-            raise ModelLoadError(f"`{path}` holds no ESRGAN or SwinIR weights (keys such as "
-                                 f"{', '.join(list(state)[:3])}).\n  Give Real-ESRGAN, ESRGAN or SwinIR weights, "
-                                 f"or a diffusers LDSR folder with `architecture: ldsr`.")
+        published = PUBLISHED.get(ALIASES.get(str(model), str(model)))
         try:
-            self.net = build(network, state)
+            self.net = load_network(read_state(path), architecture)
         except ModelLoadError as e:
-            raise ModelLoadError(f"`{path}` ({architecture or network}): {e}") from None
+            again = f"\n  Its published copy: {published.url}" if published and "truncated" in str(e) else ""
+            raise ModelLoadError(f"`{path}`{f' ({architecture})' if architecture else ''}: {e}{again}") from None
+        dtype = self._supported(dtype)
         self.net.to(self.device, dtype)
-        self.native_scale, self.source_description = self.net.scale, f"{architecture or network}: {path}"
+        self.native_scale, self.source_description = self.net.scale, f"{architecture or self.net.name}: {path}"
         self.parameters, self.memory_bytes = parameter_count(self.net), module_bytes(self.net)
+
+    def _supported(self, dtype: Any) -> Any:
+        """``dtype``, or float32 for a network spandrel says cannot run in the automatic float16."""
+        import torch
+        ok = {torch.float16: getattr(self.net, "supports_half", True),
+              torch.bfloat16: getattr(self.net, "supports_bfloat16", True)}.get(dtype, True)
+        if ok:
+            return dtype
+        precision = self.settings.get("precision") or "auto"
+        if precision != "auto":
+            raise ModelLoadError(f"{self.net.name} does not run in {precision} (spandrel says so).\n  Use "
+                                 f"`precision: float32`, or leave `precision:` out.")
+        self.dtype = "float32"
+        return torch.float32
 
     def _load_ldsr(self, model: Any, dtype: Any) -> None:
         from diffusers import LDMSuperResolutionPipeline
@@ -156,6 +167,11 @@ class ImageUpscale(Driver):
         many = isinstance(value, list)
         images = [load_image(v) for v in (value if many else [value])]
         scale = _positive(self.param(fields, "scale", self.native_scale))
+        for image in images:
+            if int(image.width * scale) < 1 or int(image.height * scale) < 1:
+                raise InputError(f"`params.scale: {scale:g}` makes the {image.width}×{image.height} image "
+                                 f"{int(image.width * scale)}×{int(image.height * scale)} pixels, an empty image.\n  "
+                                 f"Give a larger scale (the network's own is {self.native_scale}).")
         out: List[Any] = []
         for batch in self.batches(images, fields, default=1):
             upscaled = self._ldsr(batch) if hasattr(self, "pipe") else self._network(batch, fields)
@@ -167,15 +183,15 @@ class ImageUpscale(Driver):
         import numpy as np
         import torch
         from PIL import Image
-        tile = int(self.param(fields, "tile_size", TILE_SIZE) or 0)
+        tile = self.number(fields, "tile_size", TILE_SIZE, int, 0) or 0
         mode = "L" if self.net.channels == 1 else "RGB"
         groups = [images] if len({im.size for im in images}) == 1 else [[im] for im in images]
         results: List[Any] = []
         for group in groups:
             arrays = [np.asarray(im.convert(mode), dtype=np.float32).reshape(im.height, im.width, -1) / 255.0
                       for im in group]
-            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-            x = x.to(self.device, self.net.conv_first.weight.dtype)
+            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()   # NCHW, as references run
+            x = x.to(self.device, self.net.dtype)
             with torch.inference_mode():
                 y = tiled(self.net, x, tile)
             pixels = (y.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -185,6 +201,9 @@ class ImageUpscale(Driver):
     def _ldsr(self, images: List[Any]) -> List[Any]:
         import torch
         options = self.settings.get("options") or {}
+        seed = number(options.get("seed", 0), "options.seed")
+        steps = number(options.get("num_inference_steps", 100), "options.num_inference_steps", int, 1)
+        eta = number(options.get("eta", 1.0), "options.eta", float)
         out = []
         for image in images:
             rgb = image.convert("RGB")
@@ -192,11 +211,9 @@ class ImageUpscale(Driver):
             if size != rgb.size:
                 from PIL import Image
                 rgb = rgb.resize(size, Image.LANCZOS)
-            seed = int(options.get("seed", 0))
             with torch.random.fork_rng():   # DDIM's eta noise comes from the global generator
                 torch.manual_seed(seed)
-                out.append(self.pipe(rgb, num_inference_steps=int(options.get("num_inference_steps", 100)),
-                                     eta=float(options.get("eta", 1.0)),
+                out.append(self.pipe(rgb, num_inference_steps=steps, eta=eta,
                                      generator=torch.Generator("cpu").manual_seed(seed)).images[0])
         return out
 
@@ -219,7 +236,8 @@ def _positive(value: Any) -> float:
     except (TypeError, ValueError):
         scale = 0.0
     if isinstance(value, bool) or not scale > 0:
-        raise InputError(f"`params.scale` must be a positive number, not {value!r}.\n  Write e.g. `scale: 4`.")
+        raise InputError(f"`params.scale` must be a positive number, not {scrub(repr(value))}.\n  "
+                         f"Write e.g. `scale: 4`.")
     return scale
 
 

@@ -1,4 +1,9 @@
-"""The super-resolution networks, in plain torch, loading the published state dicts as they are.
+"""The super-resolution networks: spandrel's when it is installed, else ours in plain torch.
+
+With spandrel (the ``upscale`` extra), :func:`load_network` hands the state dict to its
+``ModelLoader``, which detects the architecture and every hyper-parameter: ESRGAN in all its layouts and
+scales, Real-ESRGAN (RRDB and the Compact ``SRVGGNetCompact`` models), SwinIR, Swin2SR, HAT, DAT and
+the rest of its list. Without it, the two networks below load:
 
 * :class:`RRDBNet`: ESRGAN and Real-ESRGAN (``conv_first``, ``body.N.rdbK.convJ``, ``conv_body``,
   ``conv_up1``, ``conv_up2``, ``conv_hr``, ``conv_last``), with Real-ESRGAN's pixel-unshuffle for the
@@ -15,8 +20,13 @@ it needs (mirrored, as SwinIR's test script does) and crops the output, so any i
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
+import importlib.util
 import math
 import re
+import sys
+import types
 from collections import Counter
 from typing import Any, Dict, List, Optional
 
@@ -30,10 +40,13 @@ State = Dict[str, torch.Tensor]
 TILE_PAD = 10   # Real-ESRGAN's tile_pad: context read around each tile, then cut away
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """``x`` (B, C, H, W) grown at the bottom and right to multiples of ``multiple``, mirrored."""
-    for dim in (2, 3):
-        want = -(-x.shape[dim] // multiple) * multiple
+def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0, square: bool = False) -> torch.Tensor:
+    """``x`` (B, C, H, W) grown at the bottom and right to multiples of ``multiple`` (and to ``minimum``,
+    and square if asked), mirrored."""
+    wants = [-(-max(x.shape[dim], minimum) // multiple) * multiple for dim in (2, 3)]
+    if square:
+        wants = [max(wants)] * 2
+    for dim, want in zip((2, 3), wants):
         while x.shape[dim] < want:
             x = torch.cat([x, x.flip(dim)], dim).narrow(dim, 0, min(want, 2 * x.shape[dim]))
     return x
@@ -44,11 +57,19 @@ class Upscaler(nn.Module):
 
     scale: int = 4
     multiple: int = 1
+    minimum: int = 0
+    square: bool = False
     channels: int = 3     # colour planes in and out: 3 (RGB) or 1 (grey)
+    name: str = ""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        return self.upscale(pad_to_multiple(x, self.multiple))[..., :h * self.scale, :w * self.scale]
+        x = pad_to_multiple(x, self.multiple, self.minimum, self.square)
+        return self.upscale(x)[..., :h * self.scale, :w * self.scale]
 
     def upscale(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -84,6 +105,8 @@ class RRDB(nn.Module):
 
 class RRDBNet(Upscaler):
     """ESRGAN's generator; ``scale`` 2 and 1 pixel-unshuffle the input first (Real-ESRGAN x2plus)."""
+
+    name = "rrdb"
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 4, num_feat: int = 64,
                  num_block: int = 23, num_grow_ch: int = 32):
@@ -237,6 +260,8 @@ class RSTB(nn.Module):
 class SwinIR(Upscaler):
     """SwinIR for super-resolution (img_range 1, the DIV2K mean subtracted from RGB input)."""
 
+    name = "swinir"
+
     def __init__(self, in_chans: int = 3, embed_dim: int = 180, depths: List[int] = (6,) * 6,
                  num_heads: List[int] = (6,) * 6, window_size: int = 8, mlp_ratio: float = 2.0,
                  scale: int = 4, upsampler: str = "pixelshuffle", num_feat: int = 64, three_conv: bool = False,
@@ -361,9 +386,12 @@ def build(name: str, state: State) -> Upscaler:
     return net.eval()
 
 
-def _mismatch(name: str, state: State, detail: str) -> str:
-    found = family(state)
-    looks = f"They look like {NETWORKS[found].__name__} weights. " if found and found != name else ""
+def _mismatch(name: str, state: State, detail: str, found: Optional[str] = None) -> str:
+    """``found``: the name of the network the weights are (spandrel's word), else :func:`family`'s guess."""
+    if found is None:
+        guess = family(state)
+        found = NETWORKS[guess].__name__ if guess and guess != name else None
+    looks = f"They look like {found} weights. " if found else ""
     return (f"the weights do not fit the {NETWORKS[name].__name__} network: {detail}.\n  {looks}Give weights "
             f"of the `architecture:` named, or the `architecture:` these weights were trained as.")
 
@@ -384,6 +412,129 @@ def _keys_summary(missing: List[str], unexpected: List[str]) -> str:
     return "keys: " + "; ".join(parts) if parts else ""
 
 
+# -- spandrel -----------------------------------------------------------------------------------
+
+#: ``architecture:`` -> our network for it (without spandrel), and the spandrel architectures it accepts
+#: (Real-ESRGAN publishes RRDB nets and the Compact SRVGGNetCompact ones).
+NETWORK = {"real-esrgan": "rrdb", "esrgan": "rrdb", "swinir": "swinir"}
+SPANDREL_IDS = {"real-esrgan": ("ESRGAN", "Compact"), "esrgan": ("ESRGAN",), "swinir": ("SwinIR",)}
+_SPANDREL_AS_OURS = {"ESRGAN": "RRDBNet", "SwinIR": "SwinIR"}
+INSTALL_SPANDREL = "pip install spandrel einops (with --no-deps where torchvision must stay out)"
+_WITHOUT_SPANDREL = (f"Without spandrel only ESRGAN and SwinIR load: install it ({INSTALL_SPANDREL}) for Real-ESRGAN "
+                     f"Compact, HAT, DAT, Swin2SR and more")
+
+
+def import_spandrel() -> Optional[types.ModuleType]:
+    """spandrel, or None when it is not installed.
+
+    spandrel imports torchvision at import time for two of its architectures (LaMa inpainting and
+    RestoreFormer face restoration, none of them upscalers), although it needs it nowhere else. Without
+    torchvision, a stand-in offering those three names is in ``sys.modules`` for the import only: those
+    two architectures then fail when run, every other one works, and nothing else sees a torchvision."""
+    if "spandrel" in sys.modules:
+        return sys.modules["spandrel"]
+    if importlib.util.find_spec("spandrel") is None:
+        return None
+    try:
+        if importlib.util.find_spec("torchvision") is not None:
+            import spandrel
+        else:
+            with _torchvision_stand_in():
+                import spandrel
+    except ImportError:   # a spandrel needing more of torchvision, or a dependency missing (einops)
+        return None
+    return spandrel
+
+
+@contextlib.contextmanager
+def _torchvision_stand_in():
+    import enum
+
+    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
+    modules = {name: types.ModuleType(name) for name in names}
+    for name, module in modules.items():
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    functional = modules["torchvision.transforms.functional"]
+
+    def rotate(*args: Any, **kwargs: Any) -> Any:
+        raise ModelLoadError("this spandrel architecture (LaMa) needs torchvision, which is not installed.")
+
+    def normalize(tensor: torch.Tensor, mean: Any, std: Any, inplace: bool = False) -> torch.Tensor:
+        mean = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+        std = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+        return tensor.sub_(mean).div_(std) if inplace else (tensor - mean) / std
+
+    functional.InterpolationMode = enum.Enum("InterpolationMode", {n: n.lower() for n in (
+        "NEAREST", "NEAREST_EXACT", "BILINEAR", "BICUBIC", "BOX", "HAMMING", "LANCZOS")})
+    functional.rotate, functional.normalize = rotate, normalize
+    modules["torchvision"].transforms = modules["torchvision.transforms"]
+    modules["torchvision.transforms"].functional = functional
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name, module in modules.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+class SpandrelNet(Upscaler):
+    """A network spandrel detected and built; padded (mirrored) to what it needs, one image at a time
+    through spandrel's own call (which then pads nothing more)."""
+
+    def __init__(self, descriptor: Any):
+        super().__init__()
+        self.net, self.descriptor = descriptor.model, descriptor
+        need = descriptor.size_requirements
+        self.scale, self.multiple = descriptor.scale, need.multiple_of
+        self.minimum, self.square = need.minimum, need.square
+        self.channels, self.name = descriptor.input_channels, descriptor.architecture.name
+        self.supports_half, self.supports_bfloat16 = descriptor.supports_half, descriptor.supports_bfloat16
+
+    def upscale(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.descriptor(one) for one in x.split(1)])
+
+
+def load_network(state: State, architecture: Optional[str] = None) -> Upscaler:
+    """The network of ``state``: detected by spandrel when installed (checked against ``architecture:``),
+    else one of ours (:data:`NETWORK`, or by its keys)."""
+    spandrel = import_spandrel()
+    if spandrel is None:
+        network = NETWORK.get(architecture or "") or family(state)
+        if network is None:
+            raise ModelLoadError(f"these weights are no ESRGAN or SwinIR network (keys such as "
+                                 f"{', '.join(list(state)[:3])}).\n  {_WITHOUT_SPANDREL}; or give a diffusers LDSR "
+                                 f"folder with `architecture: ldsr`.")
+        try:
+            return build(network, state)
+        except ModelLoadError as e:
+            error = ModelLoadError(f"{e}\n  {_WITHOUT_SPANDREL}.")
+        raise error
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(dict(state))
+    except spandrel.UnsupportedModelError:
+        raise ModelLoadError(f"spandrel recognises no architecture in these weights (keys such as "
+                             f"{', '.join(list(state)[:3])}).\n  Give the weights of a super-resolution network "
+                             f"(ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ...), or a diffusers LDSR folder with "
+                             f"`architecture: ldsr`.") from None
+    except (RuntimeError, KeyError, ValueError, IndexError, AssertionError) as e:
+        detail = str(e).strip().splitlines()
+        raise ModelLoadError(f"spandrel could not build these weights ({type(e).__name__}: "
+                             f"{detail[-1].strip() if detail else 'no details'}).\n  Check the file is a complete "
+                             f"state dict of a published network.") from None
+    arch = descriptor.architecture
+    if architecture and arch.id not in SPANDREL_IDS[architecture]:
+        ours = NETWORK[architecture]
+        raise ModelLoadError(_mismatch(ours, state, _layout_summary(ours, state) or f"spandrel reads {arch.name}",
+                                       found=_SPANDREL_AS_OURS.get(arch.id, arch.name)))
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.input_channels not in (1, 3) \
+            or descriptor.output_channels != descriptor.input_channels:
+        raise ModelLoadError(f"these are {arch.name} weights ({descriptor.purpose}, {descriptor.input_channels} "
+                             f"channels in, {descriptor.output_channels} out): not an image-to-image network this "
+                             f"task runs.\n  Give the weights of a super-resolution network.")
+    return SpandrelNet(descriptor).eval()
+
+
 def read_state(path: str) -> Dict[str, Any]:
     """A .pth or .safetensors state dict, unwrapped from BasicSR's ``params_ema`` / ``params`` keys."""
     try:
@@ -393,8 +544,15 @@ def read_state(path: str) -> Dict[str, Any]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:   # torch and safetensors raise many kinds for a bad file
-        raise ModelLoadError(f"could not read the weights file `{path}`: {str(e).strip().splitlines()[0]}\n"
-                             f"  Check it is a complete .pth or .safetensors state dict.") from None
+        detail = str(e).strip().splitlines()
+        detail = detail[0] if detail else type(e).__name__
+        if path.endswith(".safetensors"):
+            from .hf_common import safetensors_problem
+            detail = "; ".join(filter(None, [safetensors_problem(path), detail]))
+        raise ModelLoadError(f"could not read the weights file `{path}`: it is truncated or corrupt, or not a state "
+                             f"dict ({detail}).\n"
+                             f"  Download it again (a complete .pth or .safetensors state dict), or delete it so it "
+                             f"is fetched again.") from None
     for key in ("params_ema", "params", "state_dict"):   # as Real-ESRGAN and SwinIR unwrap them
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -14,6 +14,7 @@ import itertools
 import threading
 from typing import Any, Dict, Iterator, List
 
+from ..devices import require_cuda
 from ..errors import DeviceError, InputError
 from .base import Driver, engine_params
 
@@ -68,9 +69,7 @@ class _Vllm(Driver):
         import torch
         from vllm import LLM
 
-        if not torch.cuda.is_available():
-            raise DeviceError("the vllm driver needs a CUDA GPU, and this kernel sees none.\n"
-                              "  Use `driver: huggingface` (or llamacpp) here.")
+        require_cuda("vllm")
         self.llm = LLM(**engine_args(self.settings, torch.cuda.device_count()))
         self.device = f"cuda × {self.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size}" \
             if hasattr(self.llm.llm_engine, "vllm_config") else "cuda"
