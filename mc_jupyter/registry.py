@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from .binding import compile_value, guard_secrets, templates_in
+from .binding import compile_value, guard_secrets
 from .config.loader import clip, format_path
-from .config.schema import ActionSpec, ComponentSpec, ComposeConfig, WorkflowSpec
+from .config.schema import ComponentSpec, ComposeConfig, WorkflowSpec
 from .devices import release_memory
 from .drivers.base import Driver
 from .errors import (ConfigError, ModelLoadError, UserError, WorkflowError, choices_text,
@@ -104,7 +104,7 @@ class Plan:
     target: Optional[str] = None
     undecided: List[str] = field(default_factory=list)       # several workflows, none marked default
     components: Dict[str, ComponentSpec] = field(default_factory=dict)
-    estimates: List[Any] = field(default_factory=list)      # planning.Estimate, per model to load
+    estimates: List[Any] = field(default_factory=list)      # planning.ComponentPlan (dry run) or Estimate
 
 
 Listener = Callable[[str, Dict[str, Any]], None]
@@ -372,27 +372,11 @@ class Registry:
 
 
 def _estimates(entries: Dict[str, Entry], ids: List[str], which: str) -> List[Any]:
-    """Memory estimates of the Hugging Face models among ``ids`` (see :mod:`mc_jupyter.planning`)."""
-    from .devices import resolve_device
-    from .drivers.table import DRIVERS
-    from .install import missing_packages
-    out = []
-    for cid in ids:
-        s = entries[cid].spec.settings
-        impl = DRIVERS.get((s.get("driver"), s.get("task")))
-        if entries[cid].spec.type != "model" or impl is None or impl.target is None or missing_packages(impl.requires):
-            continue
-        from .install import driver_class
-        from .planning import estimate
-        try:
-            if which == "gpu" and resolve_device(s.get("device")) == "cpu":
-                continue
-            auto_class = getattr(driver_class(s["driver"], s["task"]), "auto_class", None)
-            if auto_class is not None:   # a transformers model: its config says its size
-                out.append(estimate(cid, s, auto_class))
-        except (OSError, ValueError, ImportError, UserError):
-            continue   # no device, no config (offline, missing): the load itself will say why
-    return out
+    """``which="all"`` (``--dry-run``): per component to load, what ``auto`` came to, every refusal the compose
+    would make and the memory estimate; ``"gpu"``: the estimates of the models going to a GPU, so that a
+    compose warns before a load that cannot fit (see :func:`mc_jupyter.planning.plan_components`)."""
+    from .planning import plan_components
+    return plan_components([(cid, entries[cid].spec) for cid in ids], which)
 
 
 def _ready(entry: Optional[Entry]) -> bool:

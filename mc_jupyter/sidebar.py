@@ -39,7 +39,6 @@ registry's lock guards its state; a per-connection lock keeps sends whole and st
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -100,12 +99,9 @@ def parse_command(data: Any) -> Tuple[str, Optional[str]]:
 
 
 def kernel_memory() -> Dict[str, Any]:
-    """:func:`memory_snapshot`, and ``gpus_known``: whether its GPU list means anything yet.
-
-    GPUs are probed through torch, which the kernel imports with its first model; before that an empty
-    list means "not asked", not "no GPU".
-    """
-    return {**memory_snapshot(), "gpus_known": "torch" in sys.modules}
+    """:func:`memory_snapshot`: host RAM, the kernel's RSS, each GPU through NVML (no CUDA context made),
+    and ``gpus_known``: whether its GPU list means anything (NVML answered, or there is no NVIDIA driver)."""
+    return memory_snapshot()
 
 
 def _preview(value: Any) -> str:

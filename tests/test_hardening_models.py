@@ -297,19 +297,6 @@ def dry(registry, text: str) -> str:
     return repr(mc.compose(text, dry_run=True, registry=registry))
 
 
-def _registry_plans_through_planning() -> bool:
-    import inspect
-    from mc_jupyter import registry
-    return "plan_components" in inspect.getsource(registry._estimates)
-
-
-# TEMPORARY: remove once registry._estimates calls planning.plan_components (the patch in the issue #15 report).
-needs_registry_patch = pytest.mark.skipif(not _registry_plans_through_planning(),
-                                    reason="registry._estimates does not call planning.plan_components yet "
-                                           "(issue #15 patch to mc_jupyter/registry.py pending)")
-
-
-@needs_registry_patch
 def test_a_dry_run_of_cuda_without_a_gpu_refuses_as_the_compose_does(registry, models):
     text = writer(models["causal"], extra="  device: cuda\n", cid="gpu")
     plan = dry(registry, text)
@@ -319,7 +306,6 @@ def test_a_dry_run_of_cuda_without_a_gpu_refuses_as_the_compose_does(registry, m
     assert "`device: cuda` was asked for, but this kernel sees no CUDA GPU" in plan
 
 
-@needs_registry_patch
 def test_a_dry_run_says_what_auto_came_to(registry, models):
     plan = dry(registry, writer(models["causal"]))
     assert "`writer`: device auto → cpu · precision auto → float32" in plan
@@ -327,7 +313,6 @@ def test_a_dry_run_says_what_auto_came_to(registry, models):
     assert "`writer`: device cpu · precision bfloat16" in plan and "would refuse" not in plan
 
 
-@needs_registry_patch
 def test_a_dry_run_names_missing_packages_as_the_compose_does(registry, models):
     import importlib.util
     if importlib.util.find_spec("vllm") is not None:
@@ -339,7 +324,6 @@ def test_a_dry_run_names_missing_packages_as_the_compose_does(registry, models):
     assert f"would refuse `fast`: {info.value}" in plan and "%pip install vllm" in plan
 
 
-@needs_registry_patch
 def test_a_dry_run_of_quantization_on_mps_refuses_as_the_compose_does(registry, models, monkeypatch):
     """No Mac here: torch is told mps is present; the refusal comes before anything is moved there."""
     import torch
@@ -353,7 +337,6 @@ def test_a_dry_run_of_quantization_on_mps_refuses_as_the_compose_does(registry, 
     assert registry.snapshot() == []
 
 
-@needs_registry_patch
 def test_a_dry_run_lists_every_refusal_of_every_component(registry, models, tmp_path):
     text = textwrap.dedent(f"""
         components:
@@ -387,7 +370,6 @@ def test_a_dry_run_lists_every_refusal_of_every_component(registry, models, tmp_
     assert registry.snapshot() == []
 
 
-@needs_registry_patch
 def test_a_dry_run_with_the_hub_unreachable_says_a_missing_model_at_once(registry, models, unreachable_hub):
     started = time.perf_counter()
     plan = dry(registry, writer("nobody-xyz/not-cached"))
