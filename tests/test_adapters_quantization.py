@@ -53,6 +53,7 @@ def base_model(lora):
     return AutoModelForCausalLM.from_pretrained(lora["base"]).eval()
 
 
+@pytest.mark.slow
 def test_one_adapter_at_weight_one_is_exactly_peft_model(registry, lora):
     mc.compose(adapters_yaml(lora, 1.0), registry=registry)
     ours = logits_of(registry.entries["styled"].driver.model, lora["base"])
@@ -118,6 +119,7 @@ component:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantization,at_most", [("int8", 0.5), ("int4", 0.4), ("nf4", 0.4)])
 def test_bitsandbytes_quantization_loads_on_cpu_runs_and_the_memory_drops(registry, lora, quantization, at_most):
     mc.compose(quantized_yaml(lora["base"], "none"), registry=registry)

@@ -49,6 +49,7 @@ component:
 """
 
 
+@pytest.mark.slow
 def test_a_missing_package_names_the_exact_install_command_and_loads_nothing(ip, probe_wheel):
     with pytest.raises(UsageError) as info:
         run_cell(ip, CELL)
@@ -58,6 +59,7 @@ def test_a_missing_package_names_the_exact_install_command_and_loads_nothing(ip,
     assert mc.REGISTRY.snapshot() == []
 
 
+@pytest.mark.slow
 def test_auto_install_installs_it_says_so_and_then_loads(ip, probe_wheel, capsys):
     run_cell(ip, "%config McJupyter.auto_install = True")
     try:

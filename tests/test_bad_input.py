@@ -1268,6 +1268,7 @@ def settled_children(expected: set, within: float = 10.0) -> set:
     return now
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, fragments", ROWS)
 def test_a_bad_input_is_a_usage_error_that_says_where_and_how_and_changes_nothing(kernel, text, fragments):
     shell, ctx = kernel["shell"], kernel["ctx"]

@@ -142,6 +142,7 @@ component:
     ("no_such_module_xyz:Thing", "cannot import `no_such_module_xyz`"),
     ("builtins:dict", "has no `load()` method"),
 ])
+@pytest.mark.slow
 def test_a_bad_class_is_a_clear_error_and_changes_nothing(registry, target, fragment):
     with pytest.raises(UserError) as info:
         mc.compose(f"component:\n  task: text-classification\n  driver: custom\n  class: {target}\n", registry=registry)

@@ -175,6 +175,7 @@ class Collect(StreamSink):
 
 
 # -- (a) an interrupt while a model loads --------------------------------------------------------
+@pytest.mark.slow
 def test_an_interrupt_while_a_model_loads_frees_what_the_compose_loaded_and_changes_nothing(
         registry, models, slow_model, loads):
     from transformers import LlamaForCausalLM
@@ -215,6 +216,7 @@ def test_an_interrupt_while_a_model_loads_frees_what_the_compose_loaded_and_chan
     assert registry.entries["keep"].driver is before.drivers["keep"]
 
 
+@pytest.mark.slow
 def test_a_model_half_built_when_the_interrupt_came_is_freed_even_while_the_error_is_kept(registry, slow_model):
     """IPython keeps the last error (sys.last_traceback) until the next one; the frames of an interrupted
     from_pretrained must not keep the half-built model (on a GPU: its memory) alive through it."""
@@ -367,6 +369,7 @@ def sdxl(tmp_path_factory, models):
     return folder
 
 
+@pytest.mark.slow
 def test_an_interrupt_during_a_diffusion_run_leaves_the_pipeline_as_it_was(registry, sdxl):
     import numpy as np
     mc.compose(f"""
@@ -416,6 +419,7 @@ def watchdogs_of(server_pid: int) -> list:
             if " ".join(psutil.Process(pid).cmdline()).endswith(f" {server_pid}")]
 
 
+@pytest.mark.slow
 def test_an_interrupt_while_a_server_starts_stops_its_process_group_and_frees_the_compose(registry, models, loads):
     mc.compose(components(writer("keep", models["causal"])), registry=registry)
     before = Frozen(registry)

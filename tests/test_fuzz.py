@@ -118,6 +118,7 @@ YAMLISH = st.lists(st.sampled_from(
     max_size=40).map("".join)
 
 
+@pytest.mark.slow
 @FUZZ_TEXT
 @given(st.text(max_size=200))
 @example("\x00")                                                  # a NUL (a bad paste): yaml's ReaderError

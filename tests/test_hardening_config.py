@@ -176,6 +176,7 @@ def test_a_long_unload_id_is_cut(kept):
     assert len(str(info.value)) < 400 and "…(21,000 characters)" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_component_running_a_job_keeps_the_others_of_the_same_unload(ip, loaded):
     before = state()
     with mc.REGISTRY.use("web"):       # marked in use, as a run does

@@ -54,6 +54,7 @@ def broken_copy(source: Path, folder: Path, how: str) -> Path:
     return weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how,problem", [("half", "cut short"), ("garbage", "its header alone claims"),
                                          ("empty", "shorter than a safetensors header")])
 def test_a_recompose_onto_a_truncated_safetensors_file_names_it_and_keeps_the_old_model(registry, models, tmp_path,
@@ -182,6 +183,7 @@ def test_a_streaming_run_is_refused_before_its_generation_thread_starts(registry
 # Numeric parameters that are not numbers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,value,kind", [("max_output_length", "lots", "a whole number of at least 1"),
                                              ("max_output_length", 0, "a whole number of at least 1"),
                                              ("temperature", "hot", "a number of at least 0"),
@@ -267,6 +269,7 @@ def test_offline_a_hub_id_not_cached_says_so_and_how_to_get_it(registry, models)
     assert "huggingface-cli download nobody-xyz/not-cached --revision v2" in text
 
 
+@pytest.mark.slow
 def test_in_a_fresh_kernel_with_no_network_the_failure_is_quick_and_prints_no_connection_noise(tmp_path):
     """HF_ENDPOINT on a closed port, HF_HUB_OFFLINE unset: huggingface_hub alone retries for some 25 s and
     prints every attempt."""

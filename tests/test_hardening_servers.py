@@ -180,6 +180,7 @@ def test_a_daemon_outlives_a_killed_watchdog_only_until_the_stop(registry, tmp_p
     assert left(records) == []
 
 
+@pytest.mark.slow
 def test_a_server_that_fails_takes_what_it_started_with_it(registry, tmp_path):
     """A launcher that starts a server in a new session and then fails: the compose says so at once
     and the server it left is stopped too."""
@@ -236,6 +237,7 @@ def children() -> set:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["${env.%s}" % ENV, "${env.%s | 8000}" % ENV, "'80${env.%s}'" % ENV])
 def test_a_port_from_env_that_is_not_a_number_names_the_field_and_hides_the_value(registry, secret, value):
     before = children()
@@ -301,6 +303,7 @@ def test_the_shell_shows_the_port_error_without_the_value(secret):
     ("stop", "\"kill 'this\"", "No closing quotation"), ("stop", '" "', "is blank"),
     ("install", "\"pip install 'x\"", "No closing quotation"),
 ])
+@pytest.mark.slow
 def test_a_blank_or_unsplittable_command_is_named_before_anything_runs(registry, tmp_path, field, value, says):
     marker = tmp_path / "started"
     good = f'[{sys.executable}, -c, "open({str(marker)!r}, \'w\')"]'
@@ -350,6 +353,7 @@ def test_yaml_dates_in_the_body_and_the_query_are_sent_as_iso_8601(registry, ech
     assert out["query"] == "since=2024-01-01&at=2024-01-01T10%3A30%3A00"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value, kind", [({"a", "b"}, "set"), (object(), "object"), (b"raw", "bytes"),
                                          (float("nan"), "nan")])
 def test_a_value_json_cannot_carry_is_named_with_its_type(registry, echo, value, kind):
@@ -390,6 +394,7 @@ def test_a_secret_header_value_is_not_quoted(registry, echo, secret, monkeypatch
     ("ftp://127.0.0.1/x", "has the scheme `ftp`"), ("'http://[::1/x'", "is not a valid URL"),
     ("http:///x", "no valid host"), ("http://127.0.0.1:99999/x", "no valid host"),
 ])
+@pytest.mark.slow
 def test_a_malformed_endpoint_is_named_with_how_to_write_it(registry, endpoint, says):
     mc.compose(client(endpoint, "body: {}\n"), registry=registry)
     with pytest.raises(UserError) as info:

@@ -60,6 +60,7 @@ def test_every_architecture_of_the_table_has_a_pipeline_class():
     assert sorted(PIPELINES) == sorted(ARCHITECTURES["image-generation"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHS)
 def test_a_seeded_image_has_the_asked_size_repeats_and_equals_the_raw_pipeline(architecture, registry, pipelines):
     mc.compose(component(architecture, ", seed: 7"), registry=registry)
@@ -71,6 +72,7 @@ def test_a_seeded_image_has_the_asked_size_repeats_and_equals_the_raw_pipeline(a
     assert pixels(image).std() > 0   # not a blank image
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHS)
 def test_a_different_seed_gives_different_pixels(architecture, registry, pipelines):
     mc.compose(component(architecture, ", seed: \"${input.seed}\""), registry=registry)
@@ -78,6 +80,7 @@ def test_a_different_seed_gives_different_pixels(architecture, registry, pipelin
     assert not np.array_equal(pixels(seven), pixels(eight))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHS)
 def test_num_images_gives_a_list_of_that_many_distinct_images(architecture, registry, pipelines):
     mc.compose(component(architecture, ", seed: 3, num_images: 2"), registry=registry)

@@ -101,6 +101,7 @@ def test_every_architecture_of_the_table_has_a_model_class():
     assert tuple(ARCHITECTURE_CLASSES) == ARCHITECTURES["image-to-text"] == ARCHS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHS)
 def test_a_greedy_caption_equals_raw_generate_and_holds_only_the_new_text(architecture, registry, captioners):
     compose_captioner(registry, architecture)
@@ -109,6 +110,7 @@ def test_a_greedy_caption_equals_raw_generate_and_holds_only_the_new_text(archit
     assert out == raw_captions(captioners[architecture], architecture, PICTURES[:1])[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHS)
 def test_the_architecture_is_inferred_from_the_model_config(architecture, registry, captioners):
     mc.compose(component(None, str(captioners[architecture])), registry=registry)
@@ -124,6 +126,7 @@ def test_a_prompt_conditions_the_caption_and_is_not_repeated_in_it(architecture,
     assert prompted != plain and not prompted.startswith("a picture of")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ARCHS)
 def test_a_list_of_images_runs_in_batches_and_equals_one_by_one(architecture, registry, captioners):
     compose_captioner(registry, architecture, image="${input.image}",

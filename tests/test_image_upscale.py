@@ -68,6 +68,7 @@ ARCHITECTURES = [("real-esrgan", "RealESRGAN_x4plus", ""), ("esrgan", "RRDB_ESRG
                  ("swinir", tiny_upscalers.SWINIR_NAME, ""), LDSR]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture,model,extra", ARCHITECTURES, ids=[a[0] for a in ARCHITECTURES])
 def test_scale_4_gives_four_times_the_width_and_height_for_each_architecture(registry, architecture, model, extra):
     out = upscale(registry, component(model, architecture, extra), picture(19, 13))
@@ -278,6 +279,7 @@ def test_without_spandrel_other_architectures_say_to_install_it(registry, weight
                    registry=registry)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_a_truncated_weights_file_is_named_with_how_to_get_it_again(registry, weights, tmp_path, suffix):
     mc.compose(component("RealESRGAN_x4plus", "real-esrgan"), registry=registry)

@@ -95,6 +95,7 @@ def test_a_file_that_is_not_gguf_is_a_clear_error(registry, tmp_path):
     assert registry.snapshot() == []
 
 
+@pytest.mark.slow
 def test_llama_cpp_s_own_server_as_a_managed_http_server(registry, models, gguf_file):
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is installed by .ci/run")
     import sys

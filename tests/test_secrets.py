@@ -414,6 +414,7 @@ def api_run(target: str, **inputs: Any) -> str:
     return f"import mc_jupyter as mc\nmc.run({target!r}, {inputs!r})"
 
 
+@pytest.mark.slow
 def test_a_hub_model_not_in_the_offline_cache_with_a_token(shell):
     audit = Audit()
     text = compose_text({"id": "private", "type": "model", "task": "text-generation",
@@ -456,6 +457,7 @@ def test_an_http_client_refused_with_401_by_a_server_that_echoes_the_authorizati
     audit.assert_clean()
 
 
+@pytest.mark.slow
 def test_a_server_that_prints_the_token_it_was_given_and_exits(shell):
     audit = Audit()
     port = free_port()
@@ -466,6 +468,7 @@ def test_a_server_that_prints_the_token_it_was_given_and_exits(shell):
     audit.assert_clean()
 
 
+@pytest.mark.slow
 def test_a_server_whose_start_command_is_not_found_with_the_token_in_its_arguments(shell):
     audit = Audit()
     text = compose_text(server(free_port(), start=["/nonexistent/bin/serve", "--token", TOKEN]))
@@ -475,6 +478,7 @@ def test_a_server_whose_start_command_is_not_found_with_the_token_in_its_argumen
     audit.assert_clean()
 
 
+@pytest.mark.slow
 def test_an_install_command_that_prints_the_token(shell):
     audit = Audit()
     port = free_port()
@@ -519,6 +523,7 @@ def test_run_inputs_that_the_server_echoes_back_with_the_token(shell):
 # 3. Logs
 
 
+@pytest.mark.slow
 def test_the_log_of_a_server_that_printed_the_token_and_every_logging_record(registry, caplog, shell,
                                                                               echoing_auth_server):
     caplog.set_level(logging.DEBUG)
@@ -564,6 +569,7 @@ def test_a_token_read_from_a_file_with_its_trailing_newline_is_masked_too(regist
 # 4. The sidebar's comm
 
 
+@pytest.mark.slow
 def test_every_message_the_sidebar_sends_is_free_of_the_token(models, registry, manager):  # noqa: F811
     audit = Audit()
     panel, connection = fast_panel(manager, registry, sample_seconds=0.05)

@@ -66,6 +66,7 @@ def kernel():
         km.shutdown_kernel(now=True)
 
 
+@pytest.mark.slow
 def test_a_kernel_restart_stops_the_servers_it_started(kernel):
     km, kc = kernel
     pid = compose_server(kc)

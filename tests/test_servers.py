@@ -67,6 +67,7 @@ def pointed_at_test_server(block_id: str, port: int, **server_args) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_id", SERVING)
 def test_every_serving_block_composes_verbatim_with_dry_run_and_starts_nothing(registry, block_id):
     before = {p.pid for p in psutil.process_iter()}
@@ -95,6 +96,7 @@ class Collect(StreamSink):
         self.chunks.append(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block_id", sorted(RUNS))
 def test_every_serving_block_runs_against_a_real_server_process(registry, block_id):
     port = free_port()
@@ -154,6 +156,7 @@ def test_an_unchanged_compose_keeps_the_running_server_and_unload_stops_the_whol
     assert gone(pid)
 
 
+@pytest.mark.slow
 def test_down_stops_every_server(registry):
     ports = [free_port(), free_port()]
     components = [dict(yaml.safe_load(server_yaml(p))["component"], id=f"s{i}") for i, p in enumerate(ports)]
@@ -174,6 +177,7 @@ def test_a_port_already_taken_is_reported_before_starting(registry):
     assert registry.snapshot() == []
 
 
+@pytest.mark.slow
 def test_a_server_that_exits_early_fails_the_compose_with_its_last_log_lines(registry):
     before = registry.snapshot()
     with pytest.raises(UserError) as info:
@@ -184,6 +188,7 @@ def test_a_server_that_exits_early_fails_the_compose_with_its_last_log_lines(reg
     assert registry.snapshot() == before
 
 
+@pytest.mark.slow
 def test_a_server_that_is_not_ready_in_time_is_stopped_and_reported(registry):
     port = free_port()
     with pytest.raises(UserError) as info:
@@ -193,6 +198,7 @@ def test_a_server_that_is_not_ready_in_time_is_stopped_and_reported(registry):
     assert not [p for p in psutil.process_iter(["cmdline"]) if f"--port {port}" in " ".join(p.info["cmdline"] or [])]
 
 
+@pytest.mark.slow
 def test_install_runs_once_per_distinct_command(registry, capsys):
     port = free_port()
     text = server_yaml(port).replace("  manage:\n", f"  manage:\n    install: [{sys.executable}, -c, \"print('hi')\"]\n")

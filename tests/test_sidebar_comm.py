@@ -147,6 +147,7 @@ def test_the_panel_hears_of_a_load_as_it_starts_and_ends_and_of_an_unload(models
     assert panel.received("snapshot")[-1]["components"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["unload", "stop"])
 def test_unload_and_stop_commands_free_the_component(models, registry, panel, command):
     compose_writer(registry, models)
@@ -195,6 +196,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("message, reply", REFUSED, ids=[repr(m)[:40] for m, _ in REFUSED])
 def test_unknown_or_malformed_messages_get_an_error_reply_and_change_nothing(models, registry, panel, message,
                                                                               reply):

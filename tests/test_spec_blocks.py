@@ -294,6 +294,7 @@ def test_every_block_of_8_1_to_8_5_has_a_case():
 # The three kinds of case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_env", ids_of("run"), indirect=True)
 def test_block_runs_and_gives_the_right_value(case_env, registry, models):
     case = CASES[case_env]
@@ -305,6 +306,7 @@ def test_block_runs_and_gives_the_right_value(case_env, registry, models):
     case.check(mc.run(inputs=case.inputs, registry=registry).output, models)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_env", ids_of("load"), indirect=True)
 def test_block_loads_and_a_run_without_an_input_field_says_which_is_missing(case_env, registry, models):
     case = CASES[case_env]
@@ -319,6 +321,7 @@ def test_block_loads_and_a_run_without_an_input_field_says_which_is_missing(case
     assert registry_state(registry) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_env", ids_of("error"), indirect=True)
 def test_block_fails_with_a_clear_error_and_leaves_the_registry_as_it_was(case_env, registry, models):
     case = CASES[case_env]

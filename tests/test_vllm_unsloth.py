@@ -62,6 +62,7 @@ component:
         "load_in_4bit": True, "load_in_8bit": False, "revision": "main"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("driver,package", [("vllm", "vllm"), ("unsloth", "unsloth")])
 def test_a_missing_engine_names_its_install_command_and_changes_nothing(registry, driver, package):
     if importlib.util.find_spec(package) is not None:
