@@ -61,43 +61,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gpt2(models) -> str:
-    return str(models["causal"])
-
-
-def test_a_generation_parameter_from_env_that_is_not_a_number(models):
+def run_writer_with(models, param: str) -> BaseException:
+    """Compose a tiny writer whose ``params`` has ``param`` (a YAML line), run it, return the error."""
     mc.compose(f"""
 component:
   id: writer
   type: model
   task: text-generation
-  model: {gpt2(models)}
+  model: {models["causal"]}
   text: ${{input.prompt}}
   params:
-    max_output_length: ${{env.{ENV}}}
+    {param}
 """)
     with pytest.raises(Exception) as info:
         mc.run("writer", {"prompt": "hello"})
-    message = assert_masked(info.value, "max_output_length", ENV)
+    return info.value
+
+
+def test_a_generation_parameter_from_env_that_is_not_a_number(models):
+    message = assert_masked(run_writer_with(models, f"max_output_length: ${{env.{ENV}}}"), "max_output_length", ENV)
     assert "***" in message or "not shown" in message
     assert mc.status().rows[0]["state"] == "ready", "the model stays loaded"
 
 
 def test_a_temperature_from_env_mixed_into_text(models):
     """The value is interpolated into a longer text, so the raw error quotes a string that holds it."""
-    mc.compose(f"""
-component:
-  id: writer
-  type: model
-  task: text-generation
-  model: {gpt2(models)}
-  text: ${{input.prompt}}
-  params:
-    temperature: "0.${{env.{ENV}}}"
-""")
-    with pytest.raises(Exception) as info:
-        mc.run("writer", {"prompt": "hello"})
-    assert_masked(info.value, "temperature")
+    assert_masked(run_writer_with(models, f'temperature: "0.${{env.{ENV}}}"'), "temperature")
 
 
 def test_a_port_from_env_that_is_not_a_number():
@@ -185,7 +174,7 @@ component:
   id: writer
   type: model
   task: text-generation
-  model: {gpt2(models)}
+  model: {models["causal"]}
   text: ${{input.prompt}}
   params:
     max_output_length: ${{env.{ENV}}}
