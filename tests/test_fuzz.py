@@ -178,6 +178,7 @@ def test_read_config_on_structured_yaml_raises_only_user_errors(data):
 @example({"components": [["a"]]})                                 # AttributeError on a list
 @example({"component": {"type": {"a": 1}}})                       # TypeError: unhashable type
 @example({"component": {"task": "text-classification", "options": {1: [None]}, 3: 1}})
+@example({"component": {"[": None}})                              # IndexError: a key like pydantic's markers
 def test_the_schema_on_the_same_structures_raises_only_user_errors(data):
     """The schema alone (no YAML round trip): parse_compose with no positions known."""
     from mc_jupyter.config.loader import Positions

@@ -556,15 +556,17 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
     full = path + loc
     where = positions.where(full)
     kind = first["type"]
+    # the key itself, even when it looks like one of pydantic's own location markers (a key `[`)
+    key = loc[-1] if loc else (first["loc"][-1] if first["loc"] else "")
     if kind in ("extra_forbidden", "invalid_key"):
         owner = _model_at(cls, loc[:-1])
         valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner else []
-        written = positions.written.get(full, clip(loc[-1]))
-        return ConfigError(f"unknown key `{written}`{did_you_mean(loc[-1], valid)}"
+        written = positions.written.get(full, clip(key))
+        return ConfigError(f"unknown key `{written}`{did_you_mean(key, valid)}"
                            f"{' (a number, not a word)' if kind == 'invalid_key' else ''}", **where,
                            hint=f"Valid keys here: {choices_text(valid)}." if valid else "")
     if "[key]" in first["loc"] and kind == "string_type":      # a mapping whose keys are text: `options: {1: x}`
-        written = positions.written.get(full, clip(loc[-1]))
+        written = positions.written.get(full, clip(key))
         return ConfigError(f"the key `{written}` must be text here, not a number", **where,
                            hint=f"Quote it: `\"{written}\":`.")
     if kind == "missing":
