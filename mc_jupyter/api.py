@@ -14,7 +14,8 @@ import atexit
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from .config.loader import clip, load_mapping, load_yaml
+from .config.loader import load_mapping, load_yaml
+from .config.positions import clip
 from .config.schema import parse_compose
 from .devices import memory_snapshot
 from .display.result import PlanView, RunResult, StatusTable, StreamView

@@ -20,17 +20,16 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import logging
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from .errors import BindingError, InputError, choices_text, did_you_mean
-from .config.loader import Path, Positions, format_path
+from .config.positions import Path, Positions, format_path
+from .errors import BindingError, ImageInputError, InputError, McJupyterError, UserError, choices_text, did_you_mean
+from .secrets import chain, known, leaks_secret, read_env, scrub
 
 SOURCES = ("input", "result", "result[]", "response", "response[]", "jobs", "env", "output")
 TYPES = ("text", "number", "integer", "boolean", "json", "base64", "image", "object[]")
@@ -39,52 +38,6 @@ STREAM_SOURCES = ("result[]", "response[]")
 
 _KEY = re.compile(r"[A-Za-z0-9_\-]+")
 _MISSING = object()
-
-# ------------------------------------------------------------------------------------------------
-# Secrets: every value read through ${env.*} is remembered and masked in anything we show.
-
-_secrets: set = set()
-_secrets_lock = threading.Lock()
-
-
-def scrub(text: str) -> str:
-    """Replace every secret read through ``${env.*}`` by ``***``."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for s in secrets:
-        text = text.replace(s, "***")
-    return text
-
-
-def read_env(name: str) -> Optional[str]:
-    value = os.environ.get(name)
-    if value and len(value.strip()) >= 4:
-        with _secrets_lock:
-            _secrets.update({value, value.strip()})
-    return value
-
-
-def _chain(e: BaseException):
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ if e.__cause__ is not None else e.__context__
-
-
-def leaks_secret(e: BaseException) -> bool:
-    """Whether any exception of ``e``'s chain (cause or context) shows a secret in its text or args."""
-    with _secrets_lock:
-        secrets = list(_secrets)
-    if not secrets:
-        return False
-    for link in _chain(e):
-        # our errors scrub str(); their args still hold the raw text
-        texts = [str(link), " ".join(map(str, link.args)), *getattr(link, "__notes__", [])]
-        if any(s in t for s in secrets for t in texts):
-            return True
-    return False
-
 
 def env_fields(value: Any, prefix: Path = ()) -> List[Tuple[str, str]]:
     """``(YAML path, variable)`` for every ``${env.NAME}`` in a compiled or raw value."""
@@ -117,7 +70,6 @@ def secret_safe(e: BaseException, what: str, fields: Any = None) -> BaseExceptio
     a traceback prints every cause, so a chain that holds a secret is cut here, at the boundary."""
     if isinstance(e, KeyboardInterrupt) or not leaks_secret(e):
         return e
-    from .errors import McJupyterError, UserError
     if isinstance(e, UserError):    # our message is scrubbed when shown: mask what it holds, cut its chain
         e.args = tuple(scrub(a) if isinstance(a, str) else a for a in e.args)
         for name in ("bare_message", "hint"):
@@ -125,11 +77,10 @@ def secret_safe(e: BaseException, what: str, fields: Any = None) -> BaseExceptio
                 setattr(e, name, scrub(getattr(e, name)))
         e.__cause__, e.__context__, e.__suppress_context__ = None, None, True
         return e
-    with _secrets_lock:
-        secrets = list(_secrets)
+    secrets = known()
     used = [(path, name) for path, name in env_fields(fields) if os.environ.get(name) in secrets]
     where = "; ".join(f"`{path}` (from `${{env.{name}}}`)" for path, name in used) or "a value read from `${env.*}`"
-    cause = next((link for link in _chain(e) if not isinstance(link, McJupyterError)), e)
+    cause = next((link for link in chain(e) if not isinstance(link, McJupyterError)), e)
     error = UserError(f"{what}: {where} could not be used: {type(cause).__name__}: {scrub(str(cause))}\n"
                       f"  The value is a secret, so it is not shown. Check what the environment variable holds "
                       f"(a number where a number is expected), or give the field a literal value.")
@@ -151,21 +102,6 @@ def guard_secrets(what: Callable[..., str], fields: Callable[..., Any]):
             raise safe
         return wrapper
     return decorate
-
-
-class ScrubLogs(logging.Filter):
-    """Masks secrets in log records (httpx logs request URLs, whose query may hold a token)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = scrub(message)
-        if masked != message:
-            record.msg, record.args = masked, ()
-        return True
-
-
-class ImageInputError(BindingError, InputError):
-    """An input that ``as image`` cannot read: both a bad input and a located binding error."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -370,7 +306,6 @@ def compile_value(value: Any, yaml_path: Path, positions: Positions) -> Any:
 
 def resolve_settings(value: Any) -> Any:
     """A load setting with its ``${env.*}`` read now (load settings see no run input)."""
-    from .config.loader import Positions
     return render(compile_value(value, (), Positions()), Scope())
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .binding import Scope, guard_secrets, render, streams as has_stream_source
-from .config.loader import clip
-from .errors import McJupyterError, RunError, UserError, WorkflowError, choices_text
+from .config.positions import clip
+from .errors import McJupyterError, RunError, WorkflowError, choices_text
 from .registry import CompiledAction, CompiledWorkflow, Entry, Registry, State
 
 

@@ -1,17 +1,21 @@
 """Errors raised by mc_jupyter.
 
-The hierarchy::
+The hierarchy (``tests/test_structure.py`` checks this drawing against the classes)::
 
     McJupyterError                 base of everything raised on purpose
     ├── UserError                  the user can fix it; shown without a traceback
     │   ├── ConfigError            YAML text or schema: carries the YAML path and line
-    │   ├── BindingError           a ``${...}`` expression that cannot be parsed or evaluated
+    │   │   ├── BindingError       a ``${...}`` expression that cannot be parsed or evaluated
+    │   │   │   └── ImageInputError  an input ``as image`` cannot read (also an InputError)
+    │   │   └── WorkflowError      unknown workflow/job ids, cycles, jobs read before they run
+    │   │       └── NotLoadedError   a component id the registry does not hold
     │   ├── InputError             a ``%%run`` body or input value that does not fit
-    │   ├── WorkflowError          unknown workflow/job ids, cycles, jobs read before they run
     │   ├── MissingPackageError    a driver needs a package that is not installed
     │   ├── NotAvailableError      a feature that parses but is not built yet
     │   ├── DeviceError            a device that is not there (cuda without a GPU, ...)
-    │   └── ModelLoadError         a model that cannot be found or loaded
+    │   ├── ModelLoadError         a model that cannot be found or loaded
+    │   ├── ServerError            a managed server that cannot be installed, started or reached
+    │   └── HttpError              a connection that failed or an error status
     └── RunError                   a job failed while running (keeps the cause's traceback)
 
 Every message says what failed, the offending value and where it stands in the YAML, the likely
@@ -23,12 +27,13 @@ from __future__ import annotations
 import difflib
 from typing import Iterable, Optional, Sequence
 
+from .secrets import scrub
+
 
 class McJupyterError(Exception):
     """Base of every error mc_jupyter raises on purpose. Its text never shows a ``${env.*}`` secret."""
 
     def __str__(self) -> str:
-        from .binding import scrub
         return scrub(super().__str__())
 
     def __repr__(self) -> str:
@@ -65,8 +70,16 @@ class InputError(UserError):
     """A ``%%run`` body or input value that does not fit."""
 
 
+class ImageInputError(BindingError, InputError):
+    """An input that ``as image`` cannot read: both a bad input and a located binding error."""
+
+
 class WorkflowError(ConfigError):
     """Unknown workflow or job ids, dependency cycles, a job read before it ran."""
+
+
+class NotLoadedError(WorkflowError):
+    """A component id that the registry does not hold (to run, unload, stop or read the logs of)."""
 
 
 class MissingPackageError(UserError):
@@ -92,6 +105,14 @@ class DeviceError(UserError):
 
 class ModelLoadError(UserError):
     """A model that cannot be found or loaded."""
+
+
+class ServerError(UserError):
+    """A managed server that could not be installed, started, or reached."""
+
+
+class HttpError(UserError):
+    """A connection that failed or a server that answered with an error status."""
 
 
 class RunError(McJupyterError):

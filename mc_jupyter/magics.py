@@ -12,8 +12,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool
 
 from . import api
-from .binding import scrub
-from .config.loader import clip, load_yaml
+from .secrets import scrub
+from .config.loader import load_yaml
+from .config.positions import clip
 from .errors import InputError, UserError
 
 

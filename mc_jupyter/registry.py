@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from .binding import compile_value, guard_secrets
-from .config.loader import clip, format_path
+from .config.positions import clip, format_path
 from .config.schema import ComponentSpec, ComposeConfig, WorkflowSpec
 from .devices import release_memory
 from .drivers.base import Driver

@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import comm
 
 from .api import REGISTRY
-from .binding import scrub
+from .secrets import scrub
 from .devices import memory_snapshot
 from .errors import UserError, choices_text, did_you_mean
 from .registry import Registry

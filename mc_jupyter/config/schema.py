@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ..drivers.table import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS,
                              TASKS, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
-from .loader import Path, Positions, clip, format_path
+from .positions import Path, Positions, clip, format_path
 
 def _binding_text(value: str) -> str:
     if "${" not in value:

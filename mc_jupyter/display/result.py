@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any, Dict, List, Optional
 
-from ..binding import scrub
+from ..secrets import scrub
 from ..devices import human_bytes
 from ..engine import RunOutcome, StreamSink
 from . import renderers

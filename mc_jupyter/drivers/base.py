@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..binding import scrub
+from ..secrets import scrub
 from ..errors import InputError
 
 

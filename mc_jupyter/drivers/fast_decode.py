@@ -202,7 +202,6 @@ class FastDecoder:
     # -- the step ----------------------------------------------------------------------------------
     def _forward(self, s: _State):
         """Logits (float32) for ``s.tokens`` at ``s.pos``, writing k/v into slot ``s.slot``."""
-        import torch
         import torch.nn.functional as F
         b = s.batch
         if b == 1 and self.reduce_gemv:
@@ -354,7 +353,6 @@ class FastDecoder:
 
     def _prefill(self, s: _State, input_ids, attention_mask):
         """The model's own forward over the prompt; its k/v copied into the static cache."""
-        import torch
         n = input_ids.shape[1]
         position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from ..binding import Scope, parse_template, render, scrub
+from ..binding import Scope, parse_template, render
+from ..secrets import scrub
 from ..devices import module_bytes, parameter_count
 from ..errors import ModelLoadError
 from .base import Driver

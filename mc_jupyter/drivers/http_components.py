@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from ..binding import env_fields, resolve_settings, scrub
+from ..binding import env_fields, resolve_settings
+from ..secrets import scrub
 from ..errors import ConfigError
 from ..servers import http
-from ..servers.process import ManagedProcess, ServerError, ServerState, as_argv, port_in_use
+from ..errors import ServerError
+from ..servers.process import ManagedProcess, ServerState, as_argv, port_in_use
 from .base import Driver
 
 DEFAULT_READY_TIMEOUT = 120.0

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..binding import scrub
+from ..secrets import scrub
 from ..devices import module_bytes, parameter_count, resolve_dtype, resolve_placement
 from ..errors import InputError, ModelLoadError
 from ..media import load_image

@@ -20,18 +20,13 @@ import math
 import threading
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..binding import ScrubLogs, scrub
-from ..errors import UserError
-from .process import ServerError
+from ..secrets import ScrubLogs, scrub
+from ..errors import HttpError, ServerError
 
 DEFAULT_TIMEOUT = 60.0
 
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).addFilter(ScrubLogs())
-
-
-class HttpError(UserError):
-    """A connection that failed or a server that answered with an error status."""
 
 
 def _client(timeout: float):

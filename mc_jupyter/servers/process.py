@@ -27,8 +27,8 @@ import threading
 import uuid
 from typing import Deque, Dict, List, Optional, Sequence, Union
 
-from ..binding import scrub
-from ..errors import UserError
+from ..secrets import scrub
+from ..errors import ServerError
 
 Command = Union[str, Sequence[str]]
 LOG_LINES = 2000
@@ -41,10 +41,6 @@ class ServerState(enum.Enum):
     RUNNING = "running"
     STOPPED = "stopped"
     FAILED = "failed"
-
-
-class ServerError(UserError):
-    """A managed server that could not be installed, started, or reached."""
 
 
 def as_argv(command: Command, field: str = "manage.start", name: str = "") -> List[str]:
