@@ -8,8 +8,8 @@ import subprocess
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .drivers.table import COMPONENT_TYPES, DRIVERS, DriverImpl, feature_requirements
-from .errors import MissingPackageError, NotAvailableError, UserError
+from .catalog import COMPONENT_TYPES, DRIVERS, DriverImpl, feature_requirements
+from .errors import MissingPackageError, UserError
 
 Say = Callable[[str], None]
 
@@ -53,15 +53,16 @@ def pip_install(names: Sequence[str], say: Say, pip_args: Sequence[str] = ()) ->
     say(f"mc_jupyter auto-install: installed {' '.join(names)}")
 
 
-def component_class(settings: dict, auto_install: bool = False, say: Optional[Say] = None) -> type:
-    """The implementation of a component: its type's, or for a model its (driver, task)'s."""
-    kind = settings.get("type", "model")
+def component_class(config, auto_install: bool = False, say: Optional[Say] = None) -> type:
+    """The implementation of a component (its validated ``config``): its type's, or for a model its
+    (driver, task)'s."""
+    kind = config.type
     if kind != "model":
         impl = COMPONENT_TYPES[kind]
-        assert impl is not None and impl.target is not None
+        assert impl is not None
         ensure_packages(impl.requires, f"a `{kind}` component", auto_install, say)
         return _import(impl.target)
-    return driver_class(settings["driver"], settings["task"], auto_install, say, settings)
+    return driver_class(config.driver, config.task, auto_install, say, config)
 
 
 def _import(target: str) -> type:
@@ -70,13 +71,11 @@ def _import(target: str) -> type:
 
 
 def driver_class(driver: str, task: str, auto_install: bool = False, say: Optional[Say] = None,
-                 settings: Optional[dict] = None) -> type:
-    """The implementation of (driver, task), imported on first use, with what ``settings`` need."""
+                 config=None) -> type:
+    """The implementation of (driver, task), imported on first use, with what ``config`` needs."""
     impl: DriverImpl = DRIVERS[(driver, task)]
-    if impl.target is None:
-        raise NotAvailableError(f"`driver: {driver}` with `task: {task}` is not available yet: {impl.pending}.")
     ensure_packages(impl.requires, f"the `{driver}` driver for {task}", auto_install, say)
-    extra = feature_requirements(settings or {})
+    extra = feature_requirements(config)
     if extra:
         ensure_packages(extra, "this component's quantization/adapters/device map", auto_install, say)
     return _import(impl.target)

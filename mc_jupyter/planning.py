@@ -118,7 +118,7 @@ def refusals(spec: Any) -> List[UserError]:
     """Every refusal a real compose of this component makes before it reads weights, each from the check
     the load itself runs: packages, a driver not built, device / precision / quantization, what a task
     refuses, and a model that is nowhere (a missing path, a hub id outside the cache with the hub off)."""
-    from .drivers.table import COMPONENT_TYPES, DRIVERS, feature_requirements
+    from .catalog import COMPONENT_TYPES, DRIVERS, feature_requirements
     from .errors import MissingPackageError, NotAvailableError
     from .install import missing_packages
 
@@ -192,7 +192,7 @@ def _face_pack(settings: Dict[str, Any]) -> None:
 def _model_source(settings: Dict[str, Any]) -> None:
     """A Hugging Face model's source: a missing local path, or a hub id the cache lacks with the hub off or
     out of reach (said at once, as the load would)."""
-    from .drivers.hf_common import cached_snapshot, hub_access, not_cached, resolve_source
+    from .drivers.sources import cached_snapshot, hub_access, not_cached, resolve_source
     from .errors import ModelLoadError
 
     source = resolve_source(settings.get("model"), settings["task"])
@@ -233,7 +233,7 @@ def _estimate_for(cid: str, spec: Any, gpu_only: bool) -> Optional[Estimate]:
     """The memory estimate of a transformers model (its config says its size), else None; with
     ``gpu_only``, None for a model going to the CPU and for any error (the load says why)."""
     from .devices import resolve_device
-    from .drivers.table import DRIVERS
+    from .catalog import DRIVERS
     from .install import driver_class, missing_packages
 
     s = spec.settings
@@ -260,7 +260,7 @@ def estimate(component_id: str, settings: Dict[str, Any], auto_class: str) -> Es
     tensor's shape: a millisecond, however large the model. Otherwise the model is built on the meta
     device from its config (about 0.1 s for a 1 B model) and its parameters counted.
     """
-    from .drivers.hf_common import resolve_source
+    from .drivers.sources import resolve_source
     from .drivers.placement import QUANT_BYTES, load_plan
 
     source = resolve_source(settings.get("model"), settings["task"])

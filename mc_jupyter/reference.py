@@ -15,7 +15,7 @@ from typing import Any, List
 from pydantic import BaseModel
 
 from .config import schema
-from .drivers.table import ARCHITECTURES, COMPONENT_TYPES, DRIVERS, FORMATS, TASKS, drivers_for
+from .catalog import ARCHITECTURES, COMPONENT_TYPES, DRIVERS, FORMATS, TASKS, drivers_for
 
 SECTIONS = [
     ("Model component (`type: model`)", schema.ModelComponent),

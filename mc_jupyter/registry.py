@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import traceback
-import hashlib
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,18 +61,25 @@ class Entry:
 
     @property
     def task(self) -> Optional[str]:
-        return self.spec.settings.get("task")
+        return self.spec.task
 
     def describe(self) -> Dict[str, Any]:
         """A plain, secret-free summary for the status table and the sidebar."""
         info = self.driver.info() if self.driver else {}
-        s = self.spec.settings
-        return {"id": self.id, "type": self.spec.type, "task": s.get("task"), "driver": s.get("driver"),
-                "model": _model_name(s.get("model")), "device": info.get("device"), "dtype": info.get("dtype"),
-                "quantization": s.get("quantization", "none"), "parameters": info.get("parameters"),
+        c = self.spec.config
+        model = c.model if c.type == "model" else None
+        return {"id": self.id, "type": self.spec.type, "task": _plain(getattr(c, "task", None)),
+                "driver": _plain(getattr(c, "driver", None)), "model": _model_name(model),
+                "device": info.get("device"), "dtype": info.get("dtype"),
+                "quantization": _plain(getattr(c, "quantization", "none")), "parameters": info.get("parameters"),
                 "memory_bytes": info.get("memory_bytes"), "placement": info.get("placement"),
                 "state": info.get("server_state") or self.state.value,
                 "load_seconds": round(self.load_seconds, 3), "error": self.error}
+
+
+def _plain(value: Any) -> Any:
+    """An enum member as its YAML word (the sidebar's JSON and the status table show words)."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _model_name(model: Any) -> Optional[str]:
@@ -159,7 +164,7 @@ class Registry:
         plan = Plan(notes=list(config.notes), components=dict(config.components))
         new_entries: Dict[str, Entry] = {}
         for cid, spec in config.components.items():
-            entry = Entry(cid, spec, _compile_actions(spec, config), _fingerprint(spec))
+            entry = Entry(cid, spec, _compile_actions(spec, config), spec.fingerprint())
             new_entries[cid] = entry
             with self.lock:
                 old = self.entries.get(cid)
@@ -170,9 +175,9 @@ class Registry:
             else:
                 plan.load.append(cid)
             for key in ("max_concurrent_count", "runtime"):
-                if key in spec.settings:
+                if key in spec.config.model_fields_set:
                     plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook.")
-            if spec.settings.get("trust_remote_code"):
+            if getattr(spec.config, "trust_remote_code", False):
                 plan.notes.append(f"`trust_remote_code: true` for `{cid}`: the model repository's own Python code "
                                   f"runs in this kernel. Turn it on only for repositories you trust.")
         if estimate != "none":
@@ -213,7 +218,7 @@ class Registry:
             for _ in range(3):
                 for cid in todo:
                     entry = new_entries[cid]
-                    if entry.spec.settings.get("preload") is False:
+                    if getattr(entry.spec.config, "preload", True) is False:
                         entry.state = State.UNLOADED
                         continue
                     loaded.append(entry)        # before loading: an interrupt mid-load still frees it
@@ -244,7 +249,7 @@ class Registry:
                     old = self.entries.get(cid)
                     if cid in plan.reuse and old is not None:
                         if old.driver is not None and old.spec.settings != entry.spec.settings:
-                            old.driver.reconfigure(entry.spec.settings)   # e.g. new adapter weights
+                            old.driver.reconfigure(entry.spec.config)   # e.g. new adapter weights
                         old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
                         continue
                     if cid in plan.reuse:
@@ -304,14 +309,13 @@ class Registry:
 
     @guard_secrets(lambda self, entry, *a: f"component `{entry.id}`", lambda self, entry, *a: entry.spec.settings)
     def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
-        s = entry.spec.settings
         with allowed():                # may install packages: as slow as a load
-            cls = component_class(s, auto_install, say)
+            cls = component_class(entry.spec.config, auto_install, say)
         entry.state = State.LOADING
         with self.lock:
             self.loading[entry.id] = entry
         self._emit("loading", id=entry.id)
-        driver = cls(entry.id, s)
+        driver = cls(entry.id, entry.spec.config)
         entry.driver = driver          # held from the start, so any interruption can free it
         started = time.perf_counter()
         try:
@@ -396,21 +400,6 @@ def _free(entry: Entry) -> None:
         entry.driver.unload()
         entry.driver = None
     entry.state = State.UNLOADED
-
-
-def _load_identity(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """The settings that need a reload when they change: all but the live ones (adapter weights)."""
-    out = dict(settings)
-    if out.get("max_memory"):
-        out["max_memory"] = {str(k): v for k, v in out["max_memory"].items()}   # 0 and "cpu" side by side
-    if out.get("peft_adapters"):
-        out["peft_adapters"] = [{k: v for k, v in a.items() if k != "weight"} for a in out["peft_adapters"]]
-    return out
-
-
-def _fingerprint(spec: ComponentSpec) -> str:
-    text = json.dumps({"type": spec.type, **_load_identity(spec.settings)}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _compile_actions(spec: ComponentSpec, config: ComposeConfig) -> Dict[str, CompiledAction]:

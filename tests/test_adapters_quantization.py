@@ -170,7 +170,7 @@ def test_a_model_that_cannot_fit_is_warned_about_with_what_would_fit(registry, h
 def test_the_estimate_from_the_weight_files_headers_equals_the_one_from_the_config(models, task, auto_class, key):
     """The headers of the safetensors files (a millisecond) and the model built on the meta device
     (a tenth of a second at 1 B parameters) count the same parameters and the same quantizable ones."""
-    from mc_jupyter.drivers.hf_common import resolve_source
+    from mc_jupyter.drivers.sources import resolve_source
     from mc_jupyter.planning import _tensors_from_config, tensors_from_files
     source = resolve_source(str(models[key]), task)
     from_files, from_config = tensors_from_files(source), _tensors_from_config(source, auto_class)

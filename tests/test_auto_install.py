@@ -12,7 +12,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import mc_jupyter as mc
-from mc_jupyter.drivers import table
+from mc_jupyter import catalog as table
 from tests.conftest import run_cell
 
 PROBE = "mcj_probe_pkg"

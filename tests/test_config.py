@@ -3,7 +3,7 @@
 import pytest
 
 from mc_jupyter import read_config
-from mc_jupyter.drivers.table import DRIVERS, TASKS, DRIVER_NAMES
+from mc_jupyter.catalog import DRIVERS, TASKS, DRIVER_NAMES
 from mc_jupyter.config.schema import Params
 from mc_jupyter.errors import ConfigError
 

@@ -22,7 +22,7 @@ import mc_jupyter
 from mc_jupyter import binding
 from mc_jupyter.binding import IMAGE_FORMATS, SOURCES, TYPES, Scope, Template, parse_template, render
 from mc_jupyter.config import schema
-from mc_jupyter.drivers.table import ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, TASKS
+from mc_jupyter.catalog import ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, TASKS
 from mc_jupyter.errors import BindingError, UserError
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,

@@ -9,7 +9,7 @@ import torch
 
 import mc_jupyter as mc
 from mc_jupyter.drivers.diffusers_generation import PIPELINES
-from mc_jupyter.drivers.table import ARCHITECTURES
+from mc_jupyter.catalog import ARCHITECTURES
 from mc_jupyter.errors import InputError, ModelLoadError
 from tests import tiny_diffusion
 from tests.test_spec_blocks import BLOCKS, registry_state

@@ -14,7 +14,7 @@ from PIL import Image
 import mc_jupyter as mc
 from mc_jupyter.display.result import RunResult
 from mc_jupyter.drivers.hf_image_to_text import ARCHITECTURE_CLASSES
-from mc_jupyter.drivers.table import ARCHITECTURES
+from mc_jupyter.catalog import ARCHITECTURES
 from mc_jupyter.errors import ConfigError, InputError, ModelLoadError, UserError
 from tests import tiny_captioners
 from tests.conftest import run_cell

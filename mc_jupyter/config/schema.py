@@ -8,14 +8,16 @@ the line, the valid keys and a did-you-mean, then normalises both shapes into on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, conint
 
-from ..drivers.table import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS,
-                             TASKS, drivers_for)
+from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS, TASKS, Device,
+                       DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
 from .positions import Path, Positions, clip, format_path
 
@@ -30,7 +32,9 @@ Number = Union[int, float, Binding]   # a number, or a ${...} that gives one at 
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """Unknown keys are errors; a validated model is frozen: what the backends read is what was checked."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class HubSource(Strict):
@@ -46,7 +50,7 @@ class HubSource(Strict):
 class LocalSource(Strict):
     provider: Literal["local"] = "local"
     path: str
-    format: Literal["pytorch", "safetensors", "onnx", "gguf", "tensorrt"] = "pytorch"
+    format: Format = Format.PYTORCH
 
 
 class ChatMessage(Strict):
@@ -119,14 +123,14 @@ class ModelComponent(ModelActionFields):
     type: Literal["model"] = "model"
     title: Optional[str] = None
     description: Optional[str] = None
-    task: str
-    driver: str = "huggingface"
-    model: Any = None
+    task: Task                    # names checked first (`_check_names`), with a did-you-mean
+    driver: DriverName = DriverName.HUGGINGFACE
+    model: Any = None             # a hub id, a path or a source mapping: read through `drivers.sources`
     architecture: Optional[str] = None
-    device: Optional[Literal["cuda", "cpu", "mps", "auto"]] = None
-    device_mode: Literal["single", "auto"] = "single"
-    precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    quantization: Literal["none", "int8", "int4", "nf4"] = "none"
+    device: Optional[Device] = None
+    device_mode: DeviceMode = DeviceMode.SINGLE
+    precision: Precision = Precision.AUTO
+    quantization: Quantization = Quantization.NONE
     low_cpu_mem_usage: bool = False
     max_memory: Optional[Dict[Union[int, str], str]] = None
     trust_remote_code: bool = False
@@ -233,17 +237,32 @@ class ActionSpec:
 
 @dataclass
 class ComponentSpec:
+    """One component. ``config`` is the validated, frozen model every backend reads (``config.precision``);
+    ``settings`` are the load fields as written, for the reload fingerprint and a custom driver's class."""
+
     id: str
     type: str
-    settings: Dict[str, Any]          # load-relevant fields (task, driver, model, device, ...)
+    settings: Dict[str, Any]          # load-relevant fields as written (task, driver, model, device, ...)
     actions: Dict[str, ActionSpec]
     default_action: str
     path: Path
     line: Optional[int] = None
+    config: Union["ModelComponent", "HttpComponent", None] = None
 
     @property
-    def task(self) -> Optional[str]:
-        return self.settings.get("task")
+    def task(self) -> Optional[Task]:
+        return getattr(self.config, "task", None)
+
+    def fingerprint(self) -> str:
+        """A digest of what needs a reload when it changes: every load setting but the live ones (an
+        adapter's ``weight`` is applied to the loaded model)."""
+        out = dict(self.settings, type=self.type)
+        if out.get("max_memory"):
+            out["max_memory"] = {str(k): v for k, v in out["max_memory"].items()}   # 0 and "cpu" side by side
+        if out.get("peft_adapters"):
+            out["peft_adapters"] = [{k: v for k, v in a.items() if k != "weight"} for a in out["peft_adapters"]]
+        text = json.dumps(out, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -371,16 +390,13 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
                               **positions.where(path + (key,)),
                               hint=f"Valid {key if key != 'architecture' else 'architecture'}s: "
                                    f"{choices_text(valid[key])}.")
-    if isinstance(raw, dict):
-        kind = raw.get("type", "model")
-        if kind not in COMPONENT_TYPES:
-            raise ConfigError(f"unknown component type `{clip(kind)}`{did_you_mean(kind, COMPONENT_TYPES)}",
-                              **positions.where(path + ("type",)),
-                              hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
-        cls = ModelComponent if kind == "model" else HttpComponent
-    else:
-        cls = ModelComponent
-    if cls is ModelComponent and raw.get("task") in TASKS:
+    kind = raw.get("type", "model")
+    if kind not in COMPONENT_TYPES:
+        raise ConfigError(f"unknown component type `{clip(kind)}`{did_you_mean(kind, COMPONENT_TYPES)}",
+                          **positions.where(path + ("type",)), hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
+    cls = ModelComponent if kind == "model" else HttpComponent
+    if cls is ModelComponent:
+        _check_names(raw, path, positions)
         _precheck_params(raw, path, positions)
     comp = _validate(cls, raw, path, positions)
     cid = comp.id or "default"
@@ -418,7 +434,7 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
     if isinstance(comp, ModelComponent):
         for action in actions.values():
             _check_action_fields(comp.task, action, positions)
-    return ComponentSpec(cid, comp.type, settings, actions, default_action, path, positions.line(path))
+    return ComponentSpec(cid, comp.type, settings, actions, default_action, path, positions.line(path), comp)
 
 
 def _precheck_params(raw: dict, path: Path, positions: Positions) -> None:
@@ -434,16 +450,24 @@ def _precheck_params(raw: dict, path: Path, positions: Positions) -> None:
             _check_action_fields(raw["task"], ActionSpec("", {"params": fields["params"]}, apath), positions)
 
 
+def _check_names(raw: dict, path: Path, positions: Positions) -> None:
+    """``task:`` and ``driver:`` against the catalog before validation, so an unknown one gets the valid
+    names and a did-you-mean (pydantic's enum message would not)."""
+    task, driver = raw.get("task"), raw.get("driver", DriverName.HUGGINGFACE)
+    if "task" not in raw:
+        return      # pydantic's "required key missing"
+    if task not in TASKS:
+        raise ConfigError(f"unknown task `{clip(task)}`{did_you_mean(task, TASKS)}", **positions.where(path + ("task",)),
+                          hint=f"Valid tasks: {choices_text(TASKS)}.")
+    if driver not in DRIVER_NAMES:
+        raise ConfigError(f"unknown driver `{clip(driver)}`{did_you_mean(driver, DRIVER_NAMES)}",
+                          **positions.where(path + ("driver",)), hint=f"Valid drivers: {choices_text(DRIVER_NAMES)}.")
+
+
 def _check_model_component(comp: ModelComponent, path: Path, positions: Positions) -> None:
     def fail(key: str, message: str, hint: str = "") -> None:
         raise ConfigError(message, **positions.where(path + (key,)), hint=hint)
 
-    if comp.task not in TASKS:
-        fail("task", f"unknown task `{clip(comp.task)}`{did_you_mean(comp.task, TASKS)}",
-             f"Valid tasks: {choices_text(TASKS)}.")
-    if comp.driver not in DRIVER_NAMES:
-        fail("driver", f"unknown driver `{clip(comp.driver)}`{did_you_mean(comp.driver, DRIVER_NAMES)}",
-             f"Valid drivers: {choices_text(DRIVER_NAMES)}.")
     if comp.driver not in drivers_for(comp.task):
         fail("driver", f"the `{comp.driver}` driver does not do task `{comp.task}`",
              f"Drivers for {comp.task}: {choices_text(drivers_for(comp.task))}.")
@@ -461,8 +485,9 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
     if comp.fast_decode and (comp.driver != "huggingface" or comp.task not in ("text-generation", "chat-completion")):
         fail("fast_decode", f"`fast_decode` is for the huggingface driver's text-generation and chat-completion, "
              f"not `{comp.driver}` {comp.task}", "Remove `fast_decode:`.")
-    if comp.fast_decode and (comp.quantization != "none" or comp.peft_adapters or comp.device_mode == "auto"):
-        what = (f"`quantization: {comp.quantization}`" if comp.quantization != "none" else
+    if comp.fast_decode and (comp.quantization != Quantization.NONE or comp.peft_adapters
+                             or comp.device_mode == DeviceMode.AUTO):
+        what = (f"`quantization: {comp.quantization}`" if comp.quantization != Quantization.NONE else
                 "`peft_adapters`" if comp.peft_adapters else "`device_mode: auto`")
         fail("fast_decode", f"`fast_decode` needs plain weights on one device; this component has {what}",
              "Remove `fast_decode:` (the model then runs through transformers' generate), or the other setting.")
@@ -573,7 +598,7 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
         return ConfigError(f"the required key `{loc[-1]}` is missing", **positions.where(full[:-1]),
                            hint=f"Add `{loc[-1]}:`.")
     value = first.get("input")
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         expected = first.get("ctx", {}).get("expected", "")
         return ConfigError(f"`{clip(value)}` is not a valid value for `{loc[-1]}`"
                            f"{did_you_mean(value, _quoted(expected))}", **where, hint=f"Valid values: {expected}.")
@@ -596,7 +621,8 @@ def _keys_of(raw: Any, loc: Path) -> Path:
     return tuple(out)
 
 
-_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal", "constrained-int"}
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "function-after", "none", "literal", "constrained-int",
+               "enum"}
 _MODEL_NAMES = {name for name, obj in list(globals().items()) if isinstance(obj, type) and issubclass(obj, BaseModel)}
 
 

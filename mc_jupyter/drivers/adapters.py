@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from ..errors import ModelLoadError
-from .hf_common import resolve_source
+from .sources import hub_kwargs, resolve_source
 
 COMBINED = "mc_combined"
 
@@ -26,7 +26,7 @@ def attach(model: Any, adapters: List[Dict[str, Any]]) -> Any:
     peft_model = None
     for adapter in adapters:
         source = resolve_source(adapter["model"], "adapter")
-        kwargs = {k: v for k, v in source.kwargs.items() if k in ("revision", "cache_dir", "token", "local_files_only")}
+        kwargs = hub_kwargs(source)
         try:
             if peft_model is None:
                 peft_model = PeftModel.from_pretrained(model, source.location, adapter_name=adapter["name"], **kwargs)

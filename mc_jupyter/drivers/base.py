@@ -1,8 +1,10 @@
-"""The base every driver fills: load once, run many times, stream, unload.
+"""The lifecycle every component implementation fills: load once, run many times, stream, unload.
 
-A driver receives the component's load settings (``task``, ``model``, ``device``, ...) at
-construction and the action's evaluated fields (``text``, ``messages``, ``params``, ...) at each
-run. Subclasses fill :meth:`load`, :meth:`run` and, when the task streams, :meth:`stream`.
+A driver receives the component's validated, frozen config (``config.task``, ``config.precision``,
+... see :mod:`mc_jupyter.config.schema`) at construction and the action's evaluated fields
+(``text``, ``messages``, ``params``, ...) at each run. Model backends do not fill :meth:`run`
+themselves: they subclass a task (:mod:`mc_jupyter.tasks`), which owns the fields, lists, batches
+and the result's shape, and fill the task's backend hooks.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from ..secrets import scrub
 from ..errors import InputError
@@ -60,30 +62,15 @@ def _as_number(value: Any, cast: type) -> Any:
     return f
 
 
-def engine_params(params: Dict[str, Any], names: Dict[str, Any]) -> Dict[str, Any]:
-    """The spec's generation parameters renamed for an inference engine (llama.cpp, vLLM).
-
-    ``names`` maps a spec name to ``(engine name, cast)``; ``max_output_length`` (default 256) and
-    ``stop_sequences`` are mapped for every engine, as ``max_tokens`` and ``stop``.
-    """
-    out: Dict[str, Any] = {"max_tokens": number(params.get("max_output_length") or 256, "max_output_length", int, 1)}
-    for name, (key, cast) in names.items():
-        if params.get(name) is not None:
-            out[key] = number(params[name], name, cast) if cast in (int, float) else cast(params[name])
-    stops = params.get("stop_sequences")
-    if stops:
-        out["stop"] = [stops] if isinstance(stops, str) else list(stops)
-    return out
-
-
 class Driver:
-    """One loaded model. ``settings`` are the component's load fields as written in the YAML."""
+    """One loaded component. ``config`` is its validated, frozen config (a ``ModelComponent`` or an
+    ``HttpComponent`` of :mod:`mc_jupyter.config.schema`)."""
 
     streams: bool = False
 
-    def __init__(self, component_id: str, settings: Dict[str, Any]):
+    def __init__(self, component_id: str, config: Any):
         self.component_id = component_id
-        self.settings = settings
+        self.config = config
         self.device: Optional[str] = None
         self.dtype: Optional[str] = None
         self.parameters: Optional[int] = None
@@ -92,7 +79,7 @@ class Driver:
 
     # -- hooks ---------------------------------------------------------------------------------
     def load(self) -> None:
-        """Load weights; raise a UserError for what the user can fix."""
+        """Load weights (or start a server); raise a UserError for what the user can fix."""
         raise NotImplementedError
 
     def run(self, fields: Dict[str, Any]) -> Any:
@@ -110,30 +97,11 @@ class Driver:
     def unload(self) -> None:
         """Drop every reference to device memory."""
 
-    def reconfigure(self, settings: Dict[str, Any]) -> None:
-        """Take settings that differ only in live fields (see ``LIVE_FIELDS``) without reloading."""
-        self.settings = settings
+    def reconfigure(self, config: Any) -> None:
+        """Take a config that differs only in what needs no reload (adapter weights; see the registry's
+        fingerprint) without reloading."""
+        self.config = config
 
-    # -- shared helpers ------------------------------------------------------------------------
     def info(self) -> Dict[str, Any]:
         return {"device": self.device, "dtype": self.dtype, "parameters": self.parameters,
                 "memory_bytes": self.memory_bytes, "source": self.source_description}
-
-    def param(self, fields: Dict[str, Any], name: str, default: Any = None) -> Any:
-        """A parameter from ``params:``, the action's top level, or the component (dialect §1)."""
-        params = fields.get("params") or {}
-        for where in (params, fields, self.settings):
-            if where.get(name) is not None:
-                return where[name]
-        return default
-
-    def number(self, fields: Dict[str, Any], name: str, default: Any = None, cast: type = int,
-               minimum: Optional[float] = None) -> Any:
-        """:meth:`param` converted by :func:`number` (None stays None)."""
-        value = self.param(fields, name, default)
-        return None if value is None else number(value, name, cast, minimum)
-
-    def batches(self, items: List[Any], fields: Dict[str, Any], default: int = 32) -> Iterator[List[Any]]:
-        size = self.number(fields, "batch_size", default, int, 1) or default
-        for start in range(0, len(items), max(size, 1)):
-            yield items[start:start + size]

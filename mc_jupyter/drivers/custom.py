@@ -34,6 +34,7 @@ import sys
 import threading
 from typing import Any, Dict, Iterator, Optional
 
+from .sources import model_path
 from ..errors import ConfigError, ModelLoadError
 from .base import Driver
 
@@ -133,19 +134,3 @@ def load_class(target: str) -> type:
     return cls
 
 
-def model_path(model: Any) -> Optional[str]:
-    """The local path of ``model:`` (a local path, or a hub file downloaded/cached), or None."""
-    if model is None:
-        return None
-    if isinstance(model, str):
-        from .hf_common import is_local_path
-        if is_local_path(model):
-            return os.path.abspath(os.path.expanduser(model))
-        return model
-    if (model.get("provider") or ("local" if "path" in model else "huggingface")) == "local":
-        path = os.path.abspath(os.path.expanduser(model["path"]))
-        if not os.path.exists(path):
-            raise ModelLoadError(f"the local model path `{model['path']}` does not exist (looked at {path}).")
-        return path
-    from .hf_common import hub_file
-    return hub_file(model)

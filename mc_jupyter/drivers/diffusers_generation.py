@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional
 from ..devices import module_bytes, parameter_count
 from ..errors import InputError, ModelLoadError, NotAvailableError
 from .base import Driver, number
-from .hf_common import _from_pretrained, _placement, resolve_source
+from .hf_common import _from_pretrained, _placement
+from .sources import resolve_source
 
 #: ``architecture:`` -> the diffusers pipeline class its checkpoints are saved with.
 PIPELINES: Dict[str, str] = {"sdxl": "StableDiffusionXLPipeline", "flux": "FluxPipeline",

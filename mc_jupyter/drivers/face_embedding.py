@@ -17,7 +17,7 @@ from ..errors import DeviceError, InputError, ModelLoadError
 from ..media import load_image
 from .base import Driver
 from .face_models import FacePack, find_pack
-from .hf_common import is_local_path
+from .sources import is_local_path, provider_of
 
 #: ``device:`` -> the onnxruntime execution provider that runs it.
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "mps": "CoreMLExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -62,7 +62,7 @@ def resolve_provider(settings: Dict[str, Any]) -> str:
 def pack_folder(model: Any) -> tuple[str, str]:
     """(folder, description) for a pack name, a path, or a ``{provider: local, path}`` mapping."""
     if isinstance(model, dict):
-        if (model.get("provider") or ("local" if "path" in model else "")) != "local":
+        if provider_of(model) != "local":
             raise ModelLoadError(f"face-embedding reads InsightFace packs from local folders, not `{model}`.\n  "
                                  f"Give `model: buffalo_l` or `model: {{provider: local, path: /folder}}`.")
         model = str(model["path"])

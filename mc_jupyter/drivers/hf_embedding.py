@@ -12,7 +12,8 @@ import os
 from typing import Any, Dict, List, Optional
 
 from ..errors import InputError
-from .hf_common import HFDriver, local_file
+from .hf_common import HFDriver
+from .sources import local_file
 
 
 class TextEmbedding(HFDriver):

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import InputError, ModelLoadError
 from ..media import load_image
-from .hf_common import HFDriver, ModelSource, _from_pretrained, resolve_source
+from .hf_common import HFDriver, _from_pretrained
+from .sources import ModelSource, resolve_source
 from .hf_generation import check_length, generate_kwargs, group_sequences
 
 DEFAULT_CAPTION_TOKENS = 50   # a caption is a sentence: without `max_output_length`, stop here

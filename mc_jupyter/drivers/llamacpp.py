@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List
 
 from ..errors import InputError, ModelLoadError
 from .base import Driver, engine_params
-from .custom import model_path
+from .sources import model_path
 
 
 _NAMES = {"temperature": ("temperature", float), "top_p": ("top_p", float), "top_k": ("top_k", int),

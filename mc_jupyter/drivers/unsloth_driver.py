@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 from ..devices import module_bytes, parameter_count, require_cuda, resolve_dtype
 from .base import number
-from .hf_common import resolve_source
+from .sources import resolve_source
 from .hf_generation import ChatCompletion, TextGeneration
 
 

