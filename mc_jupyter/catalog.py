@@ -38,6 +38,17 @@ class Precision(StrEnum):
     FLOAT16 = "float16"
     BFLOAT16 = "bfloat16"
 
+    @property
+    def bytes(self) -> int:
+        """Bytes per parameter (``auto`` has none until a device makes it concrete)."""
+        return {"float32": 4, "float16": 2, "bfloat16": 2}[self.value]
+
+    def on(self, device: str) -> "Precision":
+        """What ``auto`` comes to on ``device``: float16 on GPUs, float32 on the CPU; others as they are."""
+        if self is not Precision.AUTO:
+            return self
+        return Precision.FLOAT16 if device in ("cuda", "mps") else Precision.FLOAT32
+
 
 class Quantization(StrEnum):
     NONE = "none"

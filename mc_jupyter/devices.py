@@ -8,9 +8,9 @@ import sys
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
+from .catalog import Precision, Quantization
 from .errors import DeviceError
 
-PRECISIONS = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def resolve_device(requested: Optional[str]) -> str:
@@ -31,14 +31,14 @@ def resolve_device(requested: Optional[str]) -> str:
     return requested
 
 
-def resolve_placement(settings: Dict[str, Any]) -> Tuple[str, str]:
-    """(device, precision) a component's settings come to, ``auto`` made concrete: the one check of
-    device, precision and quantization that every load and every ``--dry-run`` makes. DeviceError for a
-    device that is not here, or one that cannot do what is asked (bitsandbytes quantization on mps)."""
-    device = resolve_device(settings.get("device"))
-    precision = str(resolve_dtype(settings.get("precision") or "auto", device)).replace("torch.", "")
-    quantization = settings.get("quantization") or "none"
-    if quantization != "none" and device == "mps":
+def resolve_placement(config: Any) -> Tuple[str, str]:
+    """(device, precision) a model component's typed ``config`` comes to, ``auto`` made concrete: the one
+    check of device, precision and quantization that every load and every ``--dry-run`` makes. DeviceError
+    for a device that is not here, or one that cannot do what is asked (bitsandbytes quantization on mps)."""
+    device = resolve_device(config.device)
+    precision = str(resolve_dtype(config.precision, device)).replace("torch.", "")
+    quantization = config.quantization
+    if quantization != Quantization.NONE and device == "mps":
         raise DeviceError(f"`quantization: {quantization}` runs through bitsandbytes, which does not support "
                           f"Apple's mps device.\n  Use `device: cpu`, or `precision: float16` without quantization.")
     return device, precision
@@ -59,10 +59,7 @@ def require_cuda(driver: str) -> None:
 def resolve_dtype(precision: str, device: str):
     """The torch dtype for ``precision`` on ``device`` ('auto': float16 on GPUs, float32 on CPU)."""
     import torch
-
-    if precision == "auto":
-        return torch.float16 if device in ("cuda", "mps") else torch.float32
-    return getattr(torch, PRECISIONS[precision])
+    return getattr(torch, Precision(precision).on(device).value)
 
 
 def module_bytes(model: Any) -> int:

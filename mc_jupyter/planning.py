@@ -20,11 +20,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .catalog import DriverName, Precision, Task
 from .devices import human_bytes
 from .errors import UserError
 
 MARGIN = 0.20
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 @dataclass
@@ -104,9 +104,8 @@ def plan_components(specs: List[Tuple[str, Any]], which: str = "all") -> List[An
 
 def plan_component(component_id: str, spec: Any) -> ComponentPlan:
     plan = ComponentPlan(component_id, refused=refusals(spec))
-    settings = spec.settings
     if spec.type == "model" and not plan.refused:
-        plan.resolved = _resolved(settings)
+        plan.resolved = _resolved(spec.config)
         try:
             plan.estimate = _estimate_for(component_id, spec, gpu_only=False)
         except UserError as e:
@@ -122,28 +121,27 @@ def refusals(spec: Any) -> List[UserError]:
     from .errors import MissingPackageError, NotAvailableError
     from .install import missing_packages
 
-    settings = spec.settings
+    config = spec.config
     if spec.type != "model":
         impl = COMPONENT_TYPES.get(spec.type)
         missing = missing_packages(impl.requires) if impl is not None else []
         return [MissingPackageError(f"a `{spec.type}` component", [p for _, p in missing], missing[0][0])] \
             if missing else []
-    driver, task = settings.get("driver"), settings.get("task")
+    driver, task = config.driver, config.task
     impl = DRIVERS.get((driver, task))
-    if impl is None or impl.target is None:
-        return [NotAvailableError(f"`driver: {driver}` with `task: {task}` is not available yet"
-                                  f"{': ' + impl.pending if impl is not None and impl.pending else ''}.")]
+    if impl is None:        # the schema checks the pair: a catalog without it is a bug, said plainly
+        return [NotAvailableError(f"`driver: {driver}` with `task: {task}` is not available.")]
     out: List[UserError] = []
     missing = missing_packages(impl.requires)
     if missing:
         out.append(MissingPackageError(f"the `{driver}` driver for {task}", [p for _, p in missing], missing[0][0]))
-    extra = missing_packages(feature_requirements(settings))
+    extra = missing_packages(feature_requirements(config))
     if extra:
         out.append(MissingPackageError("this component's quantization/adapters/device map", [p for _, p in extra],
                                        extra[0][0]))
     for check in _checks(driver, task, {module for module, _ in missing}):
         try:
-            problem = check(settings)
+            problem = check(config)
         except UserError as e:
             problem = e
         if problem is not None:
@@ -152,7 +150,7 @@ def refusals(spec: Any) -> List[UserError]:
 
 
 def _checks(driver: str, task: str, missing: set) -> List[Any]:
-    """The load's own checks (each a function of the settings) that can run here, their packages present."""
+    """The load's own checks (each a function of the typed config) that can run here, their packages present."""
     from .devices import CUDA_ONLY
 
     if driver in CUDA_ONLY:
@@ -174,56 +172,56 @@ def _cuda_only(driver: str) -> None:
     require_cuda(driver)
 
 
-def _placement(settings: Dict[str, Any]) -> None:
+def _placement(config: Any) -> None:
     from .devices import resolve_placement
-    resolve_placement(settings)
+    resolve_placement(config)
 
 
-def _face_provider(settings: Dict[str, Any]) -> None:
+def _face_provider(config: Any) -> None:
     from .drivers.face_embedding import resolve_provider
-    resolve_provider(settings)
+    resolve_provider(config)
 
 
-def _face_pack(settings: Dict[str, Any]) -> None:
+def _face_pack(config: Any) -> None:
     from .drivers.face_embedding import pack_folder
-    pack_folder(settings.get("model") or "buffalo_l")
+    pack_folder(config.model or "buffalo_l")
 
 
-def _model_source(settings: Dict[str, Any]) -> None:
+def _model_source(config: Any) -> None:
     """A Hugging Face model's source: a missing local path, or a hub id the cache lacks with the hub off or
     out of reach (said at once, as the load would)."""
     from .drivers.sources import cached_snapshot, hub_access, not_cached, resolve_source
     from .errors import ModelLoadError
 
-    source = resolve_source(settings.get("model"), settings["task"])
+    source = resolve_source(config.model, config.task)
     kwargs, unreachable = hub_access(source, dict(source.kwargs))
     if not source.is_local and kwargs.get("local_files_only") and cached_snapshot(source) is None:
         raise ModelLoadError(f"could not load `{source.location}`: " + not_cached(source, unreachable))
 
 
-def _upscale_weights(settings: Dict[str, Any]) -> None:
+def _upscale_weights(config: Any) -> None:
     from .drivers.upscale import DEFAULT_MODEL, find_weights
-    architecture = settings.get("architecture")
-    model = settings.get("model") or DEFAULT_MODEL[architecture or "real-esrgan"]
+    architecture = config.architecture
+    model = config.model or DEFAULT_MODEL[architecture or "real-esrgan"]
     if architecture == "ldsr":
-        return _model_source(dict(settings, model=model))
-    find_weights(model, settings["task"])
+        return _model_source(config.model_copy(update={"model": model}))
+    find_weights(model, config.task)
 
 
-def _resolved(settings: Dict[str, Any]) -> str:
+def _resolved(config: Any) -> str:
     """``device auto → cpu · precision auto → float32`` (a value given shows as it is)."""
     from .devices import resolve_placement
 
-    if settings.get("driver") != "huggingface":
+    if config.driver != DriverName.HUGGINGFACE:
         return ""                       # vLLM, unsloth, llama.cpp and custom classes place themselves
-    if settings.get("task") == "face-embedding":
+    if config.task == Task.FACE_EMBEDDING:
         from .drivers.face_embedding import resolve_provider
-        device, precision = resolve_provider(settings), "float32"
+        device, precision = resolve_provider(config), "float32"
     else:
-        device, precision = resolve_placement(settings)
+        device, precision = resolve_placement(config)
 
     def show(name: str, value: str) -> str:
-        asked = settings.get(name) or "auto"
+        asked = str(getattr(config, name) or "auto")
         return f"{name} {asked} → {value}" if asked != value else f"{name} {value}"
 
     return f"{show('device', device)} · {show('precision', precision)}"
@@ -236,15 +234,15 @@ def _estimate_for(cid: str, spec: Any, gpu_only: bool) -> Optional[Estimate]:
     from .catalog import DRIVERS
     from .install import driver_class, missing_packages
 
-    s = spec.settings
-    impl = DRIVERS.get((s.get("driver"), s.get("task")))
-    if spec.type != "model" or impl is None or impl.target is None or missing_packages(impl.requires):
+    c = spec.config
+    impl = DRIVERS.get((c.driver, c.task)) if spec.type == "model" else None
+    if impl is None or missing_packages(impl.requires):
         return None
     try:
-        if gpu_only and resolve_device(s.get("device")) == "cpu":
+        if gpu_only and resolve_device(c.device) == "cpu":
             return None
-        auto_class = getattr(driver_class(s["driver"], s["task"]), "auto_class", None)
-        return estimate(cid, s, auto_class) if auto_class is not None else None
+        auto_class = getattr(driver_class(c.driver, c.task), "auto_class", None)
+        return estimate(cid, c, auto_class) if auto_class is not None else None
     except (OSError, ValueError, ImportError):
         return None
     except UserError:
@@ -253,8 +251,8 @@ def _estimate_for(cid: str, spec: Any, gpu_only: bool) -> Optional[Estimate]:
         raise
 
 
-def estimate(component_id: str, settings: Dict[str, Any], auto_class: str) -> Estimate:
-    """The memory ``settings`` will take once loaded, from the model's files or its config alone.
+def estimate(component_id: str, config: Any, auto_class: str) -> Estimate:
+    """The memory a model component (its typed ``config``) will take once loaded, from the model's files or its config alone.
 
     With the weights on disk (a local folder, or the hub cache), their safetensors headers give every
     tensor's shape: a millisecond, however large the model. Otherwise the model is built on the meta
@@ -263,23 +261,23 @@ def estimate(component_id: str, settings: Dict[str, Any], auto_class: str) -> Es
     from .drivers.sources import resolve_source
     from .drivers.placement import QUANT_BYTES, load_plan
 
-    source = resolve_source(settings.get("model"), settings["task"])
-    plan = load_plan(settings)
+    source = resolve_source(config.model, config.task)
+    plan = load_plan(config)
     tensors = tensors_from_files(source) or _tensors_from_config(source, auto_class)
     precision = str(plan["dtype"]).replace("torch.", "")
-    quantization = settings.get("quantization", "none")
+    quantization = str(config.quantization)
     parameters = sum(numel for numel, _ in tensors)
 
     def weight_bytes(dtype_bytes: float, quant: str) -> int:
         return int(sum(numel * (QUANT_BYTES[quant] if quant != "none" and linear else dtype_bytes)
                        for numel, linear in tensors))
 
-    own = weight_bytes(_DTYPE_BYTES[precision], quantization)
+    own = weight_bytes(Precision(precision).bytes, quantization)
     alternatives = {}
     for option, (prec, quant) in {"precision: float16": ("float16", "none"), "quantization: int8": (precision, "int8"),
                                   "quantization: nf4": (precision, "nf4")}.items():
         if (prec, quant) != (precision, quantization):
-            alternatives[option] = int(weight_bytes(_DTYPE_BYTES[prec], quant) * (1 + MARGIN))
+            alternatives[option] = int(weight_bytes(Precision(prec).bytes, quant) * (1 + MARGIN))
     return Estimate(component_id, plan["device"], precision, quantization, parameters, own,
                     _free_memory(plan["device"]), alternatives)
 

@@ -174,17 +174,17 @@ class PlanView:
 
 def _describe_component(spec: Any) -> str:
     """One line: a model's task, driver, model and placement; a server's command and port; a client's URL."""
-    s = spec.settings
+    c = spec.config
     if spec.type == "http-server":
-        start = (s.get("manage") or {}).get("start") or []
+        start = (c.manage.start if c.manage else None) or []
         command = " ".join(map(str, start)) if isinstance(start, list) else str(start)
         command = command if len(command) <= 60 else command[:57] + "..."
-        return f"http-server · start `{command}` · port {s.get('port')}"
+        return f"http-server · start `{command}` · port {c.port}"
     if spec.type == "http-client":
         fields = spec.actions[spec.default_action].fields
         return f"http-client · {fields.get('endpoint') or fields.get('base_url') or 'no endpoint'}"
-    model = s.get("model")
+    model = c.model
     if isinstance(model, dict):
         model = model.get("repository") or model.get("path")
-    return (f"{s.get('task')} · {s.get('driver', '')} · {model or 'default model'} · "
-            f"device {s.get('device') or 'auto'} · precision {s.get('precision', 'auto')}")
+    return (f"{c.task} · {c.driver} · {model or 'default model'} · "
+            f"device {c.device or 'auto'} · precision {c.precision}")
