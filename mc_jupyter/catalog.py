@@ -13,23 +13,18 @@ from enum import StrEnum
 from typing import Dict, Optional, Sequence, Tuple
 
 
-class Task(StrEnum):
-    TEXT_GENERATION = "text-generation"
-    CHAT_COMPLETION = "chat-completion"
-    TEXT_CLASSIFICATION = "text-classification"
-    TEXT_EMBEDDING = "text-embedding"
-    IMAGE_TO_TEXT = "image-to-text"
-    IMAGE_GENERATION = "image-generation"
-    IMAGE_UPSCALE = "image-upscale"
-    FACE_EMBEDDING = "face-embedding"
+def _words(name: str, words: str) -> type:
+    """A StrEnum whose members are the YAML words (``text-generation`` is ``Task.TEXT_GENERATION``)."""
+    return StrEnum(name, [(word.upper().replace("-", "_"), word) for word in words.split()], module=__name__)
 
 
-class DriverName(StrEnum):
-    HUGGINGFACE = "huggingface"
-    VLLM = "vllm"
-    UNSLOTH = "unsloth"
-    LLAMACPP = "llamacpp"
-    CUSTOM = "custom"
+Task = _words("Task", "text-generation chat-completion text-classification text-embedding image-to-text "
+                      "image-generation image-upscale face-embedding")
+DriverName = _words("DriverName", "huggingface vllm unsloth llamacpp custom")
+Quantization = _words("Quantization", "none int8 int4 nf4")
+DeviceMode = _words("DeviceMode", "single auto")
+Device = _words("Device", "cuda cpu mps auto")
+Format = _words("Format", "pytorch safetensors onnx gguf tensorrt")
 
 
 class Precision(StrEnum):
@@ -48,33 +43,6 @@ class Precision(StrEnum):
         if self is not Precision.AUTO:
             return self
         return Precision.FLOAT16 if device in ("cuda", "mps") else Precision.FLOAT32
-
-
-class Quantization(StrEnum):
-    NONE = "none"
-    INT8 = "int8"
-    INT4 = "int4"
-    NF4 = "nf4"
-
-
-class DeviceMode(StrEnum):
-    SINGLE = "single"
-    AUTO = "auto"
-
-
-class Device(StrEnum):
-    CUDA = "cuda"
-    CPU = "cpu"
-    MPS = "mps"
-    AUTO = "auto"
-
-
-class Format(StrEnum):
-    PYTORCH = "pytorch"
-    SAFETENSORS = "safetensors"
-    ONNX = "onnx"
-    GGUF = "gguf"
-    TENSORRT = "tensorrt"
 
 
 @dataclass(frozen=True)
@@ -97,14 +65,14 @@ TASKS: Dict[str, TaskSpec] = {
     Task.CHAT_COMPLETION: TaskSpec(("messages",), _GENERATION_PARAMS, streams=True,
                                 description="Conversational completion"),
     Task.TEXT_CLASSIFICATION: TaskSpec(("text",), ("batch_size", "max_input_length", "return_probabilities"),
-                                    description="Text classification"),
+                                description="Text classification"),
     Task.TEXT_EMBEDDING: TaskSpec(("text",), ("batch_size", "max_input_length", "pooling", "normalize"),
-                               description="Text embedding"),
+                                description="Text embedding"),
     Task.IMAGE_TO_TEXT: TaskSpec(("image", "prompt", "text"), _GENERATION_PARAMS, description="Image captioning"),
     Task.IMAGE_GENERATION: TaskSpec(("prompt", "text", "negative_prompt"),
                                  ("width", "height", "num_inference_steps", "guidance_scale",
                                   "negative_prompt", "seed", "num_images", "batch_size"),
-                                 description="Image generation"),
+                                description="Image generation"),
     Task.IMAGE_UPSCALE: TaskSpec(("image",), ("scale", "tile_size", "batch_size"), description="Image upscaling"),
     Task.FACE_EMBEDDING: TaskSpec(("image",), ("batch_size",), description="Face embedding"),
 }
@@ -199,10 +167,6 @@ def feature_requirements(config) -> Tuple[Tuple[str, str], ...]:
 
 def drivers_for(task: str) -> Sequence[str]:
     return [d for (d, t) in DRIVERS if t == task]
-
-
-def tasks_for(driver: str) -> Sequence[str]:
-    return [t for (d, t) in DRIVERS if d == driver]
 
 
 EMBEDDED_MODELS: Dict[str, Tuple[str, str]] = {

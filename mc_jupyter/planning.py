@@ -220,11 +220,11 @@ def _resolved(config: Any) -> str:
     else:
         device, precision = resolve_placement(config)
 
-    def show(name: str, value: str) -> str:
-        asked = str(getattr(config, name) or "auto")
+    def show(name: str, asked: object, value: str) -> str:
+        asked = str(asked or "auto")
         return f"{name} {asked} → {value}" if asked != value else f"{name} {value}"
 
-    return f"{show('device', device)} · {show('precision', precision)}"
+    return f"{show('device', config.device, device)} · {show('precision', config.precision, precision)}"
 
 
 def _estimate_for(cid: str, spec: Any, gpu_only: bool) -> Optional[Estimate]:

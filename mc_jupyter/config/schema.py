@@ -104,11 +104,17 @@ class ModelActionFields(Strict):
     stop_sequences: Optional[Union[List[str], str]] = None
 
 
-class ModelAction(ModelActionFields):
+class ActionHeader(Strict):
+    """What names an action in a list of them (``actions:``)."""
+
     id: str = "default"
     default: bool = False
     title: Optional[str] = None
     description: Optional[str] = None
+
+
+class ModelAction(ModelActionFields, ActionHeader):
+    pass
 
 
 class PeftAdapter(Strict):
@@ -173,11 +179,8 @@ class HttpActionFields(Strict):
     output: Any = None
 
 
-class HttpAction(HttpActionFields):
-    id: str = "default"
-    default: bool = False
-    title: Optional[str] = None
-    description: Optional[str] = None
+class HttpAction(HttpActionFields, ActionHeader):
+    pass
 
 
 class HttpComponent(HttpActionFields):
