@@ -159,9 +159,11 @@ FEATURE_REQUIRES: Dict[str, Tuple[Tuple[str, str], ...]] = {
 
 def feature_requirements(config) -> Tuple[Tuple[str, str], ...]:
     """The extra packages a model component's typed ``config`` needs (quantization, adapters, a device map)."""
-    used = {"quantization": getattr(config, "quantization", Quantization.NONE) != Quantization.NONE,
-            "peft_adapters": bool(getattr(config, "peft_adapters", None)),
-            "device_mode": getattr(config, "device_mode", None) == DeviceMode.AUTO}
+    if config is None:
+        return ()
+    used = {"quantization": config.quantization != Quantization.NONE,
+            "peft_adapters": bool(config.peft_adapters),
+            "device_mode": config.device_mode == DeviceMode.AUTO}
     return tuple(req for key, on in used.items() if on for req in FEATURE_REQUIRES[key])
 
 
