@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Optional
 
 from .binding import Scope, guard_secrets, render, streams as has_stream_source
 from .config.positions import clip
-from .errors import McJupyterError, RunError, WorkflowError, choices_text
-from .registry import CompiledAction, CompiledWorkflow, Entry, Registry, State
+from .errors import McJupyterError, RunError, WorkflowError, choices_text, did_you_mean
+from .registry import CompiledAction, Entry, Registry, State
+from .workflows import CompiledWorkflow
 
 
 class StreamSink:
@@ -81,7 +82,6 @@ def resolve_target(registry: Registry, target: Optional[str]) -> tuple[Optional[
         if target in registry.entries:
             return None, registry.entries[target]
         choices = list(registry.workflows) + list(registry.entries)
-        from .errors import did_you_mean
         raise WorkflowError(f"no workflow or component `{target}`{did_you_mean(target, choices)}",
                             hint=f"Workflows: {choices_text(registry.workflows) or 'none'}; "
                                  f"components: {choices_text(registry.entries) or 'none'}.")

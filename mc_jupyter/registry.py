@@ -5,6 +5,17 @@ settings: an unchanged component is reused (same object, no reload), a changed o
 and the old one freed. :meth:`Registry.apply` is all-or-nothing: when any load fails, what it
 loaded is freed and the registry is exactly as before. All state changes hold ``lock``; readers
 (the sidebar, from another thread) take :meth:`snapshot`.
+
+An entry's state changes only through :meth:`Entry.move`, whose legal moves are::
+
+    LOADING ──▶ READY ──unload, replaced, rolled back──▶ UNLOADED ──first run (preload: false)──▶ LOADING
+       │                                                    ▲
+       └──▶ FAILED ──next run (preload: false)──▶ LOADING   │
+       (LOADING and FAILED may be freed: ──────────────────┘)
+
+so a READY entry is never loaded again in place (a changed compose loads a new entry; an unloaded one
+loads through LOADING), and nothing becomes READY or FAILED except from LOADING. Workflows are compiled
+by :mod:`mc_jupyter.workflows` (above the registry): ``plan`` and ``apply`` take its compiler.
 """
 
 from __future__ import annotations
@@ -15,15 +26,14 @@ import traceback
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional
 
 from .binding import compile_value, guard_secrets
-from .config.positions import clip, format_path
-from .config.schema import ComponentSpec, ComposeConfig, WorkflowSpec
+from .config.positions import clip
+from .config.schema import ComponentSpec, ComposeConfig, ModelComponent
 from .devices import release_memory
 from .drivers.base import Driver
-from .errors import (ConfigError, ModelLoadError, UserError, WorkflowError, choices_text,
-                     did_you_mean)
+from .errors import ModelLoadError, NotLoadedError, UserError, choices_text, did_you_mean
 from .install import Say, component_class
 from .interrupts import allowed, deferred
 
@@ -33,6 +43,22 @@ class State(enum.Enum):
     READY = "ready"
     FAILED = "failed"
     UNLOADED = "unloaded"
+
+
+#: The legal moves of an entry (the module's docstring draws them).
+MOVES = {
+    State.LOADING: {State.READY, State.FAILED, State.UNLOADED},
+    State.READY: {State.UNLOADED},
+    State.FAILED: {State.LOADING, State.UNLOADED},
+    State.UNLOADED: {State.LOADING},
+}
+
+
+def not_loaded(component_id: str, loaded: Collection[str], then: str = "") -> NotLoadedError:
+    """The one "no component loaded" error (to run, unload, stop or read the logs of one): the id, a
+    did-you-mean, what is loaded, and ``then`` (what to do)."""
+    return NotLoadedError(f"no component `{clip(component_id)}` is loaded{did_you_mean(component_id, loaded)}",
+                          hint=f"Loaded: {choices_text(loaded) or 'none'}." + (f" {then}" if then else ""))
 
 
 @dataclass
@@ -63,18 +89,30 @@ class Entry:
     def task(self) -> Optional[str]:
         return self.spec.task
 
+    def move(self, to: State, error: str = "") -> None:
+        """The one place the state changes (``error`` with FAILED); an illegal move raises a sentence."""
+        now = self.state
+        if to not in MOVES[now]:
+            if now is State.READY and to is State.LOADING:
+                raise RuntimeError(f"Cannot load component `{self.id}` again while it is loaded: unload it first "
+                                   f"(a changed compose loads a new entry in its place).")
+            raise RuntimeError(f"Cannot move component `{self.id}` from {now.value} to {to.value}"
+                               + (": only a load makes it ready or failed." if to in (State.READY, State.FAILED)
+                                  else "."))
+        self.state, self.error = to, error if to is State.FAILED else ("" if to is State.READY else self.error)
+
     def describe(self) -> Dict[str, Any]:
-        """A plain, secret-free summary for the status table and the sidebar."""
+        """A plain, secret-free summary for the status table and the sidebar. A managed server's own
+        state (starting, running, stopped, failed) stands in for the entry's while it has one."""
         info = self.driver.info() if self.driver else {}
-        c = self.spec.config
-        model = c.model if c.type == "model" else None
-        return {"id": self.id, "type": self.spec.type, "task": _plain(getattr(c, "task", None)),
-                "driver": _plain(getattr(c, "driver", None)), "model": _model_name(model),
+        m = self.spec.config if isinstance(self.spec.config, ModelComponent) else None
+        return {"id": self.id, "type": self.spec.type, "task": _plain(m.task) if m else None,
+                "driver": _plain(m.driver) if m else None, "model": _model_name(m.model) if m else None,
                 "device": info.get("device"), "dtype": info.get("dtype"),
-                "quantization": _plain(getattr(c, "quantization", "none")), "parameters": info.get("parameters"),
+                "quantization": _plain(m.quantization) if m else "none", "parameters": info.get("parameters"),
                 "memory_bytes": info.get("memory_bytes"), "placement": info.get("placement"),
                 "state": info.get("server_state") or self.state.value,
-                "load_seconds": round(self.load_seconds, 3), "error": self.error}
+                "load_seconds": round(self.load_seconds, 3), "error": self.error or info.get("server_error") or ""}
 
 
 def _plain(value: Any) -> Any:
@@ -86,15 +124,6 @@ def _model_name(model: Any) -> Optional[str]:
     if isinstance(model, dict):
         return model.get("repository") or model.get("path")
     return model
-
-
-@dataclass
-class CompiledWorkflow:
-    spec: WorkflowSpec
-    jobs_input: Dict[str, Any]
-    jobs_output: Dict[str, Any]
-    output: Any
-    order: List[str]
 
 
 @dataclass
@@ -113,13 +142,16 @@ class Plan:
 
 
 Listener = Callable[[str, Dict[str, Any]], None]
+#: Compiles a compose's workflows against the action ids of the components they may use
+#: (:func:`mc_jupyter.workflows.compile_workflows`); a compiled workflow has ``spec.default``.
+WorkflowCompiler = Callable[[ComposeConfig, Mapping[str, Collection[str]]], Dict[str, Any]]
 
 
 class Registry:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.entries: Dict[str, Entry] = {}
-        self.workflows: Dict[str, CompiledWorkflow] = {}
+        self.workflows: Dict[str, Any] = {}           # id -> mc_jupyter.workflows.CompiledWorkflow
         self.default_target: Optional[str] = None     # a workflow id, or "component:ID"
         self.undecided: List[str] = []                # the latest compose's workflows, when none is the default
         self.loading: Dict[str, Entry] = {}
@@ -145,20 +177,20 @@ class Registry:
             rows += [e.describe() for e in self.loading.values() if e.id not in self.entries]
         return rows
 
-    def get(self, component_id: str) -> Entry:
+    def get(self, component_id: str, then: str = "Compose it first.") -> Entry:
+        """The entry of ``component_id``, or :func:`not_loaded`'s error (``then``: what to do)."""
         with self.lock:
             entry = self.entries.get(component_id)
-        if entry is None:
-            raise WorkflowError(f"no component `{component_id}` is loaded{did_you_mean(component_id, self.entries)}",
-                                hint=f"Loaded: {choices_text(self.entries) or 'none'}. Compose it first.")
+            if entry is None:
+                raise not_loaded(component_id, list(self.entries), then)
         return entry
 
     # -- composing -----------------------------------------------------------------------------
-    def plan(self, config: ComposeConfig, estimate: str = "gpu"
-             ) -> tuple[Plan, Dict[str, Entry], Dict[str, CompiledWorkflow]]:
+    def plan(self, config: ComposeConfig, compile_workflows: WorkflowCompiler, estimate: str = "gpu"
+             ) -> tuple[Plan, Dict[str, Entry], Dict[str, Any]]:
         """Compile bindings and workflows and diff against what is loaded; changes nothing.
 
-        ``estimate``: "all" estimates the memory of every model to load (``--dry-run``), "gpu" only of
+        ``compile_workflows``: :func:`mc_jupyter.workflows.compile_workflows`. ``estimate``: "all" estimates the memory of every model to load (``--dry-run``), "gpu" only of
         those going to a GPU (a real compose warns before a load that cannot fit), "none" skips it.
         """
         plan = Plan(notes=list(config.notes), components=dict(config.components))
@@ -177,13 +209,15 @@ class Registry:
             for key in ("max_concurrent_count", "runtime"):
                 if key in spec.config.model_fields_set:
                     plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook.")
-            if getattr(spec.config, "trust_remote_code", False):
+            if isinstance(spec.config, ModelComponent) and spec.config.trust_remote_code:
                 plan.notes.append(f"`trust_remote_code: true` for `{cid}`: the model repository's own Python code "
                                   f"runs in this kernel. Turn it on only for repositories you trust.")
         if estimate != "none":
             plan.estimates = _estimates(new_entries, plan.load + plan.reload, estimate)
-        known = {**{k: e for k, e in self.entries.items()}, **new_entries}
-        workflows = {wid: _compile_workflow(w, known, config) for wid, w in config.workflows.items()}
+        with self.lock:
+            known = {cid: list(e.actions) for cid, e in self.entries.items()}
+        known.update({cid: list(e.actions) for cid, e in new_entries.items()})
+        workflows = compile_workflows(config, known)
         plan.workflows = list(workflows)
         marked = [w for w, c in workflows.items() if c.spec.default]
         if marked or len(workflows) == 1:
@@ -196,18 +230,19 @@ class Registry:
             plan.target = "component:" + next(iter(config.components))
         return plan, new_entries, workflows
 
-    def apply(self, config: ComposeConfig, auto_install: bool = False, say: Optional[Say] = None) -> Plan:
+    def apply(self, config: ComposeConfig, compile_workflows: WorkflowCompiler, auto_install: bool = False,
+              say: Optional[Say] = None) -> Plan:
         """Load what the plan says; all or nothing.
 
         A kernel interrupt stops a load (and anything before it) at once; one that comes while models
         move into the registry or are freed is held until that is done (:mod:`mc_jupyter.interrupts`),
         so that no model is ever left loaded outside the registry.
         """
-        plan, new_entries, workflows = self.plan(config)       # changes nothing
+        plan, new_entries, workflows = self.plan(config, compile_workflows)       # changes nothing
         with deferred():
             return self._apply(plan, new_entries, workflows, auto_install, say)
 
-    def _apply(self, plan: Plan, new_entries: Dict[str, Entry], workflows: Dict[str, CompiledWorkflow],
+    def _apply(self, plan: Plan, new_entries: Dict[str, Entry], workflows: Dict[str, Any],
                auto_install: bool, say: Optional[Say]) -> Plan:
         for estimate in plan.estimates:
             if not estimate.fits and say is not None:
@@ -218,8 +253,8 @@ class Registry:
             for _ in range(3):
                 for cid in todo:
                     entry = new_entries[cid]
-                    if getattr(entry.spec.config, "preload", True) is False:
-                        entry.state = State.UNLOADED
+                    if isinstance(entry.spec.config, ModelComponent) and not entry.spec.config.preload:
+                        entry.move(State.UNLOADED)
                         continue
                     loaded.append(entry)        # before loading: an interrupt mid-load still frees it
                     self._load(entry, auto_install, say)
@@ -311,8 +346,9 @@ class Registry:
     def _load(self, entry: Entry, auto_install: bool, say: Optional[Say]) -> None:
         with allowed():                # may install packages: as slow as a load
             cls = component_class(entry.spec.config, auto_install, say)
-        entry.state = State.LOADING
         with self.lock:
+            if entry.state is not State.LOADING:      # a `preload: false` one's first run, or a retry
+                entry.move(State.LOADING)
             self.loading[entry.id] = entry
         self._emit("loading", id=entry.id)
         driver = cls(entry.id, entry.spec.config)
@@ -322,13 +358,14 @@ class Registry:
             with allowed():            # interrupting a slow load stops it at once
                 driver.load()
         except BaseException as e:
-            entry.state, entry.error = State.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
-            entry.driver = None
+            with self.lock:            # still in `loading`: the panel shows the failed row and its error
+                entry.driver = None
+                entry.move(State.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            self._emit("failed", id=entry.id)
             driver.unload()
             traceback.clear_frames(e.__traceback__)   # the frames of a half-done load hold its tensors
             with self.lock:
                 self.loading.pop(entry.id, None)
-            self._emit("failed", id=entry.id)
             if _out_of_memory(e):
                 release_memory()
                 raise ModelLoadError(f"component `{entry.id}` ran out of memory while loading ({type(e).__name__}: "
@@ -337,7 +374,8 @@ class Registry:
                                      f"model, or `%mc unload` another component first; `%%compose --dry-run` "
                                      f"estimates the memory.") from None
             raise
-        entry.state = State.READY
+        with self.lock:
+            entry.move(State.READY)
         entry.load_seconds, entry.loaded_at = time.perf_counter() - started, time.time()
         entry.load_count += 1
 
@@ -345,11 +383,7 @@ class Registry:
     def unload(self, component_id: str) -> None:
         with deferred():
             with self.lock:
-                entry = self.entries.get(component_id)
-                if entry is None:
-                    raise ConfigError(f"no component `{component_id}` is loaded"
-                                      f"{did_you_mean(component_id, self.entries)}",
-                                      hint=f"Loaded: {choices_text(self.entries) or 'none'}.")
+                entry = self.get(component_id, then="")
                 if entry.runs:
                     raise UserError(f"component `{component_id}` is running a job right now, so it is not unloaded."
                                     f"\n  Wait for the run to finish (or interrupt the kernel), then unload it.")
@@ -399,7 +433,8 @@ def _free(entry: Entry) -> None:
     if entry.driver is not None:
         entry.driver.unload()
         entry.driver = None
-    entry.state = State.UNLOADED
+    if entry.state is not State.UNLOADED:    # freeing twice (a rollback after a sidebar unload) is a no-op
+        entry.move(State.UNLOADED)
 
 
 def _compile_actions(spec: ComponentSpec, config: ComposeConfig) -> Dict[str, CompiledAction]:
@@ -410,61 +445,3 @@ def _compile_actions(spec: ComponentSpec, config: ComposeConfig) -> Dict[str, Co
         output = compile_value(action.fields.get("output"), action.path + ("output",), config.positions)
         out[aid] = CompiledAction(aid, fields, output, action.path)
     return out
-
-
-def _compile_workflow(spec: WorkflowSpec, known: Dict[str, Entry], config: ComposeConfig) -> CompiledWorkflow:
-    positions = config.positions
-    ids = [j.id for j in spec.jobs]
-    jobs_input, jobs_output = {}, {}
-    for job in spec.jobs:
-        where = dict(path=format_path(job.path + ("component",)), line=positions.line(job.path + ("component",)))
-        entry = known.get(job.component)
-        if entry is None:
-            raise WorkflowError(f"job `{job.id}` uses component `{job.component}`, which is not defined"
-                                f"{did_you_mean(job.component, known)}",
-                                hint=f"Defined components: {choices_text(known) or 'none'}. Define it in this "
-                                     f"cell or compose it in an earlier one.", **where)
-        if job.action is not None and job.action not in entry.actions:
-            p = job.path + ("action",)
-            raise WorkflowError(f"component `{job.component}` has no action `{job.action}`"
-                                f"{did_you_mean(job.action, entry.actions)}", path=format_path(p),
-                                line=positions.line(p), hint=f"Its actions: {choices_text(entry.actions)}.")
-        for dep in job.depends_on or []:
-            if dep not in ids:
-                p = job.path + ("depends_on",)
-                raise WorkflowError(f"job `{job.id}` depends on `{dep}`, which is not a job of this workflow"
-                                    f"{did_you_mean(dep, ids)}", path=format_path(p), line=positions.line(p),
-                                    hint=f"Jobs here: {choices_text(ids)}.")
-        jobs_input[job.id] = compile_value(job.input, job.path + ("input",), positions)
-        jobs_output[job.id] = compile_value(job.output, job.path + ("output",), positions)
-    output = compile_value(spec.output, spec.path + ("output",), positions)
-    return CompiledWorkflow(spec, jobs_input, jobs_output, output, _order(spec, positions))
-
-
-def _order(spec: WorkflowSpec, positions) -> List[str]:
-    """Written order without ``depends_on``; a checked topological order with it (dialect §3)."""
-    if not any(j.depends_on for j in spec.jobs):
-        return [j.id for j in spec.jobs]
-    deps = {j.id: list(j.depends_on or []) for j in spec.jobs}
-    order: List[str] = []
-    state: Dict[str, int] = {}
-
-    def visit(jid: str, chain: List[str]) -> None:
-        if state.get(jid) == 2:
-            return
-        if state.get(jid) == 1:
-            cycle = chain[chain.index(jid):] + [jid]
-            job = next(j for j in spec.jobs if j.id == jid)
-            p = job.path + ("depends_on",)
-            raise WorkflowError(f"the jobs depend on each other in a cycle: {' -> '.join(cycle)}",
-                                path=format_path(p), line=positions.line(p),
-                                hint="Remove one of the `depends_on` entries so the jobs can run in an order.")
-        state[jid] = 1
-        for dep in deps[jid]:
-            visit(dep, chain + [jid])
-        state[jid] = 2
-        order.append(jid)
-
-    for j in spec.jobs:
-        visit(j.id, [])
-    return order

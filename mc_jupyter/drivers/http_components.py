@@ -7,26 +7,22 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
-import shlex
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from ..binding import env_fields, resolve_settings
+from ..config.schema import ManageConfig
+from ..errors import ConfigError, HttpError, ServerError
 from ..secrets import scrub
-from ..errors import ConfigError
 from ..servers import http
-from ..errors import ServerError
-from ..servers.process import ManagedProcess, ServerState, as_argv, port_in_use
+from ..servers.managed import DEFAULT_READY_TIMEOUT, ManagedServer
+from ..servers.process import as_argv, port_in_use
 from .base import Driver
 
-DEFAULT_READY_TIMEOUT = 120.0
 PORTS = (1, 65535)
 SECONDS = (0.0, math.inf)   # more than 0
 
@@ -57,6 +53,8 @@ def number(component_id: str, field: str, value: Any, raw: Any = None, integer: 
 
 
 class HttpClient(Driver):
+    """A server that already runs: each action's ``endpoint`` (or ``base_url`` and ``path``)."""
+
     streams = True
     result_name = "response"
 
@@ -64,17 +62,17 @@ class HttpClient(Driver):
         self.device = self.base_url() or "—"
 
     def base_url(self) -> Optional[str]:
-        return self.settings.get("base_url")
+        return None
 
     def url(self, fields: Dict[str, Any]) -> str:
-        endpoint = fields.get("endpoint") or self.settings.get("endpoint")
+        endpoint = fields.get("endpoint")
         if endpoint:
             return http.check_url(str(endpoint), "endpoint")
         base = fields.get("base_url") or self.base_url()
         if not base:
             raise ConfigError(f"component `{self.component_id}` has no `endpoint:` (or `base_url:` and `path:`)",
                               hint="Add `endpoint: http://host:port/path`.")
-        field = "base_url" if (fields.get("base_url") or self.settings.get("base_url")) else "path"
+        field = "base_url" if fields.get("base_url") else "path"
         return http.check_url(str(base).rstrip("/") + "/" + str(fields.get("path") or "").lstrip("/"), field)
 
     def wants_stream(self, fields: Dict[str, Any], per_chunk_output: bool) -> bool:
@@ -97,38 +95,46 @@ class HttpClient(Driver):
 
 
 class HttpServer(HttpClient):
-    """Installs (once per distinct command), starts, waits for, and stops a server process."""
+    """A server the kernel manages (:class:`mc_jupyter.servers.managed.ManagedServer`): every field is
+    checked here before anything runs; the lifecycle is the managed server's."""
 
-    def __init__(self, component_id: str, settings: Dict[str, Any]):
-        super().__init__(component_id, settings)
-        self.process: Optional[ManagedProcess] = None
-        self.stop_argv: Optional[list] = None
-        self.address: Optional[str] = None   # host:port, once checked
+    def __init__(self, component_id: str, config: Any):
+        super().__init__(component_id, config)
+        self.server: Optional[ManagedServer] = None
+
+    @property
+    def process(self):
+        """The server's process tree (its ``pid``, its watchdog ``proc``), once started."""
+        return self.server.process if self.server is not None else None
 
     def base_url(self) -> Optional[str]:
-        address = self.address or (f"{resolve_settings(self.settings.get('host')) or '127.0.0.1'}:"
-                                   f"{resolve_settings(self.settings.get('port'))}")
-        return f"http://{address}"
+        if self.server is not None:
+            return f"http://{self.server.address}"
+        return f"http://{resolve_settings(self.config.host) or '127.0.0.1'}:{resolve_settings(self.config.port)}"
 
     def load(self) -> None:
-        """Every field is checked before anything runs: a bad one starts nothing."""
-        cid, raw = self.component_id, self.settings.get("manage") or {}
-        manage = resolve_settings(raw)
-        port = resolve_settings(self.settings.get("port"))
-        host = resolve_settings(self.settings.get("host")) or "127.0.0.1"
-        if manage.get("start") is None:
+        """Every field is checked before anything runs: a bad one starts nothing. ``${env.*}`` in the
+        load fields is read now."""
+        cid, config = self.component_id, self.config
+        manage = config.manage or ManageConfig()
+        start, install, stop, env, working_dir, health_path, ready_timeout = (resolve_settings(value) for value in (
+            manage.start, manage.install, manage.stop, manage.env, manage.working_dir, manage.health_path,
+            manage.ready_timeout))
+        port, host = resolve_settings(config.port), resolve_settings(config.host) or "127.0.0.1"
+        if start is None:
             raise ConfigError(f"http-server `{cid}` has no `manage.start` command",
                               hint="Give the command that starts the server, e.g. `start: [ollama, serve]`, or "
                                    "use `type: http-client` for a server that already runs.")
         if port in (None, ""):
             raise ConfigError(f"http-server `{cid}` has no `port:`",
                               hint="Give the port the server listens on, e.g. `port: 8000`.")
-        port = number(cid, "port", port, self.settings.get("port"), integer=True, bounds=PORTS)
-        ready_timeout = DEFAULT_READY_TIMEOUT if manage.get("ready_timeout") in (None, "") else \
-            number(cid, "manage.ready_timeout", manage["ready_timeout"], raw.get("ready_timeout"))
-        install = as_argv(manage["install"], "manage.install", cid) if manage.get("install") is not None else None
-        self.stop_argv = as_argv(manage["stop"], "manage.stop", cid) if manage.get("stop") is not None else None
-        process = ManagedProcess(cid, manage["start"], manage.get("env"), manage.get("working_dir"))
+        port = number(cid, "port", port, config.port, integer=True, bounds=PORTS)
+        ready_timeout = DEFAULT_READY_TIMEOUT if ready_timeout in (None, "") else \
+            number(cid, "manage.ready_timeout", ready_timeout, manage.ready_timeout)
+        install = as_argv(install, "manage.install", cid) if install is not None else None
+        stop = as_argv(stop, "manage.stop", cid) if stop is not None else None
+        server = ManagedServer(cid, start, host, port, install=install, stop=stop, env=env, working_dir=working_dir,
+                               health_path=health_path, ready_timeout=ready_timeout)
         try:
             socket.getaddrinfo(host, port)
         except (OSError, UnicodeError):
@@ -139,41 +145,22 @@ class HttpServer(HttpClient):
             raise ServerError(f"server `{cid}`: port {port} on {host} is already in use, so its "
                               f"server cannot start there.\n  Stop what listens on it (another kernel's server?), "
                               f"or change `port:` and the start command's port together.")
-        if install:
-            run_install(cid, install, manage.get("env"), manage.get("working_dir"))
-        self.process = process
-        self.process.start()
-        try:
-            wait_ready(self.process, host, port, manage.get("health_path"), ready_timeout)
-        except BaseException:
-            self.process.stop()
-            raise
-        self.process.state = ServerState.RUNNING
-        self.address = f"{host}:{port}"
-        self.device = f"pid {self.process.pid} · {self.address}"
+        self.server = server           # held before it starts, so the registry's unload always reaches it
+        server.start()
+        self.device = f"pid {server.process.pid} · {server.address}"
 
     def unload(self) -> None:
-        if self.process is None:
-            return
-        manage = resolve_settings(self.settings.get("manage") or {})
-        if self.stop_argv and self.process.alive():   # the server's own way down first, then the signals
-            try:
-                subprocess.run(self.stop_argv, capture_output=True, timeout=30, cwd=manage.get("working_dir"),
-                               env=dict(os.environ, **{k: str(v) for k, v in (manage.get("env") or {}).items()}))
-            except (OSError, subprocess.TimeoutExpired) as e:
-                self.process.log.append(f"[mc_jupyter] manage.stop failed: {scrub(str(e))}")
-        self.process.stop()
+        if self.server is not None:
+            self.server.stop()
 
     def info(self) -> Dict[str, Any]:
         out = super().info()
-        if self.process is not None:
-            alive = self.process.alive()
-            out["server_state"] = "running" if alive else "stopped"
-            out["pid"] = self.process.pid
+        if self.server is not None:
+            out.update(self.server.info())
         return out
 
     def logs(self, n: int = 50) -> list:
-        return self.process.tail(n) if self.process else []
+        return self.server.process.tail(n) if self.server is not None else []
 
     def run(self, fields: Dict[str, Any]) -> Any:
         with self._explained():
@@ -188,79 +175,12 @@ class HttpServer(HttpClient):
         """A request that fails because the server died says so, with the server's last log lines."""
         try:
             yield
-        except http.HttpError as e:
+        except HttpError as e:
             time.sleep(0.2)   # let the process finish exiting and the log reader catch its last lines
-            if self.process is None or self.process.alive():
+            if self.server is None or not self.server.died():
                 raise
-            code = self.process.returncode
-            self.process.state = ServerState.STOPPED
-            raise ServerError(f"{str(e).splitlines()[0]}\n  The server `{self.component_id}` exited (code {code}). "
-                              f"Its last log lines:\n    " + "\n    ".join(self.process.tail(15) or ["(no output)"])
+            process = self.server.process
+            raise ServerError(f"{str(e).splitlines()[0]}\n  The server `{self.component_id}` exited (code "
+                              f"{process.returncode}). Its last log lines:\n    "
+                              + "\n    ".join(process.tail(15) or ["(no output)"])
                               + "\n  Compose it again to restart it.") from None
-
-
-def wait_ready(process: ManagedProcess, host: str, port: int, health_path: Optional[str], timeout: float) -> None:
-    """Until the port accepts (and the health path answers below 500); fail fast if the process exits."""
-    import httpx
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process.alive():
-            code = process.returncode
-            time.sleep(0.1)   # let the log reader catch the last lines
-            raise ServerError(f"server `{process.name}` exited (code {code}) before it was ready. Its last log "
-                              f"lines:\n    " + "\n    ".join(process.tail(15) or ["(no output)"]))
-        if port_in_use(host, port):
-            if not health_path:
-                return
-            try:
-                if httpx.get(f"http://{host}:{port}/{health_path.lstrip('/')}", timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    raise ServerError(f"server `{process.name}` was not ready on {host}:{port} within {timeout:.0f} s. Its last log "
-                      f"lines:\n    " + "\n    ".join(process.tail(15) or ["(no output)"]) +
-                      "\n  Raise `manage.ready_timeout`, or check the port in the start command.")
-
-
-def _install_marker(argv: list) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mc_jupyter" / "installs"
-    return root / hashlib.sha256(shlex.join(argv).encode()).hexdigest()[:24]
-
-
-def run_install(name: str, command: Any, env: Optional[Dict[str, Any]], working_dir: Optional[str]) -> bool:
-    """Run ``manage.install`` once per distinct command (a marker file remembers); True if it ran."""
-    argv = as_argv(command, "manage.install", name)
-    marker = _install_marker(argv)
-    if marker.exists():
-        return False
-    started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=working_dir or None,
-                          env=dict(os.environ, **{k: str(v) for k, v in (env or {}).items()}))
-    output = (proc.stdout + proc.stderr).strip().splitlines()
-    if proc.returncode != 0:
-        raise ServerError(f"server `{name}`: the install command failed (exit {proc.returncode}). Its last lines:\n    "
-                          + "\n    ".join(output[-15:] or ["(no output)"]))
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(shlex.join(argv))
-    _show_collapsed(f"{name}: install finished in {time.monotonic() - started:.1f} s ({len(output)} lines of output)",
-                    output)
-    return True
-
-
-def _show_collapsed(summary: str, lines: list) -> None:
-    """The summary, with the whole output folded under it in a notebook (secrets masked)."""
-    lines = [scrub(line) for line in lines]
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        import html as html_
-        body = html_.escape("\n".join(lines[-500:]))
-        display({"text/plain": summary,
-                 "text/html": f"<details><summary>{html_.escape(summary)}</summary><pre>{body}</pre></details>"},
-                raw=True)
-    else:
-        print(summary)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import enum
 import json
 import os
 import shlex
@@ -25,7 +24,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from typing import Deque, Dict, List, Optional, Sequence, Union
+from typing import Deque, List, Mapping, Optional, Sequence, Union
 
 from ..secrets import scrub
 from ..errors import ServerError
@@ -34,13 +33,6 @@ Command = Union[str, Sequence[str]]
 LOG_LINES = 2000
 GRACE_SECONDS = 5.0
 TAG = "MC_JUPYTER_SERVER"   # in the server's environment, inherited by everything it starts
-
-
-class ServerState(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPED = "stopped"
-    FAILED = "failed"
 
 
 def as_argv(command: Command, field: str = "manage.start", name: str = "") -> List[str]:
@@ -70,14 +62,15 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 class ManagedProcess:
-    """One server, the whole tree of processes it starts, and its log."""
+    """One server, the whole tree of processes it starts, and its log. ``env`` is the server's whole
+    environment (:func:`mc_jupyter.servers.managed.server_env`); the state machine around it is
+    :class:`mc_jupyter.servers.managed.ManagedServer`."""
 
-    def __init__(self, name: str, command: Command, env: Optional[Dict[str, str]] = None,
+    def __init__(self, name: str, command: Command, env: Optional[Mapping[str, str]] = None,
                  working_dir: Optional[str] = None):
         self.name, self.argv = name, as_argv(command, "manage.start", name)
-        self.env, self.working_dir = env or {}, working_dir
+        self.env, self.working_dir = dict(os.environ if env is None else env), working_dir
         self.log: Deque[str] = collections.deque(maxlen=LOG_LINES)
-        self.state = ServerState.STOPPED
         self.proc: Optional[subprocess.Popen] = None    # the watchdog, the parent of the server's tree
         self.pid: Optional[int] = None                   # the server: the start command's own process
         self.tag = f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -93,7 +86,7 @@ class ManagedProcess:
         return self.proc.returncode if self.proc is not None else None
 
     def start(self) -> None:
-        env = dict(os.environ, **{k: str(v) for k, v in self.env.items()}, **{TAG: self.tag})
+        env = dict(self.env, **{TAG: self.tag})
         status_read, status_write = os.pipe()
         try:
             self.proc = subprocess.Popen(
@@ -102,11 +95,9 @@ class ManagedProcess:
                 start_new_session=True)
         except OSError as e:
             os.close(status_read)
-            self.state = ServerState.FAILED
             raise ServerError(f"server `{self.name}`: cannot start its watchdog ({sys.executable}): {e}") from None
         finally:
             os.close(status_write)
-        self.state = ServerState.STARTING
         self._reader = threading.Thread(target=self._read, name=f"mc_jupyter-log-{self.name}", daemon=True)
         self._reader.start()
         with open(status_read, "rb") as status_pipe:
@@ -118,7 +109,6 @@ class ManagedProcess:
             self.pid = int(status[4:])
             return
         self.stop()
-        self.state = ServerState.FAILED
         if status.startswith("error "):
             raise ServerError(f"server `{self.name}`: cannot start `{shlex.join(self.argv)}`: {status[6:]}\n"
                               f"  Check that the program is installed and on PATH (or use `manage.install`).")
@@ -150,7 +140,6 @@ class ManagedProcess:
                 self.proc.wait(timeout=5)
                 _kill(held)
         _kill(tagged(self.tag))   # what escaped the watchdog: it was killed itself, so its tree was not held
-        self.state = ServerState.STOPPED
 
 
 def _descendants(pid: int) -> List[int]:
