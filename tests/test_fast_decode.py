@@ -275,9 +275,10 @@ def test_mistral_and_qwen2_models_decode_as_generate_does(kind):
 def test_a_model_family_it_does_not_serve_is_refused_with_the_reason():
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from mc_jupyter.config.schema import ModelComponent
     from mc_jupyter.drivers.fast_decode import check_supported
     from mc_jupyter.errors import ModelLoadError
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
     with pytest.raises(ModelLoadError, match=r"`fast_decode: true` cannot be used: it is a `gpt2` model; "
                                              r"fast_decode serves llama, mistral, qwen2 models"):
-        check_supported(model, {"id": "old"})
+        check_supported(model, ModelComponent(task="text-generation", fast_decode=True), "old")

@@ -5,13 +5,19 @@ import importlib.util
 import pytest
 
 import mc_jupyter as mc
+from mc_jupyter.drivers.sources import ModelSource, resolve_source
 from mc_jupyter.drivers.unsloth_driver import load_kwargs
 from mc_jupyter.drivers.vllm_driver import engine_args, sampling_kwargs
 from mc_jupyter.errors import DeviceError, MissingPackageError
+from mc_jupyter.tasks.text_generation import GenerationParams
 
 
-def settings_of(text: str) -> dict:
-    return mc.read_config(text).components["default"].settings
+def settings_of(text: str):
+    return mc.read_config(text).components["default"].config
+
+
+def source_of(config):
+    return resolve_source(config.model, config.task)
 
 
 def test_vllm_engine_arguments_follow_the_spec_settings():
@@ -25,27 +31,32 @@ component:
   device_mode: auto
   options: {max_model_len: 2048, gpu_memory_utilization: 0.8}
 """)
-    assert engine_args(s, gpu_count=2) == {
+    assert engine_args(s, source_of(s), gpu_count=2) == {
         "model": "Qwen/Qwen2-7B-Instruct", "revision": "v2", "download_dir": "/data/cache", "dtype": "bfloat16",
         "quantization": "bitsandbytes", "tensor_parallel_size": 2, "max_model_len": 2048,
         "gpu_memory_utilization": 0.8}
     plain = settings_of("component:\n  task: chat-completion\n  driver: vllm\n  model: /models/qwen\n")
-    assert engine_args(plain, gpu_count=4) == {"model": "/models/qwen", "dtype": "float16", "tensor_parallel_size": 1}
+    # a local folder that is not here: the source as resolve_source gives it where it is
+    local = ModelSource("/models/qwen", is_local=True)
+    assert engine_args(plain, local, gpu_count=4) == {"model": "/models/qwen", "dtype": "float16",
+                                                      "tensor_parallel_size": 1}
     int8 = settings_of("component:\n  task: text-generation\n  driver: vllm\n  model: m\n  quantization: int8\n")
-    assert engine_args(int8, 1)["quantization"] == "fp8"
+    assert engine_args(int8, source_of(int8), 1)["quantization"] == "fp8"
 
 
 def test_vllm_on_the_cpu_is_a_clear_error():
     with pytest.raises(DeviceError, match="runs on CUDA GPUs"):
-        engine_args(settings_of("component:\n  task: text-generation\n  driver: vllm\n  model: m\n  device: cpu\n"), 1)
+        cpu = settings_of("component:\n  task: text-generation\n  driver: vllm\n  model: m\n  device: cpu\n")
+        engine_args(cpu, source_of(cpu), 1)
 
 
 def test_vllm_sampling_parameters_map_the_spec_parameters():
-    assert sampling_kwargs({"max_output_length": 512, "temperature": 0, "top_p": 0.9, "top_k": 40,
-                            "repetition_penalty": 1.1, "stop_sequences": "###", "seed": 3}) == {
+    assert sampling_kwargs(GenerationParams.read({"params": {
+        "max_output_length": 512, "temperature": 0, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1,
+        "stop_sequences": "###", "seed": 3}})) == {
         "max_tokens": 512, "temperature": 0.0, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1,
         "stop": ["###"], "seed": 3}
-    assert sampling_kwargs({}) == {"max_tokens": 256}
+    assert sampling_kwargs(GenerationParams.read({})) == {"max_tokens": 256}
 
 
 def test_unsloth_loading_arguments():
@@ -57,7 +68,7 @@ component:
   quantization: nf4
   options: {max_seq_length: 4096}
 """)
-    assert load_kwargs(s, "unsloth/llama-2-7b-bnb-4bit", {"revision": "main"}, "float16") == {
+    assert load_kwargs(s, source_of(s), "float16") == {
         "model_name": "unsloth/llama-2-7b-bnb-4bit", "max_seq_length": 4096, "dtype": "float16",
         "load_in_4bit": True, "load_in_8bit": False, "revision": "main"}
 

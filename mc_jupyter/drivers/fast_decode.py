@@ -30,30 +30,32 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..catalog import Quantization
 from ..errors import InputError, ModelLoadError
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 CACHE_ROUNDING = 64        # cache lengths are rounded up, so one captured graph serves similar prompts
 
 
-def check_supported(model: Any, settings: Dict[str, Any]) -> None:
-    """Raise a clear error when ``fast_decode`` cannot serve this model."""
-    cid = settings.get("id", "")
+def check_supported(model: Any, component: Any, component_id: str = "") -> None:
+    """Raise a clear error when ``fast_decode`` cannot serve this model; ``component`` is the component's
+    typed config (its ``quantization`` and ``peft_adapters``), ``component_id`` names it in the message."""
     config = getattr(model, "config", None)
     kind = getattr(config, "model_type", type(model).__name__)
+    quantization = component.quantization
     why = None
     if kind not in SUPPORTED:
         why = f"it is a `{kind}` model; fast_decode serves {', '.join(SUPPORTED)} models"
-    elif settings.get("quantization", "none") != "none":
-        why = f"it is quantized (`quantization: {settings['quantization']}`): the fused step needs plain weights"
-    elif settings.get("peft_adapters"):
+    elif quantization != Quantization.NONE:
+        why = f"it is quantized (`quantization: {quantization}`): the fused step needs plain weights"
+    elif component.peft_adapters:
         why = "it has LoRA adapters: merge them into the weights, or leave fast_decode off"
     elif getattr(config, "hidden_act", "silu") != "silu":
         why = f"its activation is `{config.hidden_act}`, not silu"
     elif getattr(model, "hf_device_map", None) and len(set(map(str, model.hf_device_map.values()))) > 1:
         why = "it is split over several devices (`device_mode: auto`): the fused step runs on one device"
     if why:
-        raise ModelLoadError(f"component `{cid}`: `fast_decode: true` cannot be used: {why}.\n"
+        raise ModelLoadError(f"component `{component_id}`: `fast_decode: true` cannot be used: {why}.\n"
                              f"  Remove `fast_decode`, and the model runs through transformers' generate.")
 
 

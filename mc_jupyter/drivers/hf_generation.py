@@ -1,9 +1,11 @@
-"""text-generation and chat-completion through a causal LM's ``generate``.
+"""The transformers backend of text-generation and chat-completion: a causal LM's ``generate``.
 
-``${result}`` is the generated text only (not the prompt); a list input gives a list, run in
-batches padded on the left. ``temperature: 0`` means greedy. Streaming runs ``generate`` in a
-thread: its exceptions reach the caller, and a set ``stop`` event (a kernel interrupt) ends it at
-the next token.
+The task (:mod:`mc_jupyter.tasks.text_generation`) owns the prompts, the messages and the parameters;
+this backend loads the model (:class:`HFDriver`), checks that prompt + ``max_output_length`` fit the
+model's positions before anything is generated, and generates: list inputs in batches padded on the
+left, ``${result}`` the new text only. ``fast_decode: true`` takes the fused decode step of
+:mod:`fast_decode` where it applies. Streaming runs ``generate`` in a thread: its exceptions reach
+the caller, and a set ``stop`` event (a kernel interrupt) ends it at the next token.
 """
 
 from __future__ import annotations
@@ -13,51 +15,29 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import InputError, ModelLoadError
-from .base import Driver
+from ..tasks.base import Call
+from ..tasks.text_generation import (DEFAULT_MAX_OUTPUT_LENGTH, ChatCompletionTask, GenerationParams,
+                                     TextGenerationTask, chat_prompt)
 from .hf_common import HFDriver
 
-DEFAULT_MAX_NEW_TOKENS = 256
+DEFAULT_MAX_NEW_TOKENS = DEFAULT_MAX_OUTPUT_LENGTH
 
 
-def generate_kwargs(driver: Driver, fields: Dict[str, Any], tokenizer: Any,
-                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Dict[str, Any]:
-    """The spec's generation parameters (``max_output_length``, ``temperature: 0`` = greedy, ...) as
-    keyword arguments of transformers' ``generate``; with ``seed``, torch is seeded here.
-    ``max_new_tokens`` is the length without ``max_output_length``."""
-    p = lambda name, default=None: driver.param(fields, name, default)  # noqa: E731
-    n = lambda name, cast=int, minimum=None: driver.number(fields, name, None, cast, minimum)  # noqa: E731
-    kwargs: Dict[str, Any] = {"max_new_tokens": driver.number(fields, "max_output_length", max_new_tokens, int, 1)}
-    if p("min_output_length") is not None:
-        kwargs["min_new_tokens"] = n("min_output_length", int, 0)
-    temperature = n("temperature", float, 0)
-    do_sample = p("do_sample")
-    if temperature is not None and temperature == 0.0:
-        do_sample = False
-    elif temperature is not None:
-        kwargs["temperature"] = temperature
-        do_sample = True if do_sample is None else do_sample
-    if do_sample is not None:
-        kwargs["do_sample"] = bool(do_sample)
-    if kwargs.get("do_sample"):
-        for name, cast in (("top_p", float), ("top_k", int)):
-            if p(name) is not None:
-                kwargs[name] = n(name, cast, 0)
-    elif kwargs.get("do_sample") is False:
-        # greedy: neutralise sampling defaults a model's generation_config may carry
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    if p("repetition_penalty") is not None:
-        kwargs["repetition_penalty"] = n("repetition_penalty", float, 0)
-    if p("num_return_sequences") is not None:
-        kwargs["num_return_sequences"] = n("num_return_sequences", int, 1)
-    stops = p("stop_sequences")
-    if stops:
-        kwargs["stop_strings"] = [stops] if isinstance(stops, str) else list(stops)
-        kwargs["tokenizer"] = tokenizer
-    kwargs["pad_token_id"] = tokenizer.pad_token_id
-    if p("seed") is not None:
+def seed_torch(params: GenerationParams) -> None:
+    """With ``seed``, torch seeded (once per call, before its first batch)."""
+    if params.seed is not None:
         import torch
-        torch.manual_seed(n("seed"))
-    return kwargs
+        torch.manual_seed(params.seed)
+
+
+def generate_kwargs(driver: Any, fields: Dict[str, Any], tokenizer: Any,
+                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Dict[str, Any]:
+    """``generate``'s keyword arguments for an action's fields, torch seeded with ``seed``: for a caller that
+    is not a :class:`TextGenerationTask` yet (image-to-text). New code reads
+    ``GenerationParams.read(fields, max_new_tokens)`` and maps it with ``.transformers(tokenizer)``."""
+    params = GenerationParams.read(fields, max_new_tokens)
+    seed_torch(params)
+    return params.transformers(tokenizer)
 
 
 #: Config fields that give a model's most positions, in the order looked at.
@@ -98,10 +78,11 @@ def group_sequences(decoded: List[str], n: int) -> List[Any]:
     return decoded if n == 1 else [decoded[i:i + n] for i in range(0, len(decoded), n)]
 
 
-class _Generation(HFDriver):
-    auto_class = "AutoModelForCausalLM"
-    streams = True
+class _Transformers(HFDriver, TextGenerationTask):
+    """What both tasks share on transformers: the fast path, batches, the position check, streaming."""
 
+    auto_class = "AutoModelForCausalLM"
+    default_batch_size = 8
     fast = None      # a FastDecoder with `fast_decode: true`
 
     def after_load(self) -> None:
@@ -109,15 +90,38 @@ class _Generation(HFDriver):
         tok.padding_side = "left"
         if tok.pad_token is None and tok.eos_token is not None:
             tok.pad_token = tok.eos_token
-        if self.settings.get("fast_decode"):
+        if self.config.fast_decode:
             from .fast_decode import FastDecoder, check_supported
-            check_supported(self.model, dict(self.settings, id=self.component_id))
+            check_supported(self.model, self.config, self.component_id)
             self.fast = FastDecoder(self.model)
 
     def unload(self) -> None:
         self.fast = None      # its static caches and CUDA graphs
         super().unload()
 
+    # -- what the engine is handed ---------------------------------------------------------------
+    def engine_text(self, item: Any) -> str:
+        """The text the tokenizer gets for one item: the prompt (the chat task: the chat template applied)."""
+        return item
+
+    def tokenize(self, items: List[Any]) -> Dict[str, Any]:
+        """A left-padded batch on the model's device (a chat template carries its own special tokens)."""
+        texts = [self.engine_text(item) for item in items]
+        return self.tokenizer(texts, return_tensors="pt", padding=True,
+                              add_special_tokens=not self.chat).to(self.model.device)
+
+    # -- before anything is generated ------------------------------------------------------------
+    def check(self, call: Call) -> None:
+        """Every prompt against the model's positions (the longest one, in a list, named), then torch seeded."""
+        texts = [self.engine_text(item) for item in call.items]
+        counts = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]]
+        for index, count in enumerate(counts, 1):
+            which = ("the conversation (chat template applied)" if self.chat else
+                     f"prompt #{index} of the list" if call.many else "the prompt")
+            check_length(self.model, count, call.params.max_output_length, which)
+        seed_torch(call.params)
+
+    # -- the backend's hooks ---------------------------------------------------------------------
     def _fast_args(self, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """``generate``'s keyword arguments for the fast path, or None where it does not apply
         (``stop_sequences``, ``num_return_sequences``): those calls run through ``generate``."""
@@ -135,26 +139,20 @@ class _Generation(HFDriver):
                     repetition_penalty=value("repetition_penalty"),
                     min_new_tokens=int(value("min_new_tokens") or 0))
 
-    def run(self, fields: Dict[str, Any]) -> Any:
+    def generate(self, items: List[Any], params: GenerationParams) -> List[Any]:
         import torch
 
-        prompts, many = self.prompts(fields)
-        kwargs = generate_kwargs(self, fields, self.tokenizer)
-        n = int(kwargs.get("num_return_sequences", 1))
+        kwargs = params.transformers(self.tokenizer)
         fast = self._fast_args(kwargs)
-        texts: List[Any] = []
-        encoded = [self.tokenize(batch) for batch in self.batches(prompts, fields, default=8)]
-        self._check_lengths(encoded, kwargs["max_new_tokens"], many)
-        for enc in encoded:
-            if fast is not None:
-                new = self.fast.generate_ids(enc["input_ids"], enc["attention_mask"], kwargs["max_new_tokens"], **fast)
-            else:
-                with torch.inference_mode():
-                    out = self.model.generate(**enc, **kwargs)
-                new = out[:, enc["input_ids"].shape[1]:]
-            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            texts.extend(group_sequences(decoded, n))
-        return texts if many else texts[0]
+        enc = self.tokenize(items)
+        if fast is not None:
+            new = self.fast.generate_ids(enc["input_ids"], enc["attention_mask"], kwargs["max_new_tokens"], **fast)
+        else:
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1]:]
+        decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return group_sequences(decoded, params.sequences)
 
     def _fast_stream(self, enc: Dict[str, Any], max_new: int, fast: Dict[str, Any],
                      stop: threading.Event) -> Iterator[str]:
@@ -183,15 +181,11 @@ class _Generation(HFDriver):
         if pending:
             yield pending
 
-    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
+    def generate_stream(self, item: Any, params: GenerationParams, stop: threading.Event) -> Iterator[str]:
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        prompts, many = self.prompts(fields)
-        if many and len(prompts) != 1:
-            raise InputError("streaming takes one prompt, not a list.\n  Set `streaming: false` for list inputs.")
-        kwargs = generate_kwargs(self, fields, self.tokenizer)
-        enc = self.tokenize(prompts)
-        self._check_lengths([enc], kwargs["max_new_tokens"], False)
+        kwargs = params.transformers(self.tokenizer)
+        enc = self.tokenize([item])
         fast = self._fast_args(kwargs)
         if fast is not None:
             try:
@@ -242,67 +236,19 @@ class _Generation(HFDriver):
         if failure:
             raise failure[0]
 
-    def _check_lengths(self, encoded: List[Dict[str, Any]], max_new: int, many: bool) -> None:
-        """:func:`check_length` for every prompt of every batch (the longest one, in a list, named)."""
-        index = 0
-        for enc in encoded:
-            lengths = enc["attention_mask"].sum(-1).tolist()
-            for length in lengths:
-                index += 1
-                which = f"prompt #{index} of the list" if many else "the prompt"
-                if self.settings.get("task") == "chat-completion":
-                    which = "the conversation (chat template applied)"
-                check_length(self.model, int(length), max_new, which)
 
-    # -- what each task fills -------------------------------------------------------------------
-    def prompts(self, fields: Dict[str, Any]) -> tuple[List[Any], bool]:
-        """The prompts of this action, and whether the input was a list."""
-        raise NotImplementedError
-
-    def tokenize(self, prompts: List[Any]) -> Dict[str, Any]:
-        """A left-padded batch on the model's device."""
-        raise NotImplementedError
-
-
-class TextGeneration(_Generation):
+class TextGeneration(_Transformers):
     """``text:`` (or ``prompt:``) -> continuation."""
 
-    def prompts(self, fields: Dict[str, Any]) -> tuple[List[Any], bool]:
-        text = fields.get("text", fields.get("prompt"))
-        if text is None:
-            raise InputError("text-generation got no prompt: give `text:` (or `prompt:`) in the component, "
-                             "e.g. `text: ${input.prompt}`.")
-        many = isinstance(text, list)
-        return ([str(t) for t in text] if many else [str(text)]), many
 
-    def tokenize(self, prompts: List[Any]) -> Dict[str, Any]:
-        return self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
-
-
-class ChatCompletion(_Generation):
+class ChatCompletion(ChatCompletionTask, _Transformers):
     """``messages:`` -> the assistant's reply, through the tokenizer's chat template."""
 
     def after_load(self) -> None:
         super().after_load()
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ModelLoadError(f"the tokenizer of `{self.settings.get('model')}` has no chat template, so it "
-                                 f"cannot do chat-completion.\n  Use a chat/instruct model, or `task: text-generation`.")
+            raise ModelLoadError(f"the tokenizer of `{self.source.location}` has no chat template, so it cannot do "
+                                 f"chat-completion.\n  Use a chat/instruct model, or `task: text-generation`.")
 
-    def prompts(self, fields: Dict[str, Any]) -> tuple[List[Any], bool]:
-        messages = fields.get("messages")
-        if not messages:
-            raise InputError("chat-completion got no messages: give `messages:` with `role` and `content`.")
-        if isinstance(messages, dict):
-            messages = [messages]
-        clean = []
-        for m in messages:
-            if isinstance(m, dict) and m.get("content") is None:
-                continue   # an unset optional message (e.g. a system prompt not given)
-            if not isinstance(m, dict) or "role" not in m:
-                raise InputError(f"a chat message must be a mapping with `role` and `content`, not {m!r}")
-            clean.append({"role": m["role"], "content": str(m["content"])})
-        return [clean], False
-
-    def tokenize(self, prompts: List[Any]) -> Dict[str, Any]:
-        texts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+    def engine_text(self, item: Any) -> str:
+        return chat_prompt(self.tokenizer, item)

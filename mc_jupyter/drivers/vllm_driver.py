@@ -1,110 +1,114 @@
 """``driver: vllm``: text-generation and chat-completion in-process through ``vllm.LLM``.
 
-The spec's settings map onto vLLM's own (:func:`engine_args`, :func:`sampling_kwargs`):
-precision -> ``dtype`` ('auto' is float16, as the spec says for GPUs), quantization -> vLLM's
-methods (nf4/int4 -> in-flight ``bitsandbytes`` 4-bit, int8 -> ``fp8`` weights), ``device_mode: auto``
--> tensor parallelism over every visible GPU, ``options:`` -> any other engine argument
-(``max_model_len``, ``gpu_memory_utilization``, ...). Streaming steps vLLM's engine and yields the
-new text of each step. vLLM needs CUDA (and cannot be installed on CPU-only machines).
+The component's typed config maps onto vLLM's engine arguments (:func:`engine_args`): the source
+(:func:`mc_jupyter.drivers.sources.resolve_source`: revision, ``cache_dir`` -> ``download_dir``,
+``token`` -> ``hf_token``), precision -> ``dtype`` ('auto' is float16, as the spec says for GPUs),
+quantization -> vLLM's methods (nf4/int4 -> in-flight ``bitsandbytes`` 4-bit, int8 -> ``fp8``
+weights), ``device_mode: auto`` -> tensor parallelism over every visible GPU, ``options:`` -> any
+other engine argument (``max_model_len``, ``gpu_memory_utilization``, ...). The task owns prompts,
+messages and parameters (:func:`sampling_kwargs`); a conversation reaches vLLM as the text of the
+model's chat template (:func:`engine_prompt`). Streaming steps vLLM's engine and yields the new text
+of each step. vLLM needs CUDA (and cannot be installed on CPU-only machines).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
+from ..catalog import Device, DeviceMode, Precision, Quantization
 from ..devices import require_cuda
-from ..errors import DeviceError, InputError
-from .base import Driver, engine_params
+from ..errors import DeviceError
+from ..tasks.text_generation import ChatCompletionTask, GenerationParams, TextGenerationTask, chat_prompt
+from .sources import ModelSource, resolve_source
 
-_QUANTIZATION = {"none": None, "nf4": "bitsandbytes", "int4": "bitsandbytes", "int8": "fp8"}
-_DTYPE = {"auto": "float16", "float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
+_QUANTIZATION = {Quantization.NONE: None, Quantization.NF4: "bitsandbytes", Quantization.INT4: "bitsandbytes",
+                 Quantization.INT8: "fp8"}
 _ids = itertools.count()
 
 
-def engine_args(settings: Dict[str, Any], gpu_count: int) -> Dict[str, Any]:
-    """``vllm.LLM(**engine_args(...))`` for a component's settings."""
-    model = settings.get("model")
-    args: Dict[str, Any] = {}
-    if isinstance(model, dict):
-        if model.get("provider", "huggingface" if "repository" in model else "local") == "local":
-            args["model"] = model["path"]
-        else:
-            args["model"] = model["repository"]
-            if model.get("revision"):
-                args["revision"] = model["revision"]
-            if model.get("cache_dir"):
-                args["download_dir"] = model["cache_dir"]
-    else:
-        args["model"] = model
-    if settings.get("device") == "cpu":
+def vllm_dtype(precision: Precision) -> str:
+    """vLLM's ``dtype`` for a precision: 'auto' is float16 (the spec's GPU default), the others as named."""
+    return "float16" if precision == Precision.AUTO else precision.value
+
+
+def engine_args(config: Any, source: ModelSource, gpu_count: int) -> Dict[str, Any]:
+    """``vllm.LLM(**engine_args(...))`` for a component's typed ``config`` and its resolved ``source``."""
+    if config.device == Device.CPU:
         raise DeviceError("the vllm driver runs on CUDA GPUs here; use `driver: huggingface` for `device: cpu`.")
-    args["dtype"] = _DTYPE[settings.get("precision", "auto")]
-    quantization = _QUANTIZATION[settings.get("quantization", "none")]
+    args: Dict[str, Any] = {"model": source.location}
+    if not source.is_local:
+        revision = source.kwargs.get("revision")
+        if revision and revision != "main":
+            args["revision"] = revision
+        if source.kwargs.get("cache_dir"):
+            args["download_dir"] = source.kwargs["cache_dir"]
+        if source.kwargs.get("token"):
+            args["hf_token"] = source.kwargs["token"]
+    args["dtype"] = vllm_dtype(config.precision)
+    quantization = _QUANTIZATION[config.quantization]
     if quantization:
         args["quantization"] = quantization
-    args["tensor_parallel_size"] = gpu_count if settings.get("device_mode") == "auto" else 1
-    if settings.get("trust_remote_code"):
+    args["tensor_parallel_size"] = gpu_count if config.device_mode == DeviceMode.AUTO else 1
+    if config.trust_remote_code:
         args["trust_remote_code"] = True
-    args.update(settings.get("options") or {})
+    args.update(config.options or {})
     return args
 
 
-_NAMES = {"temperature": ("temperature", float), "top_p": ("top_p", float), "top_k": ("top_k", int),
-          "repetition_penalty": ("repetition_penalty", float), "min_output_length": ("min_tokens", int),
-          "num_return_sequences": ("n", int), "seed": ("seed", int)}
+#: The spec's parameter -> vLLM's ``SamplingParams`` name (``max_tokens`` and ``stop`` are every engine's).
+NAMES = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+         "repetition_penalty": "repetition_penalty", "min_output_length": "min_tokens",
+         "num_return_sequences": "n", "seed": "seed"}
 
 
-def sampling_kwargs(params: Dict[str, Any]) -> Dict[str, Any]:
-    """``vllm.SamplingParams(**sampling_kwargs(...))`` from the spec's generation parameters (0 is greedy)."""
-    return engine_params(params, _NAMES)
+def sampling_kwargs(params: GenerationParams) -> Dict[str, Any]:
+    """``vllm.SamplingParams(**sampling_kwargs(...))`` from the generation parameters (0 is greedy)."""
+    return params.engine(NAMES)
 
 
-class _Vllm(Driver):
-    streams = True
-    chat = False
+def engine_prompt(item: Any, tokenizer: Optional[Any] = None) -> str:
+    """What vLLM is handed for one item: a prompt as it is; a conversation (a list of messages from
+    :func:`normalise_messages`) through ``tokenizer``'s chat template (vLLM's ``LLM.get_tokenizer()``)."""
+    if isinstance(item, list):
+        return chat_prompt(tokenizer, item)
+    return item
+
+
+class _Vllm(TextGenerationTask):
+    #: vLLM schedules its own batches: a list goes to it whole unless ``batch_size`` says otherwise.
+    default_batch_size = 1 << 30
 
     def load(self) -> None:
         import torch
         from vllm import LLM
 
         require_cuda("vllm")
-        self.llm = LLM(**engine_args(self.settings, torch.cuda.device_count()))
+        source = resolve_source(self.config.model, self.config.task)
+        self.source_description = f"vllm: {source.description}"
+        self.llm = LLM(**engine_args(self.config, source, torch.cuda.device_count()))
         self.device = f"cuda × {self.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size}" \
             if hasattr(self.llm.llm_engine, "vllm_config") else "cuda"
-        self.dtype = _DTYPE[self.settings.get("precision", "auto")]
+        self.dtype = vllm_dtype(self.config.precision)
 
-    def params(self, fields: Dict[str, Any]):
+    def engine_input(self, item: Any) -> str:
+        return engine_prompt(item, self.llm.get_tokenizer() if self.chat else None)
+
+    def generate(self, items: List[Any], params: GenerationParams) -> List[Any]:
         from vllm import SamplingParams
-        merged = dict(fields.get("params") or {})
-        for key in ("max_output_length", "stop_sequences"):
-            if fields.get(key) is not None:
-                merged.setdefault(key, fields[key])
-        return SamplingParams(**sampling_kwargs(merged))
 
-    def prompt(self, fields: Dict[str, Any]) -> Any:
-        if self.chat:
-            messages = fields.get("messages")
-            if not messages:
-                raise InputError("chat-completion got no messages: give `messages:` with `role` and `content`.")
-            return self.llm.get_tokenizer().apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        text = fields.get("text", fields.get("prompt"))
-        if text is None:
-            raise InputError("text-generation got no prompt: give `text:` (or `prompt:`).")
-        return text
+        outputs = self.llm.generate([self.engine_input(item) for item in items],
+                                    SamplingParams(**sampling_kwargs(params)), use_tqdm=False)
+        texts = [[c.text for c in o.outputs] for o in outputs]
+        return [t[0] for t in texts] if params.sequences == 1 else texts
 
-    def run(self, fields: Dict[str, Any]) -> Any:
-        prompt = self.prompt(fields)
-        many = isinstance(prompt, list)
-        outputs = self.llm.generate(prompt if many else [prompt], self.params(fields), use_tqdm=False)
-        texts: List[str] = [o.outputs[0].text for o in outputs]
-        return texts if many else texts[0]
+    def generate_stream(self, item: Any, params: GenerationParams, stop: threading.Event) -> Iterator[str]:
+        from vllm import SamplingParams
 
-    def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[str]:
         engine = self.llm.llm_engine
         request_id = f"mc_jupyter-{next(_ids)}"
-        engine.add_request(request_id, self.prompt(fields), self.params(fields))
+        engine.add_request(request_id, self.engine_input(item), SamplingParams(**sampling_kwargs(params)))
         sent = 0
         try:
             while engine.has_unfinished_requests() and not stop.is_set():
@@ -125,8 +129,8 @@ class _Vllm(Driver):
 
 
 class VllmTextGeneration(_Vllm):
-    chat = False
+    pass
 
 
-class VllmChatCompletion(_Vllm):
-    chat = True
+class VllmChatCompletion(ChatCompletionTask, _Vllm):
+    pass
