@@ -677,8 +677,9 @@ def from_pretrained_calls(monkeypatch):
 
 
 def test_trust_remote_code_is_off_unless_the_yaml_turns_it_on(models, registry, from_pretrained_calls):
+    from mc_jupyter.config.schema import ModelComponent
     from mc_jupyter.drivers.placement import load_plan
-    assert "trust_remote_code" not in load_plan({"task": "text-generation"})["kwargs"]
+    assert "trust_remote_code" not in load_plan(ModelComponent(task="text-generation"))["kwargs"]
     plan = mc.compose(TRUSTING, registry=registry)
     model_calls = [c for c in from_pretrained_calls if c["_cls"] == "AutoModelForCausalLM"]
     assert model_calls and all(c.get("trust_remote_code", False) is False for c in from_pretrained_calls)

@@ -11,7 +11,9 @@
 
 The ONNX graph takes ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` if it declares
 it) and returns logits (classifier) or the last hidden state (embedder), as exported from a
-transformers model with ``torch.onnx.export``. Results have the Hugging Face driver's shapes.
+transformers model with ``torch.onnx.export``. The classes fill ``generate(texts, params)`` (see
+:mod:`mc_jupyter.drivers.custom`): the task layer reads ``text:``, lists and ``batch_size`` and gives
+results the Hugging Face driver's shapes.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import json
 import os
 from typing import Any, Dict, List
 
+from ..catalog import Device
 from ..drivers.custom import CustomModel
-from ..errors import InputError, MissingPackageError, ModelLoadError
+from ..errors import MissingPackageError, ModelLoadError
 
 
 class _OnnxText(CustomModel):
@@ -37,23 +40,16 @@ class _OnnxText(CustomModel):
                                  f"model.onnx, format: onnx}}`.")
         tokenizer = self.options.get("tokenizer") or os.path.dirname(self.model_path)
         self.tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(tokenizer))
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.settings.get("device") == "cuda" \
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.config.device == Device.CUDA \
             else ["CPUExecutionProvider"]
         self.session = onnxruntime.InferenceSession(self.model_path, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def outputs(self, texts: List[str], fields: Dict[str, Any]):
-        size = int((fields.get("params") or {}).get("batch_size") or self.settings.get("batch_size") or 32)
-        for start in range(0, len(texts), size):
-            enc = self.tokenizer(texts[start:start + size], return_tensors="np", padding=True, truncation=True)
-            feed = {name: enc[name].astype("int64") for name in self.input_names if name in enc}
-            yield enc, self.session.run(None, feed)[0]
-
-    def texts(self, fields: Dict[str, Any]) -> tuple[List[str], bool]:
-        text = fields.get("text")
-        if text is None:
-            raise InputError("this ONNX model got no text: give `text:`, e.g. `text: ${input.text}`.")
-        return ([str(t) for t in text], True) if isinstance(text, list) else ([str(text)], False)
+    def encode(self, texts: List[str], max_length: Any = None):
+        """The tokenizer's arrays for a batch, and the graph's first output for them."""
+        enc = self.tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=max_length)
+        feed = {name: enc[name].astype("int64") for name in self.input_names if name in enc}
+        return enc, self.session.run(None, feed)[0]
 
     def info(self) -> Dict[str, Any]:
         return {"device": "onnxruntime · " + self.session.get_providers()[0].replace("ExecutionProvider", "").lower(),
@@ -68,43 +64,38 @@ class OnnxTextClassifier(_OnnxText):
 
     def load(self) -> None:
         super().load()
-        labels = self.options.get("labels") or self.settings.get("labels")
+        labels = self.options.get("labels") or self.config.labels
         config = os.path.join(os.path.dirname(self.model_path), "config.json")
         if not labels and os.path.exists(config):
             with open(config) as f:
                 id2label = json.load(f).get("id2label") or {}
             labels = [id2label[k] for k in sorted(id2label, key=int)]
-        self.labels = labels
+        self.labels = [labels[i] for i in sorted(labels)] if isinstance(labels, dict) else labels
 
-    def run(self, fields: Dict[str, Any]) -> Any:
+    def generate(self, texts: List[str], params: Any) -> List[List[float]]:
+        """A row of softmax probabilities per text."""
         import numpy as np
 
-        texts, many = self.texts(fields)
-        results = []
-        for _, logits in self.outputs(texts, fields):
-            e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probs = e / e.sum(axis=-1, keepdims=True)
-            names = self.labels or [f"LABEL_{i}" for i in range(probs.shape[-1])]
-            for row in probs.tolist():
-                best = int(np.argmax(row))
-                results.append({"label": names[best], "score": row[best], "label_id": best,
-                                "scores": dict(zip(names, row))})
-        return results if many else results[0]
+        _, logits = self.encode(texts, params.max_input_length)
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).tolist()
 
 
 class OnnxTextEmbedding(_OnnxText):
-    """last hidden state -> mean pooled, L2-normalised ``{embedding, dimensions}``."""
+    """last hidden state -> pooled (``params.pooling``, mean by default), L2-normalised ``{embedding, dimensions}``."""
 
-    def run(self, fields: Dict[str, Any]) -> Any:
+    def generate(self, texts: List[str], params: Any) -> List[List[float]]:
+        """A pooled (mean, cls or max) and, unless ``normalize: false``, L2-normalised vector per text."""
         import numpy as np
 
-        texts, many = self.texts(fields)
-        normalize = (fields.get("params") or {}).get("normalize", True)
-        vectors = []
-        for enc, hidden in self.outputs(texts, fields):
-            mask = enc["attention_mask"][..., None].astype(hidden.dtype)
+        enc, hidden = self.encode(texts, params.max_input_length)
+        mask = enc["attention_mask"][..., None].astype(hidden.dtype)
+        if params.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif params.pooling == "max":
+            pooled = np.where(mask > 0, hidden, np.finfo(hidden.dtype).min).max(axis=1)
+        else:
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            if normalize:
-                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            vectors += [{"embedding": row, "dimensions": len(row)} for row in pooled.tolist()]
-        return vectors if many else vectors[0]
+        if params.normalize:
+            pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return pooled.tolist()

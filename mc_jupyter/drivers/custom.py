@@ -16,13 +16,20 @@ The YAML names the class with ``class:``, as ``package.module:Class`` or ``path/
 The protocol (duck-typed; see :class:`CustomModel` for a documented base to subclass):
 
 ``__init__(self, settings)``  the component's load settings (``model``, ``options``, ``device``, ...);
-                              ``settings["model_path"]`` is the resolved local path of ``model:``
+                              ``settings["model_path"]`` is the resolved local path of ``model:``;
+                              a :class:`CustomModel` also gets ``self.config``, the typed config
 ``load(self)``                load weights (called once per compose that loads it)
 ``run(self, fields)``         one action: ``fields`` are its evaluated fields (``text``, ``params``...);
                               return the task's result (dialect §5 shapes show best)
 ``stream(self, fields, stop)`` optional: yield text chunks; stop soon after ``stop.is_set()``
 ``unload(self)``              optional: free what ``load`` took
 ``info(self)``                optional: ``{"device", "dtype", "parameters", "memory_bytes"}`` for the status
+
+Instead of ``run``, a class may fill ``generate(self, items, params)``: then the component's task
+(:mod:`mc_jupyter.tasks`) owns the fields, single-or-list, batches and the result's shape, as for a
+built-in backend, and ``generate`` gets one batch of items (texts, images) and the task's typed
+parameters, and returns one output per item (a probability row for text-classification, with the
+class's ``labels``; a vector for text-embedding; ...). The shipped ONNX classes do this.
 """
 
 from __future__ import annotations
@@ -32,15 +39,32 @@ import importlib.util
 import os
 import sys
 import threading
-from typing import Any, Dict, Iterator, Optional
+from enum import Enum
+from typing import Any, Dict, Iterator, List, Optional
 
-from .sources import model_path
+from ..catalog import Task
+from ..config.schema import _LOAD_FIELDS
 from ..errors import ConfigError, ModelLoadError
 from .base import Driver
+from .sources import model_path
+
+#: The task a class with ``generate(items, params)`` runs under, imported when one is used.
+TASK_CLASSES: Dict[str, str] = {
+    Task.TEXT_CLASSIFICATION: "mc_jupyter.tasks.classification:TextClassificationTask",
+    Task.TEXT_EMBEDDING: "mc_jupyter.tasks.embedding:TextEmbeddingTask",
+    Task.IMAGE_TO_TEXT: "mc_jupyter.tasks.image_to_text:ImageToTextTask",
+    Task.IMAGE_GENERATION: "mc_jupyter.tasks.image_generation:ImageGenerationTask",
+    Task.IMAGE_UPSCALE: "mc_jupyter.tasks.upscale:ImageUpscaleTask",
+    Task.FACE_EMBEDDING: "mc_jupyter.tasks.face_embedding:FaceEmbeddingTask",
+}
 
 
 class CustomModel:
     """An optional base for custom models: fill :meth:`load` and :meth:`run` (and :meth:`stream`)."""
+
+    #: The component's validated, typed config (``config.device``, ``config.labels``), set by the driver
+    #: before :meth:`load`; ``settings`` is the same as written, a plain dict.
+    config: Any = None
 
     def __init__(self, settings: Dict[str, Any]):
         self.settings = settings
@@ -60,26 +84,41 @@ class CustomModel:
         return {}
 
 
+def user_settings(config: Any) -> Dict[str, Any]:
+    """The component's load settings as the user wrote them, a plain dict (what ``ComponentSpec.settings``
+    holds): the typed config's fields that were set, by their YAML names, enum values as plain text."""
+    written = config.model_dump(by_alias=True, exclude_unset=True, mode="python")
+    settings = dict({"task": config.task, "driver": config.driver},
+                    **{k: v for k, v in written.items() if k in _LOAD_FIELDS}, type=config.type)
+    return {k: v.value if isinstance(v, Enum) else v for k, v in settings.items()}
+
+
 class CustomDriver(Driver):
-    def __init__(self, component_id: str, settings: Dict[str, Any]):
-        super().__init__(component_id, settings)
+    def __init__(self, component_id: str, config: Any):
+        super().__init__(component_id, config)
         self.impl: Any = None
+        self.delegate: Any = None
 
     def load(self) -> None:
-        target = self.settings.get("class")
+        target = self.config.class_
         if not target:
             raise ConfigError(f"component `{self.component_id}` uses `driver: custom` but names no `class:`",
                               hint="Add `class: package.module:ClassName` or `class: ./my_model.py:ClassName`.")
         cls = load_class(str(target))
-        settings = dict(self.settings, model_path=model_path(self.settings.get("model")))
-        self.impl = cls(settings)
-        for method in ("load", "run"):
+        self.impl = cls(dict(user_settings(self.config), model_path=model_path(self.config.model)))
+        if isinstance(self.impl, CustomModel):
+            self.impl.config = self.config
+        generates = callable(getattr(self.impl, "generate", None)) and self.config.task in TASK_CLASSES
+        for method in ("load",) if generates else ("load", "run"):
             if not callable(getattr(self.impl, method, None)):
                 raise ConfigError(f"`{target}` has no `{method}()` method; a custom model needs load() and "
-                                  f"run(fields), and may have stream(fields, stop) and unload().",
+                                  f"run(fields) (or generate(items, params)), and may have stream(fields, stop) "
+                                  f"and unload().",
                                   hint="See the protocol in mc_jupyter.drivers.custom (or subclass "
                                        "mc_jupyter.drivers.custom.CustomModel).")
         self.impl.load()
+        if generates:
+            self.delegate = _task_over(self.impl, self.component_id, self.config)
         self.streams = callable(getattr(self.impl, "stream", None))
         info = self.impl.info() if callable(getattr(self.impl, "info", None)) else {}
         self.device = info.get("device", "custom")
@@ -88,7 +127,7 @@ class CustomDriver(Driver):
         self.source_description = f"custom: {target}"
 
     def run(self, fields: Dict[str, Any]) -> Any:
-        return self.impl.run(fields)
+        return self.delegate.run(fields) if self.delegate is not None else self.impl.run(fields)
 
     def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[Any]:
         return self.impl.stream(fields, stop)
@@ -96,7 +135,29 @@ class CustomDriver(Driver):
     def unload(self) -> None:
         if self.impl is not None and callable(getattr(self.impl, "unload", None)):
             self.impl.unload()
-        self.impl = None
+        self.impl = self.delegate = None
+
+
+class _Delegating:
+    """The task's backend hook, ``generate``, is the user's object's."""
+
+    impl: Any
+
+    def generate(self, items: List[Any], params: Any) -> List[Any]:
+        return list(self.impl.generate(items, params))
+
+
+def _task_over(impl: Any, component_id: str, config: Any) -> Any:
+    """The component's task over the user's loaded object: its ``generate``, and what the task reads of a
+    backend (the task's ``backend_attributes``: ``labels``, ``native_scale``, ...) where the object has them."""
+    module, _, name = TASK_CLASSES[config.task].partition(":")
+    task_cls = getattr(importlib.import_module(module), name)
+    task = type(f"Custom{name}", (_Delegating, task_cls), {})(component_id, config)
+    task.impl = impl
+    for attribute in getattr(task_cls, "backend_attributes", ()):
+        if hasattr(impl, attribute):
+            setattr(task, attribute, getattr(impl, attribute))
+    return task
 
 
 def load_class(target: str) -> type:

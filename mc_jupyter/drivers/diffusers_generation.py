@@ -1,4 +1,4 @@
-"""image-generation through diffusers: ``${result}`` is a PIL image (a list when more are asked for).
+"""image-generation through diffusers (the task: :mod:`mc_jupyter.tasks.image_generation`): PIL images.
 
 ``architecture:`` picks the pipeline class (sdxl, flux, hunyuan); without it the folder's
 ``model_index.json`` names it, and any diffusers text-to-image pipeline loads.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import inspect
 from typing import Any, Dict, List, Optional
 
+from ..catalog import Quantization
 from ..devices import module_bytes, parameter_count
 from ..errors import InputError, ModelLoadError, NotAvailableError
-from .base import Driver, number
+from ..tasks.image_generation import ImageGenerationTask, ImageParams
+from ..tasks.base import Call
 from .hf_common import _from_pretrained, _placement
 from .sources import resolve_source
 
@@ -19,10 +21,10 @@ from .sources import resolve_source
 PIPELINES: Dict[str, str] = {"sdxl": "StableDiffusionXLPipeline", "flux": "FluxPipeline",
                              "hunyuan": "HunyuanDiTPipeline"}
 
-#: ``params:`` name -> (pipeline ``__call__`` argument, cast)
-_CALL_PARAMS = {"width": ("width", int), "height": ("height", int), "num_inference_steps": ("num_inference_steps", int),
-                "guidance_scale": ("guidance_scale", float), "negative_prompt": ("negative_prompt", str),
-                "num_images": ("num_images_per_prompt", int)}
+#: ``params:`` name -> the pipeline ``__call__`` argument that takes it
+_CALL_ARGUMENTS = {"width": "width", "height": "height", "num_inference_steps": "num_inference_steps",
+                   "guidance_scale": "guidance_scale", "negative_prompt": "negative_prompt",
+                   "num_images": "num_images_per_prompt"}
 
 
 class ModelIndex:
@@ -34,31 +36,31 @@ class ModelIndex:
         return DiffusionPipeline.load_config(location, **kwargs)
 
 
-def refusal(settings: Dict[str, Any]) -> Optional[NotAvailableError]:
-    """What image-generation refuses in these settings before loading (a ``--dry-run`` says it too)."""
-    if settings.get("quantization", "none") != "none":
-        return NotAvailableError(f"`quantization: {settings['quantization']}` is not built for image-generation.\n"
+def refusal(config: Any) -> Optional[NotAvailableError]:
+    """What image-generation refuses in a typed ``config`` before loading (a ``--dry-run`` says it too)."""
+    if config.quantization != Quantization.NONE:
+        return NotAvailableError(f"`quantization: {config.quantization}` is not built for image-generation.\n"
                                  f"  Remove it, or use `precision: float16` to halve the memory.")
     return None
 
 
-class ImageGeneration(Driver):
+class ImageGeneration(ImageGenerationTask):
     def load(self) -> None:
         import diffusers
         import torch
 
         from .placement import load_plan
 
-        refused = refusal(self.settings)
+        refused = refusal(self.config)
         if refused is not None:
             raise refused
-        source = resolve_source(self.settings.get("model"), self.settings["task"])
+        source = resolve_source(self.config.model, self.config.task)
         self.source_description = source.description
         if source.kwargs.get("use_safetensors") is False:   # a pipeline's weights sit in subfolders, which
             del source.kwargs["use_safetensors"]            # resolve_source does not look in: let diffusers pick
-        plan = load_plan(self.settings)
+        plan = load_plan(self.config)
         found = _from_pretrained(ModelIndex, source, dict(source.kwargs)).get("_class_name", "")
-        architecture = self.settings.get("architecture")
+        architecture = self.config.architecture
         if architecture and found != PIPELINES[architecture]:
             raise ModelLoadError(
                 f"`architecture: {architecture}` loads a {PIPELINES[architecture]}, but `{source.location}` holds "
@@ -82,43 +84,35 @@ class ImageGeneration(Driver):
         self.parameters = sum(parameter_count(m) for m in modules)
         self.memory_bytes = sum(module_bytes(m) for m in modules)
 
-    def run(self, fields: Dict[str, Any]) -> Any:
+    def check(self, call: Call) -> None:
+        """The pipeline's ``__call__`` arguments for the action's params (one it lacks is an error), and the
+        seeded generator every batch of the action draws from."""
         import torch
 
-        prompt = fields.get("prompt") if fields.get("prompt") is not None else fields.get("text")
-        if prompt is None:
-            raise InputError("image-generation got no prompt: give `prompt:`, e.g. `prompt: ${input.prompt as text}`.")
-        many = isinstance(prompt, list)
-        prompts = [str(p) for p in prompt] if many else [str(prompt)]
-        count = self.number(fields, "num_images", 1, int, 1) or 1
-        arguments = self._call_arguments(fields)
-        seed = self.number(fields, "seed")
-        generator = torch.Generator(self.generator_device).manual_seed(seed) if seed is not None else None
-        images: List[Any] = []
-        for batch in self.batches(prompts, fields, default=1):
-            images += self.pipeline(prompt=batch, generator=generator, **arguments).images
-        per_prompt = [images[i * count:(i + 1) * count] for i in range(len(prompts))]
-        results = [group if count > 1 else group[0] for group in per_prompt]
-        return results if many else results[0]
-
-    def _call_arguments(self, fields: Dict[str, Any]) -> Dict[str, Any]:
-        """The pipeline's ``__call__`` arguments for the action's params; one it lacks is an error."""
+        params: ImageParams = call.params
         arguments: Dict[str, Any] = {}
-        for name, (argument, cast) in _CALL_PARAMS.items():
-            value = self.param(fields, name)
-            if value is not None:
-                if argument not in self.call_arguments:
-                    raise InputError(f"`{name}: {value}` cannot be given to {type(self.pipeline).__name__}, which "
-                                     f"takes no `{argument}`.\n  Remove `{name}` from the action.")
-                arguments[argument] = number(value, name, cast, 1 if cast is int else 0) if cast in (int, float) \
-                    else cast(value)
+        for name, value in params.values.items():
+            argument = _CALL_ARGUMENTS[name]
+            if argument not in self.call_arguments:
+                raise InputError(f"`{name}: {value}` cannot be given to {type(self.pipeline).__name__}, which "
+                                 f"takes no `{argument}`.\n  Remove `{name}` from the action.")
+            arguments[argument] = value
         if "negative_prompt" in arguments and "true_cfg_scale" in self.call_arguments:
             # Flux reads a negative prompt only under true classifier-free guidance (scale > 1), which
             # runs the transformer twice a step; 4.0 is diffusers' documented example value
             arguments["true_cfg_scale"] = max(float(arguments.get("guidance_scale", 4.0)), 1.5)
         if "use_resolution_binning" in self.call_arguments:   # HunyuanDiT: else it snaps to a trained size
             arguments["use_resolution_binning"] = False
-        return arguments
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(self.generator_device).manual_seed(params.seed)
+        params.backend.update(arguments=arguments, generator=generator)
+
+    def generate(self, prompts: List[str], params: ImageParams) -> List[Any]:
+        images = self.pipeline(prompt=prompts, generator=params.backend["generator"],
+                               **params.backend["arguments"]).images
+        count = params.count
+        return [images[i * count:(i + 1) * count] for i in range(len(prompts))]
 
     def unload(self) -> None:
         if hasattr(self, "pipeline"):   # the registry collects and empties the device caches after

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ModelLoadError
+from .sources import GET_PACK
 
 #: Where the five ArcFace landmarks (eyes, nose tip, mouth corners) sit in a 112x112 crop.
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -33,28 +34,6 @@ KNOWN_FILES = ("det_10g.onnx", "w600k_r50.onnx", "det_500m.onnx", "w600k_mbf.onn
                "scrfd_10g_bnkps.onnx", "glintr100.onnx")
 DETECTOR = "SCRFD face detector (an ONNX model with 9 or 15 outputs: scores, boxes, landmarks per stride)"
 RECOGNIZER = "ArcFace recogniser (an ONNX model with a 1x3x112x112 input and one output)"
-GET_PACK = ("Download the pack from the InsightFace releases "
-            "(https://github.com/deepinsight/insightface/releases/download/v0.7/{name}.zip) and unzip it "
-            "into ~/.insightface/models/{name}/ (or $INSIGHTFACE_HOME/models/{name}/), or give "
-            "`model: {{provider: local, path: /folder/with/the/onnx/files}}`.")
-
-
-def pack_folders(name: str) -> List[str]:
-    """The folders looked in for pack ``name``: $INSIGHTFACE_HOME/models, then ~/.insightface/models."""
-    roots = [os.environ["INSIGHTFACE_HOME"]] if os.environ.get("INSIGHTFACE_HOME") else []
-    roots.append("~/.insightface")
-    return list(dict.fromkeys(os.path.join(os.path.expanduser(r), "models", name) for r in roots))
-
-
-def find_pack(name: str) -> str:
-    """The first of :func:`pack_folders` that holds ONNX files, or a ModelLoadError listing them all."""
-    folders = pack_folders(name)
-    for folder in folders:
-        if os.path.isdir(folder) and any(f.endswith(".onnx") for f in os.listdir(folder)):
-            return folder
-    looked = "\n".join(f"    {f}" for f in folders)
-    raise ModelLoadError(f"the face model pack `{name}` was not found; looked in:\n{looked}\n  "
-                         + GET_PACK.format(name=name))
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""What every Hugging Face driver shares: where the weights are, and how they are loaded."""
+"""What every Hugging Face driver shares: where the weights are, and how they are loaded.
+
+:class:`HFDriver` is a backend mixin: a transformers backend is ``class X(HFDriver, SomeTask)``, the task
+(:mod:`mc_jupyter.tasks`) owning the fields, lists and batches, this class the load and unload.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import logging
 import os
 from typing import Any, Dict, Optional
 
+from ..catalog import Quantization
 from ..devices import module_bytes, parameter_count
 from ..errors import ModelLoadError
 from ..secrets import scrub
 from .base import Driver
-from .sources import (ModelSource, broken_weights, cached_snapshot, download_command, hub_access, not_cached, quiet_hub,
-                      resolve_source)
+from .sources import (ModelSource, broken_weights, cached_snapshot, config_source, download_command, hub_access,
+                      not_cached, quiet_hub)
+
 
 class HFDriver(Driver):
     """Loads a tokenizer and a transformers Auto class, honouring the source, device, precision,
@@ -28,12 +34,10 @@ class HFDriver(Driver):
 
         from .placement import load_plan, placement
 
-        source = resolve_source(self.settings.get("model"), self.settings["task"])
-        if self.settings.get("trust_remote_code"):   # the tokenizer and processors run repository code too
-            source.kwargs["trust_remote_code"] = True
+        source = config_source(self.config)
         self.source, self.source_description = source, source.description
-        plan = load_plan(self.settings)
-        adapters = self.settings.get("peft_adapters") or []
+        plan = load_plan(self.config)
+        adapters = self.config.peft_adapters or []
         bar = tqdm(total=3 + len(adapters), desc=f"Loading {self.component_id}", unit="step", leave=False)
         try:
             bar.set_postfix_str("tokenizer")
@@ -58,19 +62,18 @@ class HFDriver(Driver):
             bar.close()
         self.device = ",".join(self.placement) if self.placement else _placement(self.model, plan["device"])
         self.dtype = str(plan["dtype"]).replace("torch.", "")
-        quantization = self.settings.get("quantization", "none")
-        if quantization != "none":
-            self.dtype += f" · {quantization}"
+        if self.config.quantization != Quantization.NONE:
+            self.dtype += f" · {self.config.quantization}"
         self.parameters = parameter_count(self.model)
         self.memory_bytes = module_bytes(self.model)
         self.after_load()
 
-    def reconfigure(self, settings: Dict[str, Any]) -> None:
+    def reconfigure(self, config: Any) -> None:
         """New adapter weights on the loaded model (nothing is reloaded)."""
-        super().reconfigure(settings)
-        if settings.get("peft_adapters"):
+        super().reconfigure(config)
+        if config.peft_adapters:
             from .adapters import apply_weights
-            apply_weights(self.model, settings["peft_adapters"])
+            apply_weights(self.model, config.peft_adapters)
 
     def info(self) -> Dict[str, Any]:
         out = super().info()

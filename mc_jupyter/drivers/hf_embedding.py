@@ -1,6 +1,5 @@
-"""text-embedding: pooled (mean, cls or max) and, by default, L2-normalised sentence vectors.
-
-``${result}`` is ``{embedding: [floats], dimensions}`` (a list of those for a list). For a
+"""text-embedding through a transformers encoder (the task: :mod:`mc_jupyter.tasks.embedding`): pooled
+(mean, cls or max) and, by default, L2-normalised sentence vectors. For a
 sentence-transformers folder the pooling mode and normalisation are read from its own files, so
 all-MiniLM-L6-v2 gives the vectors sentence-transformers gives.
 """
@@ -9,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
-from ..errors import InputError
+from ..tasks.embedding import EmbeddingParams, TextEmbeddingTask
 from .hf_common import HFDriver
 from .sources import local_file
 
 
-class TextEmbedding(HFDriver):
+class TextEmbedding(HFDriver, TextEmbeddingTask):
     auto_class = "AutoModel"
 
     def after_load(self) -> None:
@@ -24,29 +23,17 @@ class TextEmbedding(HFDriver):
         folder = os.path.dirname(modules) if modules else None
         self.default_pooling, self.default_normalize = _sentence_transformers_defaults(folder)
 
-    def run(self, fields: Dict[str, Any]) -> Any:
+    def generate(self, texts: List[str], params: EmbeddingParams) -> List[Any]:
         import torch
 
-        text = fields.get("text")
-        if text is None:
-            raise InputError("text-embedding got no text: give `text:`, e.g. `text: ${input.text}`.")
-        many = isinstance(text, list)
-        texts = [str(t) for t in text] if many else [str(text)]
-        pooling = self.param(fields, "pooling", self.default_pooling)
-        normalize = self.param(fields, "normalize", self.default_normalize)
-        max_len = self.number(fields, "max_input_length", None, int, 0) or None
-        vectors: List[Dict[str, Any]] = []
-        for batch in self.batches(texts, fields):
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=max_len).to(self.model.device)
-            with torch.inference_mode():
-                hidden = self.model(**enc).last_hidden_state.float()
-            pooled = pool(hidden, enc["attention_mask"], pooling)
-            if normalize in (True, "true", "True"):
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-            for row in pooled.cpu().tolist():
-                vectors.append({"embedding": row, "dimensions": len(row)})
-        return vectors if many else vectors[0]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
+                             max_length=params.max_input_length).to(self.model.device)
+        with torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state.float()
+        pooled = pool(hidden, enc["attention_mask"], params.pooling)
+        if params.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled.cpu().tolist()
 
 
 def pool(hidden, mask, mode: str):

@@ -1,11 +1,9 @@
-"""image-to-text: a caption for each image, through the model's own ``generate``.
+"""image-to-text through a captioning model's own ``generate`` (the task: :mod:`mc_jupyter.tasks.image_to_text`).
 
 transformers 5 has no image-to-text pipeline, so this is the pipeline: the image processor makes
-``pixel_values``, the model generates, and ``${result}`` is the new tokens decoded (without the
-prompt); a list of images gives a list, run in batches of ``batch_size``. A ``prompt:`` is a text
-prefix the caption continues (conditional captioning). The generation parameters are those of
-text-generation (:func:`hf_generation.generate_kwargs`): ``temperature: 0`` is greedy; without
-``max_output_length`` a caption has at most 50 tokens.
+``pixel_values``, the model generates, and the caption is the new tokens decoded (without the
+prompt). The generation parameters are those of text-generation (``GenerationParams.transformers``):
+``temperature: 0`` is greedy; without ``max_output_length`` a caption has at most 50 tokens.
 """
 
 from __future__ import annotations
@@ -13,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import InputError, ModelLoadError
-from ..media import load_image
+from ..errors import ModelLoadError
+from ..tasks.image_to_text import CaptionParams, ImageToTextTask
+from ..tasks.text_generation import GenerationParams
 from .hf_common import HFDriver, _from_pretrained
-from .sources import ModelSource, resolve_source
-from .hf_generation import check_length, generate_kwargs, group_sequences
-
-DEFAULT_CAPTION_TOKENS = 50   # a caption is a sentence: without `max_output_length`, stop here
+from .hf_generation import check_length, group_sequences, seed_torch
+from .sources import ModelSource, config_source
 
 
 @dataclass(frozen=True)
@@ -36,15 +33,13 @@ ARCHITECTURE_CLASSES: Dict[str, Architecture] = {
 }
 
 
-class ImageToText(HFDriver):
+class ImageToText(HFDriver, ImageToTextTask):
     """``image:`` (one or a list) and an optional ``prompt:`` -> caption text."""
 
     architecture: str
 
     def load(self) -> None:
-        source = resolve_source(self.settings.get("model"), self.settings["task"])
-        if self.settings.get("trust_remote_code"):
-            source.kwargs["trust_remote_code"] = True
+        source = config_source(self.config)
         self.architecture = self._architecture(source)
         self.auto_class = ARCHITECTURE_CLASSES[self.architecture].model_class
         super().load()
@@ -55,7 +50,7 @@ class ImageToText(HFDriver):
 
         model_type = _from_pretrained(AutoConfig, source, _processor_kwargs(source)).model_type
         found = next((name for name, arch in ARCHITECTURE_CLASSES.items() if arch.model_type == model_type), None)
-        asked = self.settings.get("architecture")
+        asked = self.config.architecture
         expected = ", ".join(f"{name} (model_type `{arch.model_type}`)" for name, arch in ARCHITECTURE_CLASSES.items())
         if found is None:
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not an image captioner: "
@@ -78,26 +73,23 @@ class ImageToText(HFDriver):
             del self.image_processor
         super().unload()
 
-    def run(self, fields: Dict[str, Any]) -> Any:
-        import torch
-
-        images, many = _images(fields)
-        prompt = fields.get("prompt", fields.get("text"))
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError(f"image-to-text takes one `prompt:` text for every image, not a "
-                             f"{type(prompt).__name__}.\n  Give a text such as `a photo of`, or leave it out.")
-        kwargs = generate_kwargs(self, fields, self.tokenizer, DEFAULT_CAPTION_TOKENS)
+    def generation_arguments(self, generation: GenerationParams) -> Dict[str, Any]:
+        seed_torch(generation)
+        kwargs = generation.transformers(self.tokenizer)
         if self.architecture == "blip":
             del kwargs["pad_token_id"]   # BLIP's generate passes its own
+        return kwargs
+
+    def generate(self, images: List[Any], params: CaptionParams) -> List[Any]:
+        import torch
+
+        kwargs = params.generation
+        inputs, prefix = self.encode(images, params.prompt)
+        check_length(self.model, prefix, kwargs["max_new_tokens"])
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
         n = int(kwargs.get("num_return_sequences", 1))
-        captions: List[Any] = []
-        for batch in self.batches(images, fields, default=8):
-            inputs, prefix = self.encode(batch, prompt or None)
-            check_length(self.model, prefix, kwargs["max_new_tokens"])
-            with torch.inference_mode():
-                out = self.model.generate(**inputs, **kwargs)
-            captions.extend(group_sequences(self.tokenizer.batch_decode(out[:, prefix:], skip_special_tokens=True), n))
-        return captions if many else captions[0]
+        return group_sequences(self.tokenizer.batch_decode(out[:, prefix:], skip_special_tokens=True), n)
 
     def encode(self, images: List[Any], prompt: Optional[str]) -> Tuple[Dict[str, Any], int]:
         """``generate``'s inputs for a batch, and how many leading output tokens are not the caption."""
@@ -115,16 +107,6 @@ class ImageToText(HFDriver):
         inputs[ARCHITECTURE_CLASSES[self.architecture].prompt_key] = torch.tensor([ids] * len(images),
                                                                                   device=self.model.device)
         return inputs, len(prefix)
-
-
-def _images(fields: Dict[str, Any]) -> Tuple[List[Any], bool]:
-    """The action's images as RGB PIL images (from anything ``as image`` reads), and whether it was a list."""
-    image = fields.get("image")
-    if image is None:
-        raise InputError("image-to-text got no image: give `image:` in the component, "
-                         "e.g. `image: ${input.image as image}`.")
-    many = isinstance(image, (list, tuple))
-    return [load_image(item).convert("RGB") for item in (image if many else [image])], many
 
 
 def _processor_kwargs(source: ModelSource) -> Dict[str, Any]:

@@ -1,6 +1,6 @@
 """Where a model's weights go and in what form: device, device_mode, precision, quantization.
 
-One function turns the component's settings into ``from_pretrained`` keyword arguments, so loading
+One function turns the component's typed config into ``from_pretrained`` keyword arguments, so loading
 (:mod:`hf_common`) and memory planning (:mod:`mc_jupyter.planning`) read them the same way.
 """
 
@@ -8,41 +8,42 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from ..catalog import DeviceMode, Quantization
 from ..devices import resolve_dtype, resolve_placement
 
 #: Bytes a quantized Linear weight takes per parameter (4-bit: packed, plus one absmax per 64).
 QUANT_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 64, "nf4": 0.5 + 4 / 64}
 
 
-def load_plan(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """``{device, dtype, kwargs, single}``: what ``from_pretrained`` gets for these settings."""
-    device, precision = resolve_placement(settings)   # refuses what a --dry-run says it would refuse
+def load_plan(config: Any) -> Dict[str, Any]:
+    """``{device, dtype, kwargs, single}``: what ``from_pretrained`` gets for a typed model ``config``."""
+    device, precision = resolve_placement(config)   # refuses what a --dry-run says it would refuse
     dtype = resolve_dtype(precision, device)
     kwargs: Dict[str, Any] = {"dtype": dtype}
-    quantization = settings.get("quantization", "none")
-    device_mode = settings.get("device_mode", "single")
-    if quantization != "none":
+    quantization = config.quantization
+    if quantization != Quantization.NONE:
         kwargs["quantization_config"] = quantization_config(quantization, dtype)
-    if device_mode == "auto":
+    if config.device_mode == DeviceMode.AUTO:
         kwargs["device_map"] = "auto" if device != "cpu" else {"": "cpu"}
-        if settings.get("max_memory"):
+        if config.max_memory:
             kwargs["device_map"] = "auto"
-            kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in settings["max_memory"].items()}
-    elif quantization != "none":
+            kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in config.max_memory.items()}
+    elif quantization != Quantization.NONE:
         kwargs["device_map"] = {"": device}   # bitsandbytes models cannot be moved with .to() after loading
-    if settings.get("low_cpu_mem_usage"):
+    if config.low_cpu_mem_usage:
         kwargs["low_cpu_mem_usage"] = True
-    if settings.get("trust_remote_code"):
+    if config.trust_remote_code:
         kwargs["trust_remote_code"] = True
     return {"device": device, "dtype": dtype, "kwargs": kwargs, "single": "device_map" not in kwargs}
 
 
-def quantization_config(quantization: str, dtype: Any):
+def quantization_config(quantization: Quantization, dtype: Any):
     from transformers import BitsAndBytesConfig
 
-    if quantization == "int8":
+    if quantization == Quantization.INT8:
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4" if quantization == "int4" else "nf4",
+    return BitsAndBytesConfig(load_in_4bit=True,
+                              bnb_4bit_quant_type="fp4" if quantization == Quantization.INT4 else "nf4",
                               bnb_4bit_compute_dtype=dtype)
 
 

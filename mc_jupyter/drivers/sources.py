@@ -6,6 +6,10 @@
 (:func:`provider_of`, the one rule). :func:`resolve_source` gives ``from_pretrained``'s location and
 keyword arguments (:func:`hub_kwargs` the ones the hub's own download functions take), the packaged
 copy of an embedded model, and the hub's cache layout, offline and unreachable cases.
+
+Two tasks name their weights by other means, resolved here too: an upscaler's published weights file
+(``RealESRGAN_x4plus``: :func:`find_weights`, looked for in :func:`weights_folders`, then in its hub
+mirror, :data:`PUBLISHED`) and an InsightFace pack (``buffalo_l``: :func:`pack_folder`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import os
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..binding import Scope, parse_template, render
 from ..catalog import DEFAULT_MODELS, EMBEDDED_MODELS
+from ..config.schema import HubSource, LocalSource
 from ..errors import ModelLoadError
 from ..secrets import scrub
 
@@ -58,18 +63,30 @@ class ModelSource:
     is_local: bool = False
 
 
-def resolve_source(model: Any, task: str) -> ModelSource:
-    """Turn the ``model:`` field (string or mapping) into a :class:`ModelSource`."""
+def config_source(config: Any) -> ModelSource:
+    """A model component's ``model:`` (its typed ``config``) as a :class:`ModelSource`, with
+    ``trust_remote_code`` passed on (the tokenizer and processors run repository code too)."""
+    source = resolve_source(config.model, config.task)
+    if config.trust_remote_code:
+        source.kwargs["trust_remote_code"] = True
+    return source
+
+
+def resolve_source(model: Any, task: Optional[str] = None) -> ModelSource:
+    """Turn a ``model:`` field (string or mapping) into a :class:`ModelSource`; without one, the task's
+    default model (an adapter's ``model:``, which has no task, is required)."""
     if model is None:
-        model = DEFAULT_MODELS.get(task)
+        model = DEFAULT_MODELS.get(task) if task else None
         if model is None:
-            raise ModelLoadError(f"task `{task}` has no default model: add `model:` with a hub id or a path.")
+            what = f"task `{task}` has no default model" if task else "no `model:` is given"
+            raise ModelLoadError(f"{what}: add `model:` with a hub id or a path.")
     if isinstance(model, str):
         if is_local_path(model):
             return _local(model, "pytorch")
         return _hub({"repository": model})
     if provider_of(model) == "local":
-        return _local(model["path"], model.get("format", "pytorch"))
+        local = LocalSource.model_validate(model)
+        return _local(local.path, local.format)
     return _hub(model)
 
 
@@ -90,19 +107,20 @@ def _has(folder: str, suffix: str) -> bool:
     return any(name.endswith(suffix) for name in os.listdir(folder))
 
 
-def _hub(spec: Dict[str, Any]) -> ModelSource:
-    repo = spec["repository"]
-    kwargs: Dict[str, Any] = {"revision": str(spec.get("revision") or "main")}
-    if spec.get("cache_dir"):
-        kwargs["cache_dir"] = os.path.expanduser(str(spec["cache_dir"]))
-    if _truthy(spec.get("local_files_only")):
+def _hub(model: Dict[str, Any]) -> ModelSource:
+    """A hub mapping (checked by the schema as a :class:`HubSource`) as a :class:`ModelSource`."""
+    hub = HubSource.model_validate(model)
+    repo = hub.repository
+    kwargs: Dict[str, Any] = {"revision": str(hub.revision or "main")}
+    if hub.cache_dir:
+        kwargs["cache_dir"] = os.path.expanduser(str(hub.cache_dir))
+    if _truthy(hub.local_files_only):
         kwargs["local_files_only"] = True
-    token = spec.get("token")
-    if token is not None:
-        value = render(parse_template(token), Scope()) if isinstance(token, str) else token
+    if hub.token is not None:
+        value = render(parse_template(hub.token), Scope())
         if value:
             kwargs["token"] = value
-    filename = spec.get("filename")
+    filename = hub.filename
     if filename:
         kwargs["use_safetensors"] = filename.endswith(".safetensors")
     embedded = _embedded(repo, kwargs)
@@ -140,9 +158,10 @@ def model_path(model: Any) -> Optional[str]:
             return os.path.abspath(os.path.expanduser(model))
         return model
     if provider_of(model) == "local":
-        path = os.path.abspath(os.path.expanduser(model["path"]))
+        local = LocalSource.model_validate(model).path
+        path = os.path.abspath(os.path.expanduser(local))
         if not os.path.exists(path):
-            raise ModelLoadError(f"the local model path `{model['path']}` does not exist (looked at {path}).")
+            raise ModelLoadError(f"the local model path `{local}` does not exist (looked at {path}).")
         return path
     return hub_file(model)
 
@@ -315,3 +334,137 @@ def local_file(source: ModelSource, name: str) -> Optional[str]:
     found = try_to_load_from_cache(source.location, name, cache_dir=source.kwargs.get("cache_dir"),
                                    revision=source.kwargs.get("revision"))
     return found if isinstance(found, str) else None
+
+
+# -- upscalers' weights files by their published names ---------------------------------------------
+
+_REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+_SWINIR = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0"
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where the authors publish a weights file, and a Hugging Face mirror of it (repository, filename)."""
+
+    url: str
+    hub: Optional[Tuple[str, str]] = None
+
+
+PUBLISHED: Dict[str, Published] = {
+    "RealESRGAN_x4plus": Published(f"{_REAL_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth",
+                                   ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth")),
+    "RealESRNet_x4plus": Published(f"{_REAL_ESRGAN}/v0.1.1/RealESRNet_x4plus.pth"),
+    "RealESRGAN_x4plus_anime_6B": Published(f"{_REAL_ESRGAN}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth"),
+    "RealESRGAN_x2plus": Published(f"{_REAL_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth"),
+    "RealESRGAN_x4": Published("https://huggingface.co/ai-forever/Real-ESRGAN",
+                               ("ai-forever/Real-ESRGAN", "RealESRGAN_x4.pth")),
+    "RealESRGAN_x2": Published("https://huggingface.co/ai-forever/Real-ESRGAN",
+                               ("ai-forever/Real-ESRGAN", "RealESRGAN_x2.pth")),
+    "RRDB_ESRGAN_x4": Published("https://github.com/xinntao/ESRGAN (README: pretrained models)"),
+    **{name: Published(f"{_SWINIR}/{name}.pth") for name in (
+        "001_classicalSR_DIV2K_s48w8_SwinIR-M_x2", "001_classicalSR_DIV2K_s48w8_SwinIR-M_x4",
+        "001_classicalSR_DF2K_s64w8_SwinIR-M_x4", "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x4",
+        "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN", "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN")},
+}
+ALIASES = {"ESRGAN_x4": "RRDB_ESRGAN_x4"}
+WEIGHT_SUFFIXES = (".pth", ".safetensors")
+
+
+def published(model: Any) -> Optional[Published]:
+    """Where the weights file a published name (or its alias) names is published, if it is one."""
+    return PUBLISHED.get(ALIASES.get(str(model), str(model)))
+
+
+def weights_folders() -> List[str]:
+    """Where a published name is looked for, in order."""
+    env = [f for f in os.environ.get("MC_JUPYTER_WEIGHTS", "").split(os.pathsep) if f]
+    cwd = os.getcwd()
+    return [os.path.expanduser(f) for f in env] + [cwd, os.path.join(cwd, "weights"),
+                                                    os.path.expanduser("~/.cache/mc_jupyter/weights")]
+
+
+def find_weights(model: Any, task: Optional[str] = None) -> str:
+    """The local path of an upscaler's ``model:``: a weights file, or a folder (a diffusers pipeline, a hub
+    snapshot)."""
+    if isinstance(model, dict) or is_local_path(model):
+        source = resolve_source(model, task)
+        return source.location if source.is_local else hub_file(model)
+    name = ALIASES.get(model, model)
+    for suffix in WEIGHT_SUFFIXES:
+        name = name[:-len(suffix)] if name.endswith(suffix) else name
+    looked = [os.path.join(folder, name + suffix) for folder in weights_folders() for suffix in WEIGHT_SUFFIXES]
+    found = next((path for path in looked if os.path.isfile(path)), None)
+    if found:
+        return found
+    known = PUBLISHED.get(name)
+    if known and known.hub:
+        repo, filename = known.hub
+        try:
+            return hub_file({"repository": repo, "filename": filename,
+                             "local_files_only": os.environ.get("HF_HUB_OFFLINE") == "1"})
+        except ModelLoadError as e:
+            looked.append(f"the Hugging Face hub: {repo}/{filename} ({str(e).splitlines()[0]})")
+    if "/" in name:   # a hub repository: a diffusers pipeline or a repo holding one weights file
+        return hub_file({"repository": model})
+    where = "\n    ".join(looked)
+    fetch = f"download it from {known.url} and " if known else ""
+    raise ModelLoadError(f"no weights file `{model}` was found. Looked at:\n    {where}\n  Fix: {fetch}put it in "
+                         f"one of these folders (or a folder named in $MC_JUPYTER_WEIGHTS), or give its path in "
+                         f"`model:`.")
+
+
+def weights_file(path: str) -> str:
+    """``path`` itself, or the one weights file in the folder ``path``."""
+    if not os.path.isdir(path):
+        return path
+    files = sorted(f for f in os.listdir(path) if f.endswith(WEIGHT_SUFFIXES))
+    if len(files) != 1:
+        raise ModelLoadError(f"`{path}` is a folder holding {len(files)} weights files "
+                             f"({', '.join(files) or 'none'}).\n  Name the file: a path to it, or `filename:` in a "
+                             f"hub mapping.")
+    return os.path.join(path, files[0])
+
+
+# -- InsightFace packs --------------------------------------------------------------------------------
+
+DEFAULT_FACE_PACK = "buffalo_l"
+GET_PACK = ("Download the pack from the InsightFace releases "
+            "(https://github.com/deepinsight/insightface/releases/download/v0.7/{name}.zip) and unzip it "
+            "into ~/.insightface/models/{name}/ (or $INSIGHTFACE_HOME/models/{name}/), or give "
+            "`model: {{provider: local, path: /folder/with/the/onnx/files}}`.")
+
+
+def pack_folders(name: str) -> List[str]:
+    """The folders looked in for pack ``name``: $INSIGHTFACE_HOME/models, then ~/.insightface/models."""
+    roots = [os.environ["INSIGHTFACE_HOME"]] if os.environ.get("INSIGHTFACE_HOME") else []
+    roots.append("~/.insightface")
+    return list(dict.fromkeys(os.path.join(os.path.expanduser(r), "models", name) for r in roots))
+
+
+def find_pack(name: str) -> str:
+    """The first of :func:`pack_folders` that holds ONNX files, or a ModelLoadError listing them all."""
+    folders = pack_folders(name)
+    for folder in folders:
+        if os.path.isdir(folder) and any(f.endswith(".onnx") for f in os.listdir(folder)):
+            return folder
+    looked = "\n".join(f"    {f}" for f in folders)
+    raise ModelLoadError(f"the face model pack `{name}` was not found; looked in:\n{looked}\n  "
+                         + GET_PACK.format(name=name))
+
+
+def pack_folder(model: Any) -> Tuple[str, str]:
+    """(folder, description) of a face pack: a pack name (``buffalo_l`` without ``model:``), a path, or a
+    ``{provider: local, path}`` mapping."""
+    model = DEFAULT_FACE_PACK if model is None else model
+    if isinstance(model, dict):
+        if provider_of(model) != "local":
+            raise ModelLoadError(f"face-embedding reads InsightFace packs from local folders, not `{scrub(str(model))}`."
+                                 f"\n  Give `model: buffalo_l` or `model: {{provider: local, path: /folder}}`.")
+        model = str(LocalSource.model_validate(model).path)
+    if not is_local_path(model):
+        return find_pack(model), f"insightface: {model}"
+    folder = os.path.abspath(os.path.expanduser(model))
+    if not os.path.isdir(folder):
+        raise ModelLoadError(f"the face model folder `{model}` does not exist (looked at {folder}).\n  "
+                             f"Check the path; it should hold the pack's ONNX files (det_10g.onnx, w600k_r50.onnx).")
+    return folder, f"local: {model}"
