@@ -105,6 +105,8 @@ class Entry:
         """A plain, secret-free summary for the status table and the sidebar. A managed server's own
         state (starting, running, stopped, failed) stands in for the entry's while it has one."""
         info = self.driver.info() if self.driver else {}
+        if self.state is not State.READY:   # a half-done load's figures are not the model's yet; a server's state is
+            info = {k: v for k, v in info.items() if k.startswith("server_")}
         m = self.spec.config if isinstance(self.spec.config, ModelComponent) else None
         return {"id": self.id, "type": self.spec.type, "task": _plain(m.task) if m else None,
                 "driver": _plain(m.driver) if m else None, "model": _model_name(m.model) if m else None,
