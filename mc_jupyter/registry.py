@@ -15,7 +15,7 @@ An entry's state changes only through :meth:`Entry.move`, whose legal moves are:
 
 so a READY entry is never loaded again in place (a changed compose loads a new entry; an unloaded one
 loads through LOADING), and nothing becomes READY or FAILED except from LOADING. Workflows are compiled
-by :mod:`mc_jupyter.workflows` (above the registry): ``plan`` and ``apply`` take its compiler.
+by :mod:`mc_jupyter.workflows`, against the action ids of the components they may use.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import traceback
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional
+from typing import Any, Callable, Collection, Dict, List, Optional
 
 from .binding import compile_value, guard_secrets
 from .config.positions import clip
@@ -36,6 +36,7 @@ from .drivers.base import Driver
 from .errors import ModelLoadError, NotLoadedError, UserError, choices_text, did_you_mean
 from .install import Say, component_class
 from .interrupts import allowed, deferred
+from .workflows import CompiledWorkflow, compile_workflows
 
 
 class State(enum.Enum):
@@ -144,16 +145,13 @@ class Plan:
 
 
 Listener = Callable[[str, Dict[str, Any]], None]
-#: Compiles a compose's workflows against the action ids of the components they may use
-#: (:func:`mc_jupyter.workflows.compile_workflows`); a compiled workflow has ``spec.default``.
-WorkflowCompiler = Callable[[ComposeConfig, Mapping[str, Collection[str]]], Dict[str, Any]]
 
 
 class Registry:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.entries: Dict[str, Entry] = {}
-        self.workflows: Dict[str, Any] = {}           # id -> mc_jupyter.workflows.CompiledWorkflow
+        self.workflows: Dict[str, CompiledWorkflow] = {}
         self.default_target: Optional[str] = None     # a workflow id, or "component:ID"
         self.undecided: List[str] = []                # the latest compose's workflows, when none is the default
         self.loading: Dict[str, Entry] = {}
@@ -188,11 +186,11 @@ class Registry:
         return entry
 
     # -- composing -----------------------------------------------------------------------------
-    def plan(self, config: ComposeConfig, compile_workflows: WorkflowCompiler, estimate: str = "gpu"
-             ) -> tuple[Plan, Dict[str, Entry], Dict[str, Any]]:
+    def plan(self, config: ComposeConfig, estimate: str = "gpu"
+             ) -> tuple[Plan, Dict[str, Entry], Dict[str, CompiledWorkflow]]:
         """Compile bindings and workflows and diff against what is loaded; changes nothing.
 
-        ``compile_workflows``: :func:`mc_jupyter.workflows.compile_workflows`. ``estimate``: "all" estimates the memory of every model to load (``--dry-run``), "gpu" only of
+        ``estimate``: "all" estimates the memory of every model to load (``--dry-run``), "gpu" only of
         those going to a GPU (a real compose warns before a load that cannot fit), "none" skips it.
         """
         plan = Plan(notes=list(config.notes), components=dict(config.components))
@@ -232,15 +230,14 @@ class Registry:
             plan.target = "component:" + next(iter(config.components))
         return plan, new_entries, workflows
 
-    def apply(self, config: ComposeConfig, compile_workflows: WorkflowCompiler, auto_install: bool = False,
-              say: Optional[Say] = None) -> Plan:
+    def apply(self, config: ComposeConfig, auto_install: bool = False, say: Optional[Say] = None) -> Plan:
         """Load what the plan says; all or nothing.
 
         A kernel interrupt stops a load (and anything before it) at once; one that comes while models
         move into the registry or are freed is held until that is done (:mod:`mc_jupyter.interrupts`),
         so that no model is ever left loaded outside the registry.
         """
-        plan, new_entries, workflows = self.plan(config, compile_workflows)       # changes nothing
+        plan, new_entries, workflows = self.plan(config)       # changes nothing
         with deferred():
             return self._apply(plan, new_entries, workflows, auto_install, say)
 
