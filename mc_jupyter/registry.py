@@ -85,6 +85,8 @@ class Entry:
     load_count: int = 0
     error: str = ""
     runs: int = 0            # jobs running on it now; a component in use is not freed under them
+    #: held through a first-run load (``preload: false``), so two runs at once load it once
+    first_load: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def task(self) -> Optional[str]:
@@ -315,19 +317,21 @@ class Registry:
         return plan
 
     def ensure_loaded(self, entry: Entry, auto_install: bool = False, say: Optional[Say] = None) -> None:
-        """Load a ``preload: false`` component on its first run."""
-        with self.lock:
-            if entry.state is State.READY:
-                return
-            if self.entries.get(entry.id) is not entry:
-                raise UserError(f"component `{entry.id}` was unloaded; compose it again to use it.")
-        with deferred():
-            try:
-                self._load(entry, auto_install, say)
-            finally:
-                with self.lock:
-                    self.loading.pop(entry.id, None)
-            self._emit("changed")
+        """Load a ``preload: false`` component on its first run (a second run at the same time waits for
+        that load, then uses it)."""
+        with entry.first_load:
+            with self.lock:
+                if entry.state is State.READY:
+                    return
+                if self.entries.get(entry.id) is not entry:
+                    raise UserError(f"component `{entry.id}` was unloaded; compose it again to use it.")
+            with deferred():
+                try:
+                    self._load(entry, auto_install, say)
+                finally:
+                    with self.lock:
+                        self.loading.pop(entry.id, None)
+                self._emit("changed")
 
     @contextlib.contextmanager
     def use(self, component_id: str):

@@ -309,3 +309,26 @@ def test_a_failed_compose_frees_its_new_models_only_after_they_left_the_panels_s
                    registry=registry)
     assert seen and all(snapshot == [] for snapshot in seen), seen
     assert registry.entries == {} and registry.loading == {}
+
+
+def test_two_first_runs_at_once_load_a_preload_false_component_once(models, registry):
+    """Two threads run a `preload: false` component at the same moment: the second waits for the first's
+    load and uses it (one load, the same greedy text), instead of loading it again or failing."""
+    mc.compose("components:\n" + block("a", models["causal"]).replace("    text:", "    preload: false\n    text:"),
+               registry=registry)
+    start, outputs, errors = threading.Barrier(2), [], []
+
+    def one():
+        start.wait()
+        try:
+            outputs.append(mc.run("a", {"prompt": "Hi"}, registry=registry).output)
+        except BaseException as e:   # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(outputs) == 2 and outputs[0] == outputs[1] and outputs[0]
+    assert registry.entries["a"].load_count == 1 and registry.entries["a"].state is State.READY
