@@ -3,6 +3,7 @@
     import mc_jupyter as mc
     mc.compose(yaml_text)                 # load into the kernel-resident registry (or a dict of the same shape)
     result = mc.run(inputs={"text": "hi"})  # RunResult; result.output is the plain value
+    mc.run(inputs={"text": "$docs"})      # `$name`: the variable `docs` (of the notebook, or namespace=...)
     mc.status(); mc.unload("id"); mc.down()
 
 Every call checks all its arguments before it acts: one that fails changes nothing.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from .config.loader import load_mapping, load_yaml
@@ -20,9 +22,9 @@ from .config.schema import parse_compose
 from .devices import memory_snapshot
 from .display.result import PlanView, RunResult, StatusTable, StreamView
 from .engine import StreamSink, run as run_engine
-from .errors import ConfigError, InputError, UserError, WorkflowError, choices_text, did_you_mean
+from .errors import ConfigError, InputError, UserError
 from .install import Say
-from .registry import Plan, Registry
+from .registry import Plan, Registry, not_loaded
 
 #: The registry of this kernel (one per Python process).
 REGISTRY = Registry()
@@ -31,10 +33,6 @@ atexit.register(REGISTRY.down)
 
 #: The largest compose file read (a bigger one is not a compose file: a model, a log, /dev/zero).
 MAX_FILE_BYTES = 10 * 1024 * 1024
-
-# A registry whose latest compose defined several workflows and marked none `default: true`: its
-# default target then (the last one, which the registry picks) and the workflow ids. `%%run` without
-# an id refuses while the registry's default target is still that one.
 
 
 def read_config(text: Union[str, Mapping, None] = None, file: Optional[str] = None, first_line: int = 1):
@@ -105,25 +103,73 @@ def compose(text: Union[str, Mapping, None] = None, *, file: Optional[str] = Non
 
 
 def run(target: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, *,
-        stream: Optional[StreamSink] = None, display_stream: bool = False, auto_install: bool = False,
-        registry: Registry = REGISTRY, **kw_inputs: Any) -> RunResult:
+        namespace: Optional[Mapping[str, Any]] = None, stream: Optional[StreamSink] = None,
+        display_stream: bool = False, auto_install: bool = False, registry: Registry = REGISTRY,
+        **kw_inputs: Any) -> RunResult:
     """Run a workflow (or a component as a one-job workflow). ``inputs`` and keywords are its input.
 
     Without ``target``: the workflow of the latest compose (the one marked ``default: true`` when it
-    has several), or its single component."""
+    has several), or its single component.
+
+    A string input written ``$name`` (at any depth: in a list, in a mapping) is the value of the
+    variable ``name`` in ``namespace``, as in a ``%%run`` cell; ``$$`` is a literal ``$``
+    (``"$$name"`` is the text ``$name``), and a ``$`` not followed by a name (``"$5"``) is kept.
+    ``namespace`` defaults to the IPython user namespace when IPython is running (a notebook),
+    and to none otherwise: a plain script's strings are then taken as written. Pass
+    ``namespace=globals()`` (or any mapping) to resolve names in a script. A name that is not in
+    the namespace is an :class:`InputError`, and nothing runs."""
     if target is not None and not isinstance(target, str):
         raise InputError(f"mc.run takes the id of a workflow or component (a str) as `target`, "
                          f"not {_a(target)}.\n  Example: mc.run(\"{_any_id(registry)}\", {{...}}).")
     if inputs is not None and not isinstance(inputs, Mapping):
         raise InputError(f"mc.run takes its inputs as a mapping (`{{\"name\": value}}`), not {_a(inputs)}."
                          f"\n  Example: mc.run(inputs={{\"text\": \"hello\"}}).")
-    values = dict(inputs or {}, **kw_inputs)
+    if namespace is not None and not isinstance(namespace, Mapping):
+        raise InputError(f"mc.run takes `namespace` as a mapping of variable names to values (e.g. globals()), "
+                         f"not {_a(namespace)}.")
+    values = resolve_inputs(dict(inputs or {}, **kw_inputs),
+                            user_namespace() if namespace is None else namespace)
     sink = stream if stream is not None else (StreamView() if display_stream else None)
     outcome = run_engine(registry, target, values, sink, auto_install)
     last = outcome.last
     shown = bool(isinstance(sink, StreamView) and last is not None and last.streamed
                  and isinstance(outcome.output, str) and outcome.output == sink.text)
     return RunResult(outcome, already_shown=shown)
+
+
+def user_namespace() -> Optional[Mapping[str, Any]]:
+    """The running IPython shell's user namespace (a notebook's variables), or None outside IPython.
+    IPython is not imported for this: a script that never imported it has no shell."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "user_ns", None)
+
+
+def resolve_inputs(values: Mapping[str, Any], namespace: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``values`` with every string ``$name`` (at any depth) replaced by ``namespace[name]`` and every
+    ``$$...`` by ``$...``; ``namespace=None`` leaves them as written. An undefined name is an
+    :class:`InputError` naming the input."""
+    if namespace is None:
+        return dict(values)
+    return {k: _resolved(v, k, namespace) for k, v in values.items()}
+
+
+def _resolved(value: Any, key: Any, namespace: Mapping[str, Any]) -> Any:
+    if isinstance(value, str) and value.startswith("$"):
+        if value.startswith("$$"):
+            return value[1:]
+        name = value[1:]
+        if name.isidentifier():
+            if name not in namespace:
+                raise InputError(f"input `{clip(key, 40)}`: the Python variable `{clip(name, 40)}` is not defined."
+                                 f"\n  Define it in an earlier cell, or write `$${clip(name, 40)}` for the "
+                                 f"literal text.")
+            return namespace[name]
+    if isinstance(value, dict):
+        return {k: _resolved(v, k, namespace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolved(v, key, namespace) for v in value]
+    return value
 
 
 def _any_id(registry: Registry) -> str:
@@ -134,6 +180,11 @@ def _any_id(registry: Registry) -> str:
 def _a(value: Any) -> str:
     name = type(value).__name__
     return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _a_type(component_type: str) -> str:
+    """'a model', 'an http-client'."""
+    return ("an " if component_type[:1] in tuple("aeiouh") else "a ") + component_type
 
 
 def status(registry: Registry = REGISTRY) -> StatusTable:
@@ -155,13 +206,11 @@ def _loaded(ids: Union[str, Sequence[str]], registry: Registry, call: str, serve
         for cid in many:
             entry = registry.entries.get(cid)
             if entry is None:
-                raise WorkflowError(f"no component `{clip(cid)}` is loaded{did_you_mean(cid, registry.entries)}",
-                                    hint=f"Loaded: {choices_text(registry.entries) or 'none'}. Compose it first."
-                                         + (" Nothing was unloaded." if len(many) > 1 else ""))
+                raise not_loaded(cid, registry.entries,
+                                 then="Compose it first." + (" Nothing was unloaded." if len(many) > 1 else ""))
             if servers and entry.spec.type != "http-server":
-                raise InputError(f"component `{cid}` is {'an' if entry.spec.type[0] in 'aeiouh' else 'a'} "
-                                 f"{entry.spec.type}, not a managed server: there is no server "
-                                 f"to stop.\n  To free it, use %mc unload {cid} (mc.unload(\"{cid}\")).")
+                raise InputError(f"component `{cid}` is {_a_type(entry.spec.type)}, not a managed server: there "
+                                 f"is no server to stop.\n  To free it, use %mc unload {cid} (mc.unload(\"{cid}\")).")
             if acting and entry.runs:
                 raise UserError(f"component `{cid}` is running a job right now, so it is not unloaded.\n  Wait for "
                                 f"the run to finish (or interrupt the kernel), then unload it.")
@@ -191,7 +240,8 @@ def logs(component_id: str, lines: int = 50, registry: Registry = REGISTRY) -> L
                          f"  Example: mc.logs(\"{clip(component_id, 40)}\", 20).")
     entry = registry.get(_loaded(component_id, registry, "mc.logs", acting=False)[0])
     if not hasattr(entry.driver, "logs"):
-        raise InputError(f"component `{component_id}` is a {entry.spec.type}, not a managed server: it has no log.")
+        raise InputError(f"component `{component_id}` is {_a_type(entry.spec.type)}, not a managed server: it has "
+                         f"no log (only `type: http-server` components have one).")
     return entry.driver.logs(lines) if lines else []
 
 

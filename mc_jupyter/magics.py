@@ -11,7 +11,7 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool
 
-from . import api
+from . import api, commands
 from .secrets import scrub
 from .config.loader import load_yaml
 from .config.positions import clip
@@ -87,9 +87,11 @@ class McJupyter(Magics):
         """Run a workflow on the loaded models and show its output.
 
         The cell body is a YAML mapping of inputs (``{}`` for none: IPython refuses an empty cell body).
-        A value written ``$name``
-        is taken from the Python variable ``name`` (an image, a list, ...); write ``$$`` for a
-        literal ``$``. The cell's value is a RunResult: ``.output`` is the plain Python value.
+        A value written ``$name`` (at any depth: in a list, in a mapping) is taken from the Python
+        variable ``name`` of this notebook (an image, a list, ...); an undefined one is an error and
+        nothing runs. Write ``$$`` for a literal ``$`` (``$$name`` is the text ``$name``). The same
+        works from Python: ``mc.run(inputs={"text": "$docs"})``. The cell's value is a RunResult:
+        ``.output`` is the plain Python value.
 
         Example::
 
@@ -100,64 +102,25 @@ class McJupyter(Magics):
         if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
             raise UsageError(f"-o takes the name of a Python variable, not `{clip(args.output, 40)}`.\n"
                              f"  Example: %%run -o answer")
-        inputs = self._inputs(cell)
-        result = api.run(args.workflow, inputs, display_stream=True, auto_install=self.auto_install)
+        result = api.run(args.workflow, self._inputs(cell), namespace=self.shell.user_ns, display_stream=True,
+                         auto_install=self.auto_install)
         if args.output:
             self.shell.user_ns[args.output] = result
         return result
 
     @line_magic
     @_user_errors
+    @commands.documented
     def mc(self, line: str):
-        """mc_jupyter's housekeeping.
-
-        %mc status        the loaded components, their device, memory and state
-        %mc unload ID...  free components' models (or stop their servers)
-        %mc stop ID...    stop managed servers (type: http-server)
-        %mc logs ID [N]   the last N (50) lines a managed server printed
-        %mc down          free everything and stop every server
-        """
-        words = line.split()
-        command = words[0] if words else "status"
-        if command == "status" and len(words) == 1:
-            return api.status()
-        if command == "logs" and len(words) in (2, 3):
-            if len(words) == 3 and not (words[2].isascii() and words[2].isdigit()):
-                raise UsageError(f"%mc logs: `{clip(words[2], 40)}` is not a number of lines.\n  Use: %mc logs ID [N]")
-            print("\n".join(api.logs(words[1], int(words[2]) if len(words) == 3 else 50)))
-            return None
-        if command in ("unload", "stop") and len(words) >= 2:
-            (api.stop if command == "stop" else api.unload)(words[1:])   # every id is checked before any acts
-            print(f"{'stopped' if command == 'stop' else 'unloaded'} {', '.join(dict.fromkeys(words[1:]))}")
-            return None
-        if command == "down" and len(words) == 1:
-            freed = api.down()
-            print(f"unloaded {', '.join(freed)}" if freed else "nothing was loaded")
-            return None
-        raise UsageError(f"unknown %mc command `{clip(line.strip())}`.\n  Use: %mc status | %mc unload ID | %mc stop ID | %mc logs ID | %mc down")
+        # The docstring (``%mc?``) is generated from the subcommands' parsers: mc_jupyter.commands.HELP.
+        return commands.execute(line, say=print)
 
     def _inputs(self, cell: str) -> Dict[str, Any]:
-        data, positions = load_yaml(cell, first_line=2)
+        """The ``%%run`` body as a mapping; ``$name`` values are resolved by :func:`api.run`."""
+        data = load_yaml(cell, first_line=2)[0]
         if data is None:
             return {}
         if not isinstance(data, dict):
             raise InputError(f"the %%run body must be a YAML mapping of inputs (`name: value`), "
                              f"not a {type(data).__name__}.\n  Example:\n    prompt: Why is the sky blue?")
-        return {k: self._value(v, k) for k, v in data.items()}
-
-    def _value(self, value: Any, key: Any) -> Any:
-        if isinstance(value, str) and value.startswith("$"):
-            if value.startswith("$$"):
-                return value[1:]
-            name = value[1:]
-            if name.isidentifier():
-                if name not in self.shell.user_ns:
-                    raise InputError(f"input `{clip(key, 40)}`: the Python variable `{clip(name, 40)}` is not defined."
-                                     f"\n  Define it in an earlier cell, or write `$${clip(name, 40)}` for the "
-                                     f"literal text.")
-                return self.shell.user_ns[name]
-        if isinstance(value, dict):
-            return {k: self._value(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._value(v, key) for v in value]
-        return value
+        return data

@@ -15,10 +15,13 @@ open comm gets a :class:`SidebarConnection`, which
 A panel that goes away without closing its comm (a reloaded browser tab) stops renewing its lease:
 after ``LEASE_SECONDS`` without any message from it, the kernel closes the comm and the thread ends.
 
-Messages are the comm's ``data``. Kernel to panel::
+Messages are the comm's ``data``; their shapes are declared once, below, as TypedDicts (the kernel's
+:data:`KernelMessage` and the panel's :data:`Command`, with :class:`Component` and :class:`Memory`).
+``labextension/src/model.ts`` declares the same, and ``tests/test_sidebar_contract.py`` checks that both
+sides name the same kinds and fields, and that the messages this module really sends fit. Kernel to panel::
 
-    {"type": "snapshot", "components": [row, ...], "memory": memory}
-    {"type": "memory", "memory": memory}
+    {"type": "snapshot", "components": [Component, ...], "memory": Memory}
+    {"type": "memory", "memory": Memory}
     {"type": "error", "message": "..."}
     comm_close {"reason": "..."}                  only when the lease ran out
 
@@ -27,10 +30,10 @@ Panel to kernel::
     {"command": "refresh"}                        send a snapshot now
     {"command": "keepalive"}                      renew the lease (the panel sends one every 20 s)
     {"command": "unload", "id": "chat"}           free a component (a model)
-    {"command": "stop", "id": "llm-server"}       stop a managed server (for now: unload it)
+    {"command": "stop", "id": "llm-server"}       stop a managed server (it is unloaded)
 
-A ``row`` is :meth:`Entry.describe` (plain and secret-free); ``memory`` is :func:`kernel_memory`
-(:func:`mc_jupyter.devices.memory_snapshot` plus ``gpus_known``). Every string sent is scrubbed too.
+A :class:`Component` row is :meth:`Entry.describe` (plain and secret-free); its ``state`` is one of
+:data:`STATES`. :class:`Memory` is :func:`kernel_memory`. Every string sent is scrubbed too.
 
 Threads: comm handlers run on a kernel subshell thread when the frontend uses subshells (JupyterLab
 4.6 does), registry events on whichever thread composes, samples on the connection's own thread. The
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, TypedDict, Union, get_args, get_type_hints
 
 import comm
 
@@ -49,14 +52,107 @@ from .api import REGISTRY
 from .secrets import scrub
 from .devices import memory_snapshot
 from .errors import UserError, choices_text, did_you_mean
-from .registry import Registry
+from .registry import Registry, State
 
 TARGET = "mc_jupyter.sidebar"
 SAMPLE_SECONDS = 1.5
 LEASE_SECONDS = 120.0
 
+
+# -- the messages: the one declaration of their shapes (model.ts mirrors it) -------------------
+class Host(TypedDict):
+    total: int
+    available: int
+
+
+class Gpu(TypedDict):
+    index: int
+    name: str
+    total: int
+    used: int
+    allocated_by_kernel: int
+
+
+class Memory(TypedDict):
+    """:func:`kernel_memory`. ``gpus_known``: whether an empty ``gpus`` means "no GPU"."""
+    host: Host
+    process_rss: int
+    gpus: List[Gpu]
+    gpus_known: bool
+
+
+class Component(TypedDict):
+    """One row: :meth:`mc_jupyter.registry.Entry.describe`."""
+    id: str
+    type: str
+    task: Optional[str]
+    driver: Optional[str]
+    model: Optional[str]
+    device: Optional[str]
+    dtype: Optional[str]
+    quantization: Optional[str]
+    parameters: Optional[int]
+    memory_bytes: Optional[int]
+    placement: Optional[Dict[str, int]]
+    state: str
+    load_seconds: float
+    error: str
+
+
+class Snapshot(TypedDict):
+    type: Literal["snapshot"]
+    components: List[Component]
+    memory: Memory
+
+
+class MemorySample(TypedDict):
+    type: Literal["memory"]
+    memory: Memory
+
+
+class ErrorReply(TypedDict):
+    type: Literal["error"]
+    message: str
+
+
+class Refresh(TypedDict):
+    command: Literal["refresh"]
+
+
+class Keepalive(TypedDict):
+    command: Literal["keepalive"]
+
+
+class Unload(TypedDict):
+    command: Literal["unload"]
+    id: str
+
+
+class Stop(TypedDict):
+    command: Literal["stop"]
+    id: str
+
+
+#: What the kernel sends (``type`` tells them apart).
+KernelMessage = Union[Snapshot, MemorySample, ErrorReply]
+#: What the panel sends (``command`` tells them apart); anything else is refused.
+Command = Union[Refresh, Keepalive, Unload, Stop]
+
+#: A component's ``state``: a model's (:class:`mc_jupyter.registry.State`) or a managed server's
+#: (``ServerState`` of :mod:`mc_jupyter.servers`, which ``describe`` shows instead while it has one).
+STATES: Tuple[str, ...] = tuple(s.value for s in State) + ("starting", "running", "stopped")
+
+
+def _kinds(union: Any, tag: str) -> Dict[str, type]:
+    """``{"snapshot": Snapshot, ...}``: each member of ``union`` by the literal value of its ``tag`` key."""
+    return {get_args(get_type_hints(member)[tag])[0]: member for member in get_args(union)}
+
+
+#: Each kernel message by its ``type``.
+KERNEL_MESSAGES: Dict[str, type] = _kinds(KernelMessage, "type")
 #: Each command the panel may send: the keys it takes besides ``command``.
-COMMANDS: Dict[str, Tuple[str, ...]] = {"refresh": (), "keepalive": (), "unload": ("id",), "stop": ("id",)}
+COMMANDS: Dict[str, Tuple[str, ...]] = {name: tuple(k for k in get_type_hints(member) if k != "command")
+                                        for name, member in _kinds(Command, "command").items()}
 
 _CONNECTIONS: List["SidebarConnection"] = []
 _CONNECTIONS_LOCK = threading.Lock()
@@ -98,10 +194,13 @@ def parse_command(data: Any) -> Tuple[str, Optional[str]]:
     return name, component_id
 
 
-def kernel_memory() -> Dict[str, Any]:
+def kernel_memory() -> Memory:
     """:func:`memory_snapshot`: host RAM, the kernel's RSS, each GPU through NVML (no CUDA context made),
-    and ``gpus_known``: whether its GPU list means anything (NVML answered, or there is no NVIDIA driver)."""
-    return memory_snapshot()
+    and ``gpus_known``: whether its GPU list means anything (NVML answered, or there is no NVIDIA driver).
+    Each GPU's ``processes`` (for the status table) is left out: the panel does not show them."""
+    memory = memory_snapshot()
+    memory["gpus"] = [{k: v for k, v in gpu.items() if k != "processes"} for gpu in memory["gpus"]]
+    return memory
 
 
 def _preview(value: Any) -> str:
@@ -124,14 +223,14 @@ class SidebarConnection:
     """One open panel: snapshots on registry events, memory samples on a thread, the panel's commands."""
 
     def __init__(self, channel: Any, registry: Registry = REGISTRY, *, sample_seconds: float = SAMPLE_SECONDS,
-                 lease_seconds: float = LEASE_SECONDS, memory: Callable[[], Dict[str, Any]] = kernel_memory):
+                 lease_seconds: float = LEASE_SECONDS, memory: Callable[[], Memory] = kernel_memory):
         self.channel, self.registry, self.memory = channel, registry, memory
         self.sample_seconds, self.lease_seconds = sample_seconds, lease_seconds
         self.samples, self.sampling_cpu_seconds = 0, 0.0   # the thread's own CPU time (docs/sidebar.md)
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
         self._renewed = time.monotonic()
-        self._sent_rows: List[Dict[str, Any]] = []
+        self._sent_rows: List[Component] = []
         self._sampler = threading.Thread(target=self._sample, name=f"mc_jupyter-sidebar-{channel.comm_id[:8]}",
                                          daemon=True)
         with _CONNECTIONS_LOCK:
@@ -147,7 +246,7 @@ class SidebarConnection:
         return self._closed.is_set()
 
     # -- kernel to panel -----------------------------------------------------------------------
-    def send(self, data: Dict[str, Any]) -> None:
+    def send(self, data: KernelMessage) -> None:
         with self._send_lock:
             if not self._closed.is_set():
                 self.channel.send(_scrubbed(data))
@@ -155,10 +254,10 @@ class SidebarConnection:
     def send_snapshot(self) -> None:
         rows = self.registry.snapshot()
         self._sent_rows = rows
-        self.send({"type": "snapshot", "components": rows, "memory": self.memory()})
+        self.send(Snapshot(type="snapshot", components=rows, memory=self.memory()))
 
     def send_memory(self) -> None:
-        self.send({"type": "memory", "memory": self.memory()})
+        self.send(MemorySample(type="memory", memory=self.memory()))
 
     def _sample(self) -> None:
         while not self._closed.wait(self.sample_seconds):
@@ -183,9 +282,9 @@ class SidebarConnection:
             elif name in ("unload", "stop"):   # a managed server is a component too: stopping frees it
                 self.registry.unload(component_id)
         except UserError as e:
-            self.send({"type": "error", "message": str(e)})
+            self.send(ErrorReply(type="error", message=str(e)))
         except Exception as e:   # a bug: the panel hears of it, the kernel log keeps the traceback
-            self.send({"type": "error", "message": f"the sidebar command failed: {type(e).__name__}: {e}"})
+            self.send(ErrorReply(type="error", message=f"the sidebar command failed: {type(e).__name__}: {e}"))
             raise
 
     # -- closing -------------------------------------------------------------------------------
