@@ -183,8 +183,8 @@ def _face_provider(config: Any) -> None:
 
 
 def _face_pack(config: Any) -> None:
-    from .drivers.face_embedding import pack_folder
-    pack_folder(config.model or "buffalo_l")
+    from .drivers.sources import pack_folder
+    pack_folder(config.model)
 
 
 def _model_source(config: Any) -> None:
@@ -200,7 +200,8 @@ def _model_source(config: Any) -> None:
 
 
 def _upscale_weights(config: Any) -> None:
-    from .drivers.upscale import DEFAULT_MODEL, find_weights
+    from .drivers.sources import find_weights
+    from .drivers.upscale import DEFAULT_MODEL
     architecture = config.architecture
     model = config.model or DEFAULT_MODEL[architecture or "real-esrgan"]
     if architecture == "ldsr":

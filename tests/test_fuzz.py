@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from pydantic import BaseModel
 
 import mc_jupyter
-from mc_jupyter import binding
+from mc_jupyter import secrets
 from mc_jupyter.binding import IMAGE_FORMATS, SOURCES, TYPES, Scope, Template, parse_template, render
 from mc_jupyter.config import schema
 from mc_jupyter.catalog import ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, TASKS
@@ -34,11 +34,11 @@ FUZZ_TEXT = settings(FUZZ, max_examples=1000)   # text that mostly fails early i
 @pytest.fixture(autouse=True)
 def keep_the_secret_list():
     """``${env.X}`` remembers every value it reads as a secret to mask: leave the list as it was."""
-    saved = set(binding._secrets)
+    saved = set(secrets._secrets)
     yield
-    with binding._secrets_lock:
-        binding._secrets.clear()
-        binding._secrets.update(saved)
+    with secrets._secrets_lock:
+        secrets._secrets.clear()
+        secrets._secrets.update(saved)
 
 
 def only_user_errors(text: str) -> None:

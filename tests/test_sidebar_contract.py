@@ -24,10 +24,7 @@ import mc_jupyter as mc
 from mc_jupyter import devices, sidebar
 from mc_jupyter.registry import State
 
-try:                                            # being moved from servers/process.py to servers/managed.py
-    from mc_jupyter.servers.managed import ServerState
-except ImportError:
-    from mc_jupyter.servers.process import ServerState
+from mc_jupyter.servers.managed import ServerState
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "labextension" / "src"

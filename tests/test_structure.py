@@ -203,6 +203,16 @@ def _receiver(node: ast.AST) -> str:
     return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
 
 
+#: The one place a plain settings dict is read on purpose: ``CustomModel``, the documented base of a user's
+#: own class, which receives the component's settings as the user wrote them (README, custom_driver.ipynb).
+USER_CONTRACT = {("mc_jupyter.drivers.custom", "CustomModel")}
+
+
+def _allowed_lines(module: str, tree: ast.AST) -> set:
+    return {n for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and (module, node.name) in USER_CONTRACT
+            for n in range(node.lineno, node.end_lineno + 1)}
+
+
 def test_no_module_outside_the_config_layer_reads_a_setting_by_string_key():
     """Backends, planning, registry and display read the typed config (``config.precision``), never
     ``settings.get("precision")``, ``settings["model"]`` or ``getattr(config, "precision")``."""
@@ -211,7 +221,11 @@ def test_no_module_outside_the_config_layer_reads_a_setting_by_string_key():
     for module, path in MODULES.items():
         if module.startswith("mc_jupyter.config"):
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        allowed = _allowed_lines(module, tree)
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in allowed:
+                continue
             line = f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
                     and _receiver(node.func.value) in ("settings", "s", "config", "spec"):

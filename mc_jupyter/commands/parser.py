@@ -43,3 +43,13 @@ class CommandParser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
         self.refuse(f"{self.prog}: {clip((message or 'stopped').strip(), 200)}")
+
+
+def component_ids(parser: CommandParser) -> None:
+    """The arguments of a subcommand that takes one or more component ids (``unload``, ``stop``)."""
+    parser.add_argument("ids", metavar="ID", nargs="+")
+
+
+def each_once(ids) -> list:
+    """The ids in the order typed, each once."""
+    return list(dict.fromkeys(ids))

@@ -6,17 +6,13 @@ from __future__ import annotations
 from argparse import Namespace
 
 from .. import api
-from .parser import CommandParser, Say
+from .parser import CommandParser, Say, component_ids, each_once
 
 NAME = "stop"
 SUMMARY = "stop managed servers (type: http-server)"
-
-
-def arguments(parser: CommandParser) -> None:
-    parser.add_argument("ids", metavar="ID", nargs="+")
+arguments = component_ids
 
 
 def run(args: Namespace, parser: CommandParser, say: Say) -> None:
-    ids = list(dict.fromkeys(args.ids))
-    api.stop(ids)              # every id is checked (a server, loaded, idle) before any is stopped
-    say(f"stopped {', '.join(ids)}")
+    api.stop(each_once(args.ids))      # every id is checked (a server, loaded, idle) before any is stopped
+    say(f"stopped {', '.join(each_once(args.ids))}")

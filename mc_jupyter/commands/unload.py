@@ -5,17 +5,13 @@ from __future__ import annotations
 from argparse import Namespace
 
 from .. import api
-from .parser import CommandParser, Say
+from .parser import CommandParser, Say, component_ids, each_once
 
 NAME = "unload"
 SUMMARY = "free components' models (or stop their servers)"
-
-
-def arguments(parser: CommandParser) -> None:
-    parser.add_argument("ids", metavar="ID", nargs="+")
+arguments = component_ids
 
 
 def run(args: Namespace, parser: CommandParser, say: Say) -> None:
-    ids = list(dict.fromkeys(args.ids))
-    api.unload(ids)            # every id is checked before any is freed
-    say(f"unloaded {', '.join(ids)}")
+    api.unload(each_once(args.ids))    # every id is checked before any is freed
+    say(f"unloaded {', '.join(each_once(args.ids))}")

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, conint
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, conint, create_model
 
 from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS, TASKS, Device,
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
@@ -58,32 +58,17 @@ class ChatMessage(Strict):
     content: Any
 
 
-class Params(Strict):
-    """Every parameter any task takes; which task takes which is checked against ``TASKS``."""
+Flag = Union[bool, str]               # true/false, or a ${...} that gives one
+#: The parameters that are not numbers; every other one is a number (or a binding that gives one).
+_PARAM_TYPES: Dict[str, Any] = {"do_sample": Flag, "return_probabilities": Flag, "normalize": Flag,
+                                "stop_sequences": Union[List[str], str], "pooling": Literal["mean", "cls", "max"],
+                                "negative_prompt": str}
 
-    max_output_length: Optional[Number] = None
-    min_output_length: Optional[Number] = None
-    temperature: Optional[Number] = None
-    top_p: Optional[Number] = None
-    top_k: Optional[Number] = None
-    repetition_penalty: Optional[Number] = None
-    num_return_sequences: Optional[Number] = None
-    do_sample: Optional[Union[bool, str]] = None
-    stop_sequences: Optional[Union[List[str], str]] = None
-    batch_size: Optional[Number] = None
-    seed: Optional[Number] = None
-    max_input_length: Optional[Number] = None
-    return_probabilities: Optional[Union[bool, str]] = None
-    pooling: Optional[Literal["mean", "cls", "max"]] = None
-    normalize: Optional[Union[bool, str]] = None
-    width: Optional[Number] = None
-    height: Optional[Number] = None
-    num_inference_steps: Optional[Number] = None
-    guidance_scale: Optional[Number] = None
-    negative_prompt: Optional[str] = None
-    num_images: Optional[Number] = None
-    scale: Optional[Number] = None
-    tile_size: Optional[Number] = None
+#: Every parameter any task takes (the names come from ``catalog.TASKS``, written once there); which task
+#: takes which is checked against ``TASKS`` (:func:`_check_action_fields`).
+Params = create_model("Params", __base__=Strict, **{
+    name: (Optional[_PARAM_TYPES.get(name, Number)], None)
+    for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params)})
 
 
 class ModelActionFields(Strict):
@@ -102,6 +87,14 @@ class ModelActionFields(Strict):
     batch_size: Optional[Number] = None
     max_input_length: Optional[Number] = None
     stop_sequences: Optional[Union[List[str], str]] = None
+
+
+class Named(Strict):
+    """What names a component, a job or a workflow."""
+
+    id: Optional[str] = None
+    title: Optional[str] = None
+    description: Optional[str] = None
 
 
 class ActionHeader(Strict):
@@ -124,11 +117,8 @@ class PeftAdapter(Strict):
     weight: Number = 1.0
 
 
-class ModelComponent(ModelActionFields):
-    id: Optional[str] = None
+class ModelComponent(ModelActionFields, Named):
     type: Literal["model"] = "model"
-    title: Optional[str] = None
-    description: Optional[str] = None
     task: Task                    # names checked first (`_check_names`), with a did-you-mean
     driver: DriverName = DriverName.HUGGINGFACE
     model: Any = None             # a hub id, a path or a source mapping: read through `drivers.sources`
@@ -183,11 +173,8 @@ class HttpAction(HttpActionFields, ActionHeader):
     pass
 
 
-class HttpComponent(HttpActionFields):
-    id: Optional[str] = None
+class HttpComponent(HttpActionFields, Named):
     type: Literal["http-server", "http-client"]
-    title: Optional[str] = None
-    description: Optional[str] = None
     manage: Optional[ManageConfig] = None
     port: Optional[Union[conint(ge=1, le=65535), Binding]] = None      # a number, or `${env.PORT as integer}`
     host: Optional[str] = None
@@ -197,22 +184,16 @@ class HttpComponent(HttpActionFields):
     runtime: Optional[Any] = None
 
 
-class Job(Strict):
-    id: Optional[str] = None
+class Job(Named):
     type: Literal["action"] = "action"
     component: Optional[str] = None
     action: Optional[str] = None
     input: Any = None
     output: Any = None
     depends_on: Optional[List[str]] = None
-    title: Optional[str] = None
-    description: Optional[str] = None
 
 
-class Workflow(Strict):
-    id: Optional[str] = None
-    title: Optional[str] = None
-    description: Optional[str] = None
+class Workflow(Named):
     default: bool = False
     jobs: Optional[List[Job]] = None
     job: Optional[Job] = None
@@ -297,7 +278,7 @@ class ComposeConfig:
     positions: Positions = field(default_factory=Positions)
 
 
-_LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
+LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
                 "quantization", "low_cpu_mem_usage", "max_memory", "class", "options", "trust_remote_code", "fast_decode",
                 "peft_adapters", "labels",
                 "preload", "manage", "port", "host")
@@ -408,7 +389,7 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
         action_fields, action_cls = _MODEL_ACTION_FIELDS, ModelAction
     else:
         action_fields, action_cls = _HTTP_ACTION_FIELDS, HttpAction
-    settings = {k: raw[k] for k in _LOAD_FIELDS if k in raw}
+    settings = {k: raw[k] for k in LOAD_FIELDS if k in raw}
     if isinstance(comp, ModelComponent):
         settings.setdefault("task", comp.task)
         settings.setdefault("driver", comp.driver)

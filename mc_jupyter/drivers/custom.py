@@ -43,7 +43,7 @@ from enum import Enum
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..catalog import Task
-from ..config.schema import _LOAD_FIELDS
+from ..config.schema import LOAD_FIELDS
 from ..errors import ConfigError, ModelLoadError
 from .base import Driver
 from .sources import model_path
@@ -89,7 +89,7 @@ def user_settings(config: Any) -> Dict[str, Any]:
     holds): the typed config's fields that were set, by their YAML names, enum values as plain text."""
     written = config.model_dump(by_alias=True, exclude_unset=True, mode="python")
     settings = dict({"task": config.task, "driver": config.driver},
-                    **{k: v for k, v in written.items() if k in _LOAD_FIELDS}, type=config.type)
+                    **{k: v for k, v in written.items() if k in LOAD_FIELDS}, type=config.type)
     return {k: v.value if isinstance(v, Enum) else v for k, v in settings.items()}
 
 

@@ -16,28 +16,14 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import InputError, ModelLoadError
 from ..tasks.base import Call
-from ..tasks.text_generation import (DEFAULT_MAX_OUTPUT_LENGTH, ChatCompletionTask, GenerationParams,
-                                     TextGenerationTask, chat_prompt)
+from ..tasks.text_generation import ChatCompletionTask, GenerationParams, TextGenerationTask, chat_prompt
 from .hf_common import HFDriver
-
-DEFAULT_MAX_NEW_TOKENS = DEFAULT_MAX_OUTPUT_LENGTH
-
 
 def seed_torch(params: GenerationParams) -> None:
     """With ``seed``, torch seeded (once per call, before its first batch)."""
     if params.seed is not None:
         import torch
         torch.manual_seed(params.seed)
-
-
-def generate_kwargs(driver: Any, fields: Dict[str, Any], tokenizer: Any,
-                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Dict[str, Any]:
-    """``generate``'s keyword arguments for an action's fields, torch seeded with ``seed``: for a caller that
-    is not a :class:`TextGenerationTask` yet (image-to-text). New code reads
-    ``GenerationParams.read(fields, max_new_tokens)`` and maps it with ``.transformers(tokenizer)``."""
-    params = GenerationParams.read(fields, max_new_tokens)
-    seed_torch(params)
-    return params.transformers(tokenizer)
 
 
 #: Config fields that give a model's most positions, in the order looked at.
