@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import inspect
 import re
+import enum
 import typing
 from typing import Any, List
 
 from pydantic import BaseModel
 
 from .config import schema
-from .catalog import ARCHITECTURES, COMPONENT_TYPES, DRIVERS, FORMATS, TASKS, drivers_for
+from .catalog import DriverName, Task, ARCHITECTURES, COMPONENT_TYPES, DRIVERS, FORMATS, TASKS, drivers_for
 
 SECTIONS = [
     ("Model component (`type: model`)", schema.ModelComponent),
@@ -38,6 +39,10 @@ def _type_name(annotation: Any) -> str:
         return "null"
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        if annotation in (Task, DriverName):        # long lists: the tables below name them
+            return "text"
+        return " \\| ".join(f"`{m.value}`" for m in annotation)
     if origin is typing.Union:
         names = [_type_name(a) for a in args if a is not type(None)]
         return " or ".join(dict.fromkeys(names))

@@ -36,7 +36,7 @@ def attach(model: Any, adapters: Sequence[Any]) -> Any:
                 peft_model.load_adapter(source.location, adapter_name=adapter.name, **kwargs)
         except (OSError, ValueError) as e:
             first = scrub(str(e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(f"could not load the LoRA adapter `{adapter['name']}` from `{source.location}`: "
+            raise ModelLoadError(f"could not load the LoRA adapter `{adapter.name}` from `{source.location}`: "
                                  f"{first}\n  Check that the folder or repository holds adapter_config.json and "
                                  f"adapter weights saved by peft, for this base model.") from None
     apply_weights(peft_model, adapters)
