@@ -381,7 +381,8 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
     cls = ModelComponent if kind == "model" else HttpComponent
     if cls is ModelComponent:
         _check_names(raw, path, positions)
-        _precheck_params(raw, path, positions)
+        if "task" in raw:           # without one, pydantic's "required key `task` is missing" comes first
+            _precheck_params(raw, path, positions)
     comp = _validate(cls, raw, path, positions)
     cid = comp.id or "default"
     if isinstance(comp, ModelComponent):
