@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .binding import Scope, guard_secrets, render, streams as has_stream_source
 from .config.positions import clip
@@ -25,7 +25,12 @@ from .workflows import CompiledWorkflow
 
 
 class StreamSink:
-    """Receives the chunks of a streaming job; the display implements it."""
+    """Receives the chunks of a streaming job; the display implements it.
+
+    A sink may carry ``stop_event`` (a :class:`threading.Event`): setting it from any thread ends the
+    generation at the next token, and the partial text is kept (the chat widget's Stop)."""
+
+    stop_event: Optional[threading.Event] = None
 
     def start(self, job_id: str, component_id: str) -> None: ...
 
@@ -47,6 +52,9 @@ class JobRecord:
     tokens: Optional[int] = None
     texts: Optional[List[str]] = None   # the evaluated list input, to label plots
     images: Optional[List[Any]] = None  # the evaluated PIL image input(s), shown beside the output
+    action: Optional[str] = None        # the component's action that ran
+    fields: Optional[Dict[str, Any]] = None   # its evaluated fields (what the driver got): see :func:`rerun`
+    interrupted: bool = False           # a stream ended early (Stop, or a kernel interrupt)
 
 
 @dataclass
@@ -87,14 +95,19 @@ def resolve_target(registry: Registry, target: Optional[str]) -> tuple[Optional[
                                  f"components: {choices_text(registry.entries) or 'none'}.")
 
 
+#: Changes a job's evaluated fields before its driver gets them: ``adjust(entry, fields) -> fields``
+#: (the chat puts the conversation so far into ``messages`` and its controls into ``params``).
+Adjust = Callable[[Entry, Dict[str, Any]], Dict[str, Any]]
+
+
 def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink: Optional[StreamSink] = None,
-        auto_install: bool = False) -> RunOutcome:
+        auto_install: bool = False, adjust: Optional[Adjust] = None) -> RunOutcome:
     workflow, component = resolve_target(registry, target)
     started = time.perf_counter()
     if workflow is None:
         assert component is not None
         with registry.use(component.id) as component:
-            record = _run_job(registry, component, None, inputs, sink, auto_install, job_id=component.id)
+            record = _run_job(registry, component, None, inputs, sink, auto_install, adjust, job_id=component.id)
         return RunOutcome(component.id, record.output, [record], time.perf_counter() - started, inputs)
     finished: Dict[str, Dict[str, Any]] = {}
     records: List[JobRecord] = []
@@ -103,7 +116,7 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
         scope = Scope({"input": inputs, "jobs": finished}, where=f"job `{job_id}`")
         job_input = inputs if workflow.jobs_input[job_id] is None else render(workflow.jobs_input[job_id], scope)
         with registry.use(job.component) as entry:
-            record = _run_job(registry, entry, job.action, job_input, sink, auto_install, job_id=job_id)
+            record = _run_job(registry, entry, job.action, job_input, sink, auto_install, adjust, job_id=job_id)
         if workflow.jobs_output[job_id] is not None:
             record.output = render(workflow.jobs_output[job_id],
                                    scope.child(output=record.output, result=record.output))
@@ -119,20 +132,25 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
                lambda registry, entry, action_id, *a, job_id: [entry.spec.settings,
                                                              entry.actions[action_id or entry.spec.default_action].fields])
 def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_input: Any,
-             sink: Optional[StreamSink], auto_install: bool, job_id: str) -> JobRecord:
+             sink: Optional[StreamSink], auto_install: bool, adjust: Optional[Adjust], job_id: str,
+             fields: Optional[Dict[str, Any]] = None) -> JobRecord:
     if entry.state is not State.READY:
         registry.ensure_loaded(entry, auto_install)
     action = entry.actions[action_id or entry.spec.default_action]
     started = time.perf_counter()
-    fields = render(action.fields, Scope({"input": job_input}, where=f"component `{entry.id}`"))
+    if fields is None:
+        fields = render(action.fields, Scope({"input": job_input}, where=f"component `{entry.id}`"))
+    if adjust is not None:
+        fields = adjust(entry, fields)
     driver = entry.driver
     assert driver is not None
     per_chunk = action.output is not None and has_stream_source(action.output)
     streaming = driver.wants_stream(fields, per_chunk)
-    chunks = 0
+    chunks, interrupted = 0, False
     try:
         if streaming:
-            result, output, chunks = _stream(driver, fields, action, job_input, sink, job_id, entry.id, per_chunk)
+            result, output, chunks, interrupted = _stream(driver, fields, action, job_input, sink, job_id, entry.id,
+                                                          per_chunk)
         else:
             result = driver.run(fields)
     except (McJupyterError, KeyboardInterrupt):
@@ -145,7 +163,17 @@ def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_inp
     texts = fields.get("text")
     return JobRecord(job_id, entry.id, entry.task, job_input, output, time.perf_counter() - started,
                      streaming, chunks, getattr(driver, "tokens_generated", None) if streaming else None,
-                     [str(t) for t in texts] if isinstance(texts, list) else None, _pil_images(fields.get("image")))
+                     [str(t) for t in texts] if isinstance(texts, list) else None, _pil_images(fields.get("image")),
+                     action.id, fields, interrupted)
+
+
+def rerun(registry: Registry, record: JobRecord, fields: Dict[str, Any], sink: Optional[StreamSink] = None) -> JobRecord:
+    """Run ``record``'s component action again on ``fields`` (evaluated fields, e.g. ``record.fields`` with
+    another ``text`` or ``seed``): what a widget does to embed a query or draw the next seed. Its
+    component output (``output:``) applies; the workflow around the job does not."""
+    with registry.use(record.component) as entry:
+        return _run_job(registry, entry, record.action, record.input, sink, False, None, job_id=record.id,
+                        fields=fields)
 
 
 def _pil_images(value: Any) -> Optional[List[Any]]:
@@ -167,19 +195,23 @@ def _result_scope(job_input: Any, result: Any, chunk: Any = None, lenient: bool 
 def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, component_id, per_chunk: bool):
     """Drive a stream into the sink; a KeyboardInterrupt stops it and keeps what came.
 
-    Returns (result, output, chunks): a model's text streams give the whole text as the result; with a
-    per-chunk output (``${result[]...}``/``${response[]...}``) the output is the chunks' values joined.
+    Returns (result, output, chunks, stopped): a model's text streams give the whole text as the result;
+    with a per-chunk output (``${result[]...}``/``${response[]...}``) the output is the chunks' values
+    joined; ``stopped`` when the sink's ``stop_event`` ended it early.
     """
     from .servers.http import merge_events
 
-    stop = threading.Event()
+    stop = getattr(sink, "stop_event", None) or threading.Event()
     if sink:
         sink.start(job_id, component_id)
     raw: List[Any] = []
     shown: List[Any] = []
     interrupted = False
+    chunks = driver.stream(fields, stop)
     try:
-        for chunk in driver.stream(fields, stop):
+        for chunk in chunks:
+            if stop.is_set():        # Stop: whatever the driver does between tokens, nothing more is taken
+                break
             raw.append(chunk)
             value = render(action.output, _result_scope(job_input, None, chunk, lenient=True)) if per_chunk else chunk
             if value is None or value == "":
@@ -187,13 +219,17 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
             shown.append(value)
             if sink:
                 sink.chunk(value if isinstance(value, str) else str(value), getattr(driver, "tokens_generated", None))
+        interrupted = stop.is_set()  # set by the sink's owner (a driver that honours it ends its stream early)
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
         stop.set()
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
         if sink:
             sink.finish(interrupted)
     result = "".join(raw) if all(isinstance(c, str) for c in raw) else merge_events(raw)
     output = "".join(shown) if all(isinstance(v, str) for v in shown) else shown
-    return result, output, len(raw)
+    return result, output, len(raw), interrupted

@@ -24,7 +24,8 @@ PACKAGE = pathlib.Path(mc_jupyter.__file__).parent
 LAYERS = [
     ("ground floor", ["mc_jupyter.secrets", "mc_jupyter.config.positions", "mc_jupyter.interrupts",
                       "mc_jupyter.servers.watchdog", "mc_jupyter.config", "mc_jupyter.drivers", "mc_jupyter.servers",
-                      "mc_jupyter.tasks", "mc_jupyter.custom", "mc_jupyter.display"]),
+                      "mc_jupyter.tasks", "mc_jupyter.custom", "mc_jupyter.display",
+                      "mc_jupyter.activity", "mc_jupyter.progress", "mc_jupyter.widgets"]),
     ("errors", ["mc_jupyter.errors"]),
     ("catalog", ["mc_jupyter.catalog", "mc_jupyter.media"]),
     ("config", ["mc_jupyter.config.loader", "mc_jupyter.config.schema", "mc_jupyter.binding"]),
@@ -37,6 +38,7 @@ LAYERS = [
     ("registry", ["mc_jupyter.registry"]),
     ("engine", ["mc_jupyter.engine"]),
     ("display", ["mc_jupyter.display.*"]),
+    ("widgets", ["mc_jupyter.widgets.*"]),
     ("front", ["mc_jupyter.api", "mc_jupyter.commands", "mc_jupyter.commands.*", "mc_jupyter.magics",
                "mc_jupyter.sidebar", "mc_jupyter.reference", "mc_jupyter"]),
 ]
