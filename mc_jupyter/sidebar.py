@@ -6,7 +6,8 @@ this kernel has the extension loaded, without opening anything (a comm opened to
 not registered makes the kernel log an error). The panel then opens a comm to the target, and each
 open comm gets a :class:`SidebarConnection`, which
 
-* sends a ``snapshot`` at once, on ``refresh``, and after every registry event (load, failure, unload);
+* sends a ``snapshot`` at once, on ``refresh``, after every registry event (load, failure, unload), and
+  after every change of an :mod:`mc_jupyter.activity` mark (a chat opened, a turn generating);
 * sends a ``memory`` sample every ``SAMPLE_SECONDS`` from a thread of its own, while the comm is open
   (a ``snapshot`` instead when the components changed without an event, e.g. a server exited);
 * runs the panel's ``unload`` and ``stop`` commands, and answers anything else with an ``error``,
@@ -32,12 +33,16 @@ Panel to kernel::
     {"command": "unload", "id": "chat"}           free a component (a model)
     {"command": "stop", "id": "llm-server"}       stop a managed server (it is unloaded)
 
-A :class:`Component` row is :meth:`Entry.describe` (plain and secret-free); its ``state`` is one of
-:data:`STATES`. :class:`Memory` is :func:`kernel_memory`. Every string sent is scrubbed too.
+A :class:`Component` row is :meth:`Entry.describe` (plain and secret-free) plus ``activity``, the
+component's :func:`mc_jupyter.activity.activities` marks (``["chat: generating"]``); its ``state`` is one
+of :data:`STATES`. :class:`Memory` is :func:`kernel_memory`. Every string sent is scrubbed too.
 
 Threads: comm handlers run on a kernel subshell thread when the frontend uses subshells (JupyterLab
-4.6 does), registry events on whichever thread composes, samples on the connection's own thread. The
-registry's lock guards its state; a per-connection lock keeps sends whole and stops them at close.
+4.4+ with ipykernel 7 does: the panel asks ``comm_info_request`` and opens its comm on the comm
+target's subshell, so a kernel busy running a cell answers at once), registry and activity events on
+whichever thread changed them, samples on the connection's own thread (they reach the panel while the
+main thread runs a cell: IOPub sends are thread-safe). The registry's lock guards its state; a
+per-connection lock keeps sends whole and stops them at close.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, TypedDic
 
 import comm
 
+from . import activity
 from .api import REGISTRY
 from .secrets import scrub
 from .devices import memory_snapshot
@@ -82,7 +88,8 @@ class Memory(TypedDict):
 
 
 class Component(TypedDict):
-    """One row: :meth:`mc_jupyter.registry.Entry.describe`."""
+    """One row: :meth:`mc_jupyter.registry.Entry.describe`, and ``activity``: what the kernel is doing
+    with the component beyond its state (:func:`mc_jupyter.activity.activities`, oldest first)."""
     id: str
     type: str
     task: Optional[str]
@@ -97,6 +104,7 @@ class Component(TypedDict):
     state: str
     load_seconds: float
     error: str
+    activity: List[str]
 
 
 class Snapshot(TypedDict):
@@ -194,6 +202,11 @@ def parse_command(data: Any) -> Tuple[str, Optional[str]]:
     return name, component_id
 
 
+def component_rows(registry: Registry = REGISTRY) -> List[Component]:
+    """The registry's rows, each with its component's activity marks."""
+    return [Component(**row, activity=activity.activities(row["id"])) for row in registry.snapshot()]
+
+
 def kernel_memory() -> Memory:
     """:func:`memory_snapshot`: host RAM, the kernel's RSS, each GPU through NVML (no CUDA context made),
     and ``gpus_known``: whether its GPU list means anything (NVML answered, or there is no NVIDIA driver).
@@ -236,6 +249,7 @@ class SidebarConnection:
         with _CONNECTIONS_LOCK:
             _CONNECTIONS.append(self)
         self._unsubscribe = registry.subscribe(lambda kind, data: self.send_snapshot())
+        self._unsubscribe_activity = activity.subscribe(self._send_if_changed)   # marks of loaded ones
         channel.on_msg(self._on_message)
         channel.on_close(lambda message: self.close())
         self.send_snapshot()
@@ -252,9 +266,14 @@ class SidebarConnection:
                 self.channel.send(_scrubbed(data))
 
     def send_snapshot(self) -> None:
-        rows = self.registry.snapshot()
+        rows = component_rows(self.registry)
         self._sent_rows = rows
         self.send(Snapshot(type="snapshot", components=rows, memory=self.memory()))
+
+    def _send_if_changed(self) -> None:
+        """A snapshot if the rows differ from the last one sent (an activity mark on a loaded component)."""
+        if component_rows(self.registry) != self._sent_rows:
+            self.send_snapshot()
 
     def send_memory(self) -> None:
         self.send(MemorySample(type="memory", memory=self.memory()))
@@ -265,7 +284,7 @@ class SidebarConnection:
                 self.close(reason=f"no message from the panel for {self.lease_seconds:g} s")
                 return
             started = time.thread_time()
-            if self.registry.snapshot() != self._sent_rows:   # a change no event told of: a server that exited
+            if component_rows(self.registry) != self._sent_rows:   # a change no event told of: a server that exited
                 self.send_snapshot()
             else:
                 self.send_memory()
@@ -295,6 +314,7 @@ class SidebarConnection:
                 return
             self._closed.set()
         self._unsubscribe()
+        self._unsubscribe_activity()
         with _CONNECTIONS_LOCK:
             if self in _CONNECTIONS:
                 _CONNECTIONS.remove(self)

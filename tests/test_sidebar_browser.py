@@ -4,7 +4,8 @@ A real ``jupyter lab`` serves this checkout's built extension (mc_jupyter/labext
 real kernel on the tiny models. Without Chromium these tests skip, saying why; in CI (``CI`` set) they
 fail instead, since ``.ci/run`` installs it. Playwright's own browser download is never used.
 
-Set ``MC_JUPYTER_UPDATE_DOCS=1`` to also write the screenshot to docs/sidebar.png.
+Set ``MC_JUPYTER_UPDATE_DOCS=1`` to also write the screenshot to docs/sidebar.png (taken while a cell
+runs, with a chat's activity mark on the card).
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 COMPONENT = "tiny-writer"
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"   # a hub id (the tiny stand-in in the test's offline cache)
+COMPOSE = (f"%%compose\ncomponent:\n  id: {COMPONENT}\n  type: model\n  task: text-generation\n"
+           f"  model: {{model}}\n  text: ${{{{input.prompt}}}}")
+# A cell that keeps the kernel's main thread busy (pure Python: it holds the GIL but for the interpreter's
+# switches) until the test writes the file `stop`, with a chat's activity mark on the component meanwhile.
+BUSY_CELL = (
+    "import os, time\n"
+    "from mc_jupyter import activity\n"
+    f"token = activity.begin({COMPONENT!r}, 'chat: generating')\n"
+    "deadline = time.monotonic() + 120\n"
+    "while not os.path.exists('stop') and time.monotonic() < deadline:\n"
+    "    sum(i * i for i in range(20_000))\n"
+    "activity.end(token)\n"
+    "print('stopped' if os.path.exists('stop') else 'timed out')")
 
 
 def notebook(model: str, cells=None) -> dict:
@@ -41,8 +56,7 @@ def notebook(model: str, cells=None) -> dict:
         "stamps = []\n"
         "mc_jupyter.REGISTRY.subscribe(lambda kind, data: stamps.append((kind, time.time())))\n"
         "%load_ext mc_jupyter",
-        f"%%compose\ncomponent:\n  id: {COMPONENT}\n  type: model\n  task: text-generation\n"
-        f"  model: {model}\n  text: ${{input.prompt}}",
+        COMPOSE.format(model=model),
         "print(json.dumps(stamps))",
         "from mc_jupyter import sidebar\n"
         "[panel] = sidebar.open_connections()\n"
@@ -76,6 +90,8 @@ class Lab:
         self.root.mkdir()
         (self.root / "sidebar.ipynb").write_text(json.dumps(notebook(model)))
         (self.root / "other.ipynb").write_text(json.dumps(notebook(model, cells=["1 + 1"])))
+        (self.root / "busy.ipynb").write_text(json.dumps(notebook(model, cells=[
+            "%load_ext mc_jupyter", COMPOSE.format(model=model), BUSY_CELL])))
         built = ROOT / "mc_jupyter" / "labextension"
         assert (built / "package.json").exists(), f"no built extension in {built}: cd labextension && npm ci && " \
                                                   "npm run build (docs/sidebar.md)"
@@ -141,8 +157,7 @@ class Lab:
 
 @pytest.fixture
 def lab(models, tmp_path):
-    # a hub id (the tiny stand-in in the test's offline cache), so the screenshot shows what a user writes
-    server = Lab(tmp_path, "HuggingFaceTB/SmolLM2-135M-Instruct")
+    server = Lab(tmp_path, MODEL)   # a hub id, so the screenshot shows what a user writes
     yield server
     server.stop()
     assert server.process.returncode is not None
@@ -184,12 +199,33 @@ class Page:
 
     def run(self, index: int) -> str:
         """Run cell ``index`` of the notebook shown (Shift+Enter), wait for it to finish; its output text."""
+        self.start(index)
+        return self.wait_for_cell(index)
+
+    def start(self, index: int) -> None:
+        """Run cell ``index`` (Shift+Enter) and return while it runs (its prompt shows ``[*]``)."""
         cell = self.notebook.locator(".jp-CodeCell").nth(index)
         cell.locator(".jp-InputPrompt").click()
         self.page.keyboard.press("Shift+Enter")
+        self.page.wait_for_function("el => /\\[[\\d*]+\\]/.test(el.textContent)",
+                                    arg=cell.locator(".jp-InputArea-prompt").element_handle(), timeout=TIMEOUT_MS)
+
+    def running(self, index: int) -> bool:
+        return "[*]" in self.notebook.locator(".jp-CodeCell").nth(index).locator(".jp-InputArea-prompt").inner_text()
+
+    def wait_for_cell(self, index: int) -> str:
+        """Wait for cell ``index`` to finish; its output text."""
+        cell = self.notebook.locator(".jp-CodeCell").nth(index)
         self.page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)",
                                     arg=cell.locator(".jp-InputArea-prompt").element_handle(), timeout=TIMEOUT_MS)
         return cell.locator(".jp-OutputArea").inner_text()
+
+    def toggle_sidebar(self) -> None:
+        self.page.locator('.jp-SideBar.jp-mod-right li[data-id="mc-jupyter-sidebar"]').click()
+
+    def samples(self) -> int:
+        """How many memory figures the panel has received over its connection."""
+        return int(self.panel.locator(".mc-Sidebar-devices").get_attribute("data-samples"))
 
     def wait_for_status(self, status: str, notebook: str = "") -> None:
         self.panel.locator(f'.mc-Sidebar-body[data-status="{status}"]').wait_for(timeout=TIMEOUT_MS)
@@ -239,11 +275,6 @@ def test_the_sidebar_follows_the_kernel_through_load_compose_unload_and_restart(
     latency = page.evaluate("() => window.mcSeen") - changed
     assert 0 <= latency < 2, latency
 
-    shot = tmp_path / "sidebar.png"
-    ui.panel.locator(".mc-Sidebar-body").screenshot(path=str(shot))
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("MC_JUPYTER_UPDATE_DOCS"):
-        shutil.copyfile(shot, ROOT / "docs" / "sidebar.png")
 
     ui.open_notebook("other.ipynb")              # the panel follows the active notebook ...
     ui.wait_for_status("not-loaded", "other.ipynb")
@@ -273,4 +304,55 @@ def test_the_sidebar_follows_the_kernel_through_load_compose_unload_and_restart(
     page.locator(".jp-Dialog .jp-mod-accept").click()
     ui.wait_for_status("not-loaded")             # a new process: the panel says what to run
     assert "%load_ext mc_jupyter" in ui.panel.inner_text()
+    page.close()
+
+
+def test_the_sidebar_opened_while_a_cell_runs_connects_and_keeps_its_memory_figures_coming(browser, lab, tmp_path):
+    """The panel's question and comm travel on a kernel subshell: a kernel busy running a cell answers at
+    once, and the sampling thread's figures reach the panel while the main thread is still busy."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    ui = Page(page)
+    ui.open_notebook("busy.ipynb")                # the sidebar is closed: nothing has asked the kernel yet
+    ui.run(0)
+    ui.run(1)
+    ui.start(2)
+    assert ui.running(2)
+
+    ui.toggle_sidebar()                           # opened while the cell runs
+    ui.wait_for_status("connected", "busy.ipynb")
+    assert ui.running(2), "the panel connected only once the cell had ended"
+    card = ui.panel.locator(f'[data-component-id="{COMPONENT}"][data-state="ready"]')
+    card.wait_for(timeout=5_000)
+    memory = card.locator('[data-fact="memory"]').inner_text()
+    assert memory.endswith(("KiB", "MiB")) and float(memory.split()[0]) > 0
+    assert "Kernel RSS" in ui.panel.inner_text()
+    mark = card.locator('[data-activity="chat: generating"]')   # the chat's mark, set in the running cell
+    mark.wait_for(timeout=5_000)
+    assert mark.inner_text() == "chat: generating"
+
+    before = ui.samples()
+    page.wait_for_function("n => Number(document.querySelector('#mc-jupyter-sidebar .mc-Sidebar-devices')"
+                           ".dataset.samples) >= n", arg=before + 2, timeout=10_000)   # 1.5 s apart
+    assert ui.running(2), "the memory figures came only once the cell had ended"
+
+    # Names are shown whole: wrapped inside the card, never cut with an ellipsis.
+    for label, text in (("model", MODEL), ("type", "model · text-generation")):
+        fact = card.locator(f'[data-fact="{label}"]')
+        assert fact.inner_text() == text and fact.get_attribute("title") == text
+        fits = fact.evaluate("el => el.scrollWidth <= el.clientWidth && "
+                             "el.getBoundingClientRect().right <= el.closest('.mc-Component').getBoundingClientRect().right")
+        assert fits, f"the {label} {text!r} overflows its card"
+
+    shot = tmp_path / "sidebar.png"
+    ui.panel.locator(".mc-Sidebar-body").screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MC_JUPYTER_UPDATE_DOCS"):
+        shutil.copyfile(shot, ROOT / "docs" / "sidebar.png")
+
+    (lab.root / "stop").write_text("")
+    assert ui.wait_for_cell(2).strip() == "stopped"
+    mark.wait_for(state="detached", timeout=5_000)   # the mark ended: a snapshot without it
+    card.wait_for()
     page.close()

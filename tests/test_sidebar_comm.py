@@ -18,7 +18,7 @@ import pytest
 from comm.base_comm import BaseComm, CommManager
 
 import mc_jupyter as mc
-from mc_jupyter import sidebar
+from mc_jupyter import activity, sidebar
 from mc_jupyter.binding import read_env
 from mc_jupyter.registry import State
 
@@ -145,6 +145,25 @@ def test_the_panel_hears_of_a_load_as_it_starts_and_ends_and_of_an_unload(models
 
     registry.unload("writer")
     assert panel.received("snapshot")[-1]["components"] == []
+
+
+
+def test_a_chat_s_activity_marks_show_on_its_card_as_they_change(models, registry, panel):
+    compose_writer(registry, models)
+    before = len(panel.received("snapshot"))
+
+    token = activity.begin("writer", "chat")
+    activity.change(token, "chat: generating")
+    other = activity.begin("nobody-loaded", "chat")    # a mark on a component not loaded shows nowhere
+    activity.end(token)
+    activity.end(other)
+
+    marks = [[c["activity"] for c in s["components"]] for s in panel.received("snapshot")[before:]]
+    assert marks == [[["chat"]], [["chat: generating"]], [[]]]      # one snapshot per change on a card
+    panel.close()
+    leftover = activity.begin("writer", "chat")       # a closed panel hears nothing more
+    activity.end(leftover)
+    assert len(panel.received("snapshot")) == before + 3
 
 
 @pytest.mark.slow

@@ -324,7 +324,7 @@ def test_every_message_the_kernel_sends_fits_the_declaration_exactly(models, reg
 
 def test_a_field_sent_but_not_declared_fails_the_check(models, registry):
     mc.compose(WRITER.format(path=models["causal"]), registry=registry)
-    row = dict(registry.snapshot()[0], colour="red")
+    row = dict(sidebar.component_rows(registry)[0], colour="red")
     memory = sidebar.kernel_memory()
     message = {"type": "snapshot", "components": [row], "memory": memory}
     assert fits(message, py_shape(sidebar.KernelMessage)) == ["<snapshot>.components[0].colour: sent but not declared"]

@@ -7,7 +7,10 @@ import { VDomModel } from '@jupyterlab/ui-components';
 /** The comm target `%load_ext mc_jupyter` registers in the kernel (mc_jupyter/sidebar.py). */
 export const COMM_TARGET = 'mc_jupyter.sidebar';
 
-/** One component, as the kernel describes it (`Entry.describe()` in mc_jupyter/registry.py). */
+/**
+ * One component, as the kernel describes it (`sidebar.component_rows()`: `Entry.describe()` in
+ * mc_jupyter/registry.py, plus its `activity` marks from mc_jupyter/activity.py).
+ */
 export interface IComponent {
   id: string;
   type: string;
@@ -23,6 +26,8 @@ export interface IComponent {
   state: string;
   load_seconds: number;
   error: string;
+  /** What the kernel does with it beyond its state, oldest first: `chat`, `chat: generating`. */
+  activity: string[];
 }
 
 export interface IGpu {
@@ -60,6 +65,7 @@ export type Status =
   | 'no-kernel'
   | 'restarting'
   | 'not-loaded'
+  | 'busy'
   | 'connecting'
   | 'connected';
 
@@ -79,6 +85,11 @@ export class SidebarModel extends VDomModel {
 
   get memory(): IMemory | null {
     return this._memory;
+  }
+
+  /** How many memory figures (snapshots and samples) the kernel sent over this connection. */
+  get samples(): number {
+    return this._samples;
   }
 
   /** The kernel's last error reply (or a connection problem), until the next snapshot. */
@@ -101,6 +112,7 @@ export class SidebarModel extends VDomModel {
     if (status !== 'connected' && status !== 'connecting') {
       this._components = [];
       this._memory = null;
+      this._samples = 0;
       this._pending.clear();
     }
     this._status = status;
@@ -120,6 +132,7 @@ export class SidebarModel extends VDomModel {
         this._status = 'connected';
         this._components = message.components;
         this._memory = message.memory;
+        this._samples++;
         this._error = '';
         this._pending = new Set(
           [...this._pending].filter(id => message.components.some(c => c.id === id))
@@ -127,6 +140,7 @@ export class SidebarModel extends VDomModel {
         break;
       case 'memory':
         this._memory = message.memory;
+        this._samples++;
         break;
       case 'error':
         this._error = message.message;
@@ -142,6 +156,7 @@ export class SidebarModel extends VDomModel {
   private _notebook = '';
   private _components: IComponent[] = [];
   private _memory: IMemory | null = null;
+  private _samples = 0;
   private _error = '';
   private _pending = new Set<string>();
 }

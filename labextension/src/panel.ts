@@ -4,7 +4,13 @@
  *
  * - Finding out whether the kernel loaded mc_jupyter: a `comm_info_request` for the target lists
  *   the beacon comm that `%load_ext mc_jupyter` registers. It is asked when the panel attaches to a
- *   kernel, after a restart, and after each executed cell while the answer is "not loaded".
+ *   kernel, after a restart, and after each executed cell while the answer is "not loaded" (and,
+ *   while a cell runs, every few seconds: the cell may be the one that loads it).
+ * - A busy kernel: the question and the comm travel on the comm target's kernel *subshell*
+ *   (JEP 91; JupyterLab 4.4+ opens one per comm target, ipykernel 7 runs it on a thread of its own),
+ *   so a kernel running a long cell answers at once, and its memory samples keep coming. A kernel
+ *   without subshells answers when the cell ends; meanwhile the panel says it is busy, never "not
+ *   loaded".
  * - Restarts: the comm goes with the old kernel process; the first idle afterwards asks again.
  * - Leases: the kernel closes a comm it has not heard from for two minutes (a panel whose page was
  *   reloaded never says goodbye); a live panel sends `keepalive` every 20 s, and reopens a comm the
@@ -28,6 +34,17 @@ import {
 import { SidebarView } from './widget';
 
 const KEEPALIVE_MS = 20_000;
+/** How long a question may wait on a busy kernel before the panel says so. */
+const BUSY_MS = 1_000;
+/** While a cell runs in a kernel without mc_jupyter, how often to ask again (on a subshell). */
+const REASK_MS = 3_000;
+
+/** What `CommHandler` (services 7.4+) adds to `Kernel.IComm`: the subshell its messages use. */
+type SubshellComm = Kernel.IComm & {
+  commsOverSubshells?: string;
+  subshellId?: string | null;
+  subshellStarted?: Promise<void>;
+};
 
 /** Kernel states in which there is no kernel process to talk to yet. */
 const STARTING: ReadonlySet<Kernel.Status> = new Set<Kernel.Status>([
@@ -81,6 +98,7 @@ export class SidebarPanel extends Panel {
   protected onAfterHide(msg: Message): void {
     super.onAfterHide(msg);
     this._disconnect(true); // nobody is looking: the kernel stops sampling
+    this._stopReasking();
   }
 
   /** Attach to the notebook's session context (null: no notebook is open). */
@@ -94,6 +112,7 @@ export class SidebarPanel extends Panel {
     }
     this._notebook?.title.changed.disconnect(this._onTitle, this);
     this._disconnect(true);
+    this._stopReasking();
     this._notLoadedFor = null;
     this._notebook = notebook;
     this._context = notebook?.sessionContext ?? null;
@@ -114,6 +133,7 @@ export class SidebarPanel extends Panel {
 
   private _onKernelChanged(): void {
     this._disconnect(true);
+    this._stopReasking();
     this._notLoadedFor = null;
     this._check();
   }
@@ -158,7 +178,11 @@ export class SidebarPanel extends Panel {
       return this._settle('restarting');
     }
     if (this._notLoadedFor === kernel) {
-      return this._settle('not-loaded', this._model.error);
+      this._settle('not-loaded', this._model.error);
+      if (kernel.status === 'busy' && this.isVisible && kernel.supportsSubshells) {
+        this._reaskSoon(kernel);
+      }
+      return;
     }
     if (!this.isVisible || this._comm || this._probing === kernel) {
       return;
@@ -174,31 +198,91 @@ export class SidebarPanel extends Panel {
     }
   }
 
+  /**
+   * Ask whether the kernel loaded mc_jupyter, on the subshell of a comm made for it (not opened:
+   * nothing reaches the kernel's comm manager yet); when it did, open that comm.
+   */
   private _probe(kernel: Kernel.IKernelConnection): void {
     this._probing = kernel;
-    kernel.requestCommInfo({ target_name: COMM_TARGET }).then(
-      reply => {
+    const comm = kernel.createComm(COMM_TARGET) as SubshellComm;
+    const busy = window.setTimeout(() => {
+      if (this._probing === kernel && kernel.status === 'busy' && this._model.status !== 'not-loaded') {
+        this._model.setStatus('busy');
+      }
+    }, BUSY_MS);
+    this._askCommInfo(kernel, comm).then(
+      loaded => {
+        window.clearTimeout(busy);
         if (this._probing !== kernel) {
+          comm.dispose();
           return;
         }
         this._probing = null;
-        const content = reply.content;
-        const loaded = content.status === 'ok' && Object.keys(content.comms).length > 0;
         if (!loaded) {
           this._notLoadedFor = kernel;
+          comm.dispose();
         } else if (kernel === this._kernel() && this.isVisible && !this._comm) {
-          this._connect(kernel);
+          this._connect(kernel, comm);
+        } else {
+          comm.dispose();
         }
         this._check();
       },
       () => {
-        this._probing = null; // cancelled by a restart: its status change brings us back
+        window.clearTimeout(busy);
+        comm.dispose();
+        if (this._probing === kernel) {
+          this._probing = null; // cancelled by a restart: its status change brings us back
+        }
       }
     );
   }
 
-  private _connect(kernel: Kernel.IKernelConnection): void {
-    const comm = kernel.createComm(COMM_TARGET);
+  /** `comm_info_request` for the target, on `comm`'s subshell when the kernel has subshells. */
+  private async _askCommInfo(kernel: Kernel.IKernelConnection, comm: SubshellComm): Promise<boolean> {
+    await kernel.info; // tells whether the kernel has subshells
+    let subshellId: string | null = null;
+    if (kernel.supportsSubshells && comm.subshellStarted && comm.commsOverSubshells !== 'disabled') {
+      try {
+        await comm.subshellStarted;
+        subshellId = comm.subshellId ?? null;
+      } catch {
+        subshellId = null; // no subshell after all: the main shell answers when it can
+      }
+    }
+    const msg = KernelMessage.createMessage({
+      msgType: 'comm_info_request',
+      channel: 'shell',
+      username: kernel.username,
+      session: kernel.clientId,
+      subshellId,
+      content: { target_name: COMM_TARGET }
+    });
+    const reply = (await kernel.sendShellMessage(msg, true, true).done) as KernelMessage.ICommInfoReplyMsg;
+    const content = reply.content;
+    return content.status === 'ok' && Object.keys(content.comms).length > 0;
+  }
+
+  private _reaskSoon(kernel: Kernel.IKernelConnection): void {
+    if (this._reask) {
+      return;
+    }
+    this._reask = window.setTimeout(() => {
+      this._reask = 0;
+      if (this._notLoadedFor === kernel && kernel.status === 'busy') {
+        this._notLoadedFor = null;
+        this._check();
+      }
+    }, REASK_MS);
+  }
+
+  private _stopReasking(): void {
+    window.clearTimeout(this._reask);
+    this._reask = 0;
+  }
+
+  /** Open `comm` (made by `_probe`, on the subshell it asked on) and listen to it. */
+  private _connect(kernel: Kernel.IKernelConnection, comm: SubshellComm): void {
     let heard = false;
     comm.onMsg = msg => {
       if (this._comm === comm) {
@@ -221,7 +305,8 @@ export class SidebarPanel extends Panel {
       this._check(); // e.g. the lease ran out while the page was asleep: open a new comm
     };
     this._comm = comm;
-    this._model.setStatus('connecting');
+    // Without a subshell, the comm_open waits for the running cell to end: say so.
+    this._model.setStatus(!comm.subshellId && kernel.status === 'busy' ? 'busy' : 'connecting');
     comm.open({});
     this._keepalive = window.setInterval(() => this._send({ command: 'keepalive' }), KEEPALIVE_MS);
   }
@@ -264,4 +349,5 @@ export class SidebarPanel extends Panel {
   private _probing: Kernel.IKernelConnection | null = null;
   private _notLoadedFor: Kernel.IKernelConnection | null = null;
   private _keepalive = 0;
+  private _reask = 0;
 }

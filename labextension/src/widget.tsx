@@ -63,7 +63,7 @@ export class SidebarView extends VDomRenderer<SidebarModel> {
             ))
           )}
         </section>
-        {m.memory && <Devices memory={m.memory} />}
+        {m.memory && <Devices memory={m.memory} samples={m.samples} />}
       </>
     );
   }
@@ -82,6 +82,12 @@ const EMPTY_STATES: { [status: string]: React.ReactElement } = {
     </p>
   ),
   restarting: <p>The kernel is starting… This panel reconnects when it is up.</p>,
+  busy: (
+    <p>
+      The kernel is busy running a cell and cannot answer yet (it offers no subshells). This panel
+      connects when it can.
+    </p>
+  ),
   'not-loaded': (
     <>
       <p>This kernel has not loaded mc_jupyter. Run this in a cell:</p>
@@ -133,6 +139,15 @@ function ComponentCard(props: {
           {props.pending ? '…' : isServer ? 'Stop' : 'Unload'}
         </button>
       </div>
+      {c.activity && c.activity.length > 0 && (
+        <div className="mc-Component-activity">
+          {c.activity.map((what, i) => (
+            <span key={i} className="mc-Component-mark" data-activity={what}>
+              {what}
+            </span>
+          ))}
+        </div>
+      )}
       <dl className="mc-Component-facts">
         {rows
           .filter(([, value]) => value)
@@ -149,11 +164,11 @@ function ComponentCard(props: {
   );
 }
 
-function Devices(props: { memory: IMemory }): React.ReactElement {
+function Devices(props: { memory: IMemory; samples: number }): React.ReactElement {
   const m = props.memory;
   const hostUsed = m.host.total - m.host.available;
   return (
-    <section className="mc-Sidebar-devices">
+    <section className="mc-Sidebar-devices" data-samples={props.samples}>
       <h3>Devices</h3>
       {m.gpus.map(gpu => (
         <Gauge
