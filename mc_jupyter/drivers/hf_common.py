@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Any, Dict, Optional
 
+from .. import progress
 from ..catalog import Quantization
 from ..devices import module_bytes, parameter_count
 from ..errors import ModelLoadError
@@ -26,7 +27,6 @@ class HFDriver(Driver):
     auto_class: str = "AutoModel"
 
     def load(self) -> None:
-        from tqdm.auto import tqdm
         import transformers
 
         # bitsandbytes' int8 matmul logs this on every forward call of a float32 model
@@ -38,28 +38,24 @@ class HFDriver(Driver):
         self.source, self.source_description = source, source.description
         plan = load_plan(self.config)
         adapters = self.config.peft_adapters or []
-        bar = tqdm(total=3 + len(adapters), desc=f"Loading {self.component_id}", unit="step", leave=False)
-        try:
-            bar.set_postfix_str("tokenizer")
+        # the registry's load bar (or one of its own when the driver is used alone); transformers' and the
+        # hub's bars are off while it is open
+        with progress.bar(f"loading {self.component_id}", total=3 + bool(adapters),
+                          done=f"loaded {self.component_id}") as bar:
+            bar.step("tokenizer")
             self.tokenizer = self._load_tokenizer(source)
-            bar.update()
-            bar.set_postfix_str("weights")
+            bar.step("weights")
             self.model = _from_pretrained(getattr(transformers, self.auto_class), source,
                                           dict(source.kwargs, **plan["kwargs"]))
-            bar.update()
+            bar.step("device")
             if plan["single"]:
-                bar.set_postfix_str(plan["device"])
                 self.model.to(plan["device"])
             self.placement = placement(self.model)
-            bar.update()
             if adapters:
                 from .adapters import attach
-                bar.set_postfix_str("adapters")
+                bar.step("adapters")
                 self.model = attach(self.model, adapters)
-                bar.update(len(adapters))
             self.model.eval()
-        finally:
-            bar.close()
         self.device = ",".join(self.placement) if self.placement else _placement(self.model, plan["device"])
         self.dtype = str(plan["dtype"]).replace("torch.", "")
         if self.config.quantization != Quantization.NONE:

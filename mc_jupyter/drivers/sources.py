@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .. import progress
 from ..binding import Scope, parse_template, render
 from ..catalog import DEFAULT_MODELS, EMBEDDED_MODELS
 from ..config.schema import HubSource, LocalSource
@@ -272,7 +273,9 @@ def not_cached(source: ModelSource, unreachable: Optional[str]) -> str:
 
 @contextlib.contextmanager
 def quiet_hub():
-    """The hub's retry and connection warnings held back while it is asked (the error says what failed)."""
+    """The hub's retry and connection warnings held back while it is asked (the error says what failed), and,
+    inside a progress bar of ours, the hub's and transformers' own bars off (:mod:`mc_jupyter.progress`)."""
+    progress.quiet_libraries()
     loggers = [logging.getLogger(name) for name in ("huggingface_hub", "urllib3", "httpx")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
