@@ -257,7 +257,8 @@ component:
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     everything = [o for cell in nb.cells for o in cell.outputs]
-    assert not [o for o in everything if o.output_type == "stream" and o.name == "stderr"], everything
+    stderr = [o.text for o in everything if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, "\n".join(stderr)
     assert "TqdmWarning" not in nbformat.writes(nb)
     for cell, cid in zip(nb.cells[1:], composes):
         lines = [o.data["text/plain"] for o in cell.outputs if o.output_type == "display_data"]

@@ -15,7 +15,7 @@ from ..devices import module_bytes, parameter_count
 from ..errors import InputError, ModelLoadError, NotAvailableError
 from ..tasks.image_generation import ImageGenerationTask, ImageParams
 from ..tasks.base import Call
-from .hf_common import _from_pretrained, _placement
+from .hf_common import _from_pretrained, _placement, quiet_library_notices
 from .sources import resolve_source
 
 #: ``architecture:`` -> the diffusers pipeline class its checkpoints are saved with.
@@ -54,6 +54,7 @@ class ImageGeneration(ImageGenerationTask):
         refused = refusal(self.config)
         if refused is not None:
             raise refused
+        quiet_library_notices()
         source = resolve_source(self.config.model, self.config.task)
         self.source_description = source.description
         if source.kwargs.get("use_safetensors") is False:   # a pipeline's weights sit in subfolders, which

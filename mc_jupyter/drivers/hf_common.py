@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Dict, Optional
 
 from .. import progress
@@ -29,9 +30,7 @@ class HFDriver(Driver):
     def load(self) -> None:
         import transformers
 
-        # bitsandbytes' int8 matmul logs this on every forward call of a float32 model
-        logging.getLogger("bitsandbytes.autograd._functions").addFilter(_quiet_int8_cast)
-
+        quiet_library_notices()
         from .placement import load_plan, placement
 
         source = config_source(self.config)
@@ -109,8 +108,24 @@ def _corrupt(cls: Any, source: ModelSource, error: BaseException) -> ModelLoadEr
                           f"truncated or corrupt ({problem}; {detail}).\n  {fix}")
 
 
+def quiet_library_notices() -> None:
+    """Hold back what the libraries print to stderr on a successful load that is no news to the user: a
+    compose writes nothing to stderr (the notebook's pink block). Idempotent: a filter is added once."""
+    # bitsandbytes' int8 matmul logs this on every forward call of a float32 model
+    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_quiet_int8_cast)
+    # transformers 5 without torchvision (never installed here: design.md) takes the PIL image processor
+    # itself, and says so once per class
+    logging.getLogger("transformers.utils.import_utils").addFilter(_quiet_torchvision_fallback)
+    # diffusers 0.42 still passes this deprecated argument to hf_hub_download on every config it reads
+    warnings.filterwarnings("ignore", message=r"The `local_dir_use_symlinks` argument is deprecated")
+
+
 def _quiet_int8_cast(record: logging.LogRecord) -> bool:
     return "inputs will be cast" not in record.getMessage()
+
+
+def _quiet_torchvision_fallback(record: logging.LogRecord) -> bool:
+    return "requires torchvision (not installed); falling back to" not in record.getMessage()
 
 
 def _placement(model: Any, device: str) -> str:
