@@ -142,52 +142,175 @@ def _sparkline(values: Sequence[float], lo: float, hi: float) -> str:
     return f'<div style="display:flex;align-items:flex-end;height:26px">{bars}</div>'
 
 
-def render_embeddings(vectors: Sequence[Sequence[float]], labels: Optional[Sequence[str]] = None) -> Bundle:
-    """A 2-D PCA scatter labelled by text, beside the cosine-similarity heatmap."""
-    import numpy as np
+#: The most texts the cosine heatmap is drawn for (beyond it, cells would be under a pixel or two).
+HEATMAP_MAX = 50
+#: UMAP replaces PCA from this many texts on, where umap-learn is installed (fewer: PCA says more).
+UMAP_MIN = 10
+
+
+class EmbeddingLayout:
+    """The 2-D picture of several embeddings: ``xy`` (one point per vector), ``sim`` (the cosine
+    similarity matrix) and ``method`` ("PCA" or "UMAP"). :meth:`project` places a new vector on the same
+    axes (the map's query point); :meth:`cosines` scores it against every vector."""
+
+    def __init__(self, vectors: Sequence[Sequence[float]]):
+        import numpy as np
+
+        self.vectors = np.asarray(vectors, dtype=float)
+        n = len(self.vectors)
+        self.unit = self.vectors / np.clip(np.linalg.norm(self.vectors, axis=1, keepdims=True), 1e-12, None)
+        self.sim = self.unit @ self.unit.T
+        self.mean = self.vectors.mean(axis=0)
+        self.axes = np.zeros((2, self.vectors.shape[1]))
+        if n >= 2:
+            _, _, vt = np.linalg.svd(self.vectors - self.mean, full_matrices=False)
+            self.axes[:min(2, len(vt))] = vt[:2]
+        self.method, self._umap = "PCA", None
+        self.xy = (self.vectors - self.mean) @ self.axes.T
+        if n >= UMAP_MIN:
+            self._try_umap()
+
+    def _try_umap(self) -> None:
+        try:
+            import umap
+        except ImportError:
+            return
+        try:
+            reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(self.vectors) - 1), metric="cosine",
+                                random_state=0)
+            self.xy = reducer.fit_transform(self.vectors)
+        except Exception:   # a degenerate set UMAP cannot lay out: PCA is still a faithful picture
+            return
+        self.method, self._umap = "UMAP", reducer
+
+    def project(self, vector: Sequence[float]) -> List[float]:
+        import numpy as np
+
+        v = np.asarray(vector, dtype=float)
+        if self._umap is not None:
+            return [float(c) for c in self._umap.transform(v[None, :])[0]]
+        return [float(c) for c in (v - self.mean) @ self.axes.T]
+
+    def cosines(self, vector: Sequence[float]) -> List[float]:
+        import numpy as np
+
+        v = np.asarray(vector, dtype=float)
+        return [float(c) for c in self.unit @ (v / max(float(np.linalg.norm(v)), 1e-12))]
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` on one line of at most ``width`` characters (an ellipsis says it was cut)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:max(width - 1, 1)] + "…"
+
+
+def _label_points(ax, xy, labels: Sequence[str], renderer) -> None:
+    """Each point's number in its marker and its text beside it, each only where it overlaps nothing
+    already drawn (a crowded point stays a plain dot: the widget's hover names it)."""
+    taken = []
+
+    def place(text, box_of):
+        box = box_of(text)
+        frame = ax.get_window_extent(renderer)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        if not inside or any(box.overlaps(other) for other in taken):
+            text.remove()
+            return False
+        taken.append(box)
+        return True
+
+    numbered = [place(ax.annotate(str(i + 1), (px, py), ha="center", va="center", fontsize=7, color="white",
+                                  fontweight="bold", zorder=4),
+                      lambda t: t.get_window_extent(renderer).expanded(2.2, 2.0))
+                for i, (px, py) in enumerate(xy)]
+    for i, (px, py) in enumerate(xy):
+        if numbered[i]:
+            place(ax.annotate(_fit(labels[i], 24), (px, py), textcoords="offset points", xytext=(9, -3),
+                              fontsize=8, color="#333", zorder=3), lambda t: t.get_window_extent(renderer))
+
+
+def _legend(ax, labels: Sequence[str]) -> None:
+    """Number -> text, in one or two columns that fill the axes' height, each line cut to its column."""
+    n = len(labels)
+    columns = 1 if n <= 25 else 2
+    rows = math.ceil(n / columns)
+    size = max(6.0, min(9.5, 300 / max(rows, 1)))
+    box = ax.get_position()
+    column_px = box.width * ax.figure.get_figwidth() * ax.figure.dpi / columns
+    chars = int(column_px / (0.55 * size * ax.figure.dpi / 72)) - 4
+    ax.set_axis_off()
+    for i, label in enumerate(labels):
+        col, row = divmod(i, rows)
+        ax.text(col / columns, 1 - (row + 0.5) / max(rows, 12), f"{i + 1:>2}  {_fit(label, chars)}",
+                fontsize=size, va="center", ha="left", transform=ax.transAxes)
+
+
+def embeddings_figure(layout: EmbeddingLayout, labels: Sequence[str]) -> bytes:
+    """The static map (PNG, 1100×460, readable at a notebook's width): the 2-D scatter with numbered
+    points (a text beside its point only where it fits), the cosine heatmap (up to :data:`HEATMAP_MAX`
+    texts) and the legend of numbers to texts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    x = np.asarray(vectors, dtype=float)
-    n = len(x)
-    labels = [str(l) for l in labels] if labels and len(labels) == n else [f"#{i + 1}" for i in range(n)]
-    short = [l if len(l) <= 28 else l[:26] + "…" for l in labels]
-    unit = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
-    sim = unit @ unit.T
-    centred = x - x.mean(axis=0)
-    if n >= 2:
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        xy = centred @ vt[:2].T
-        if xy.shape[1] == 1:
-            xy = np.hstack([xy, np.zeros_like(xy)])
-    else:
-        xy = np.zeros((n, 2))
+    n = len(labels)
+    heatmap = 2 <= n <= HEATMAP_MAX
     fig = Figure(figsize=(11, 4.6), dpi=100)
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    ax1.scatter(xy[:, 0], xy[:, 1], c="#2f7ed8")
-    for (px, py), label in zip(xy, short):
-        ax1.annotate(label, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax1.set_title("2-D projection (PCA)")
-    ax1.set_xticks([]), ax1.set_yticks([])
-    im = ax2.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
-    ax2.set_xticks(range(n)), ax2.set_yticks(range(n))
-    ax2.set_xticklabels(short, rotation=60, ha="right", fontsize=8)
-    ax2.set_yticklabels(short, fontsize=8)
-    if n <= 12:
-        for i in range(n):
-            for j in range(n):
-                ax2.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                         color="white" if sim[i, j] < 0.6 else "black")
-    ax2.set_title("cosine similarity")
-    fig.colorbar(im, ax=ax2, fraction=0.046)
-    fig.tight_layout()
+    grid = fig.add_gridspec(1, 3 if heatmap else 2, width_ratios=[4.2, 3.4, 3.4] if heatmap else [6, 4],
+                            left=0.01, right=0.99, top=0.93, bottom=0.04, wspace=0.12)
+    scatter = fig.add_subplot(grid[0, 0])
+    xy = layout.xy
+    scatter.scatter(xy[:, 0], xy[:, 1], s=150, c="#2f7ed8", edgecolors="white", linewidths=0.8, zorder=2)
+    scatter.set_title(f"2-D projection ({layout.method})", fontsize=10)
+    scatter.set_xticks([]), scatter.set_yticks([])
+    scatter.margins(0.12)
+    for side in scatter.spines.values():
+        side.set_color("#ccc")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()   # the axes' final size, to know which texts fit
+    _label_points(scatter, xy, labels, canvas.get_renderer())
+    if heatmap:
+        ax = fig.add_subplot(grid[0, 1])
+        sim = layout.sim
+        ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+        step = max(1, math.ceil(n / 20))
+        ticks = list(range(0, n, step))
+        ax.set_xticks(ticks), ax.set_yticks(ticks)
+        ax.set_xticklabels([str(i + 1) for i in ticks], fontsize=7)
+        ax.set_yticklabels([str(i + 1) for i in ticks], fontsize=7)
+        ax.tick_params(length=0)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7 if n > 8 else 8,
+                            color="white" if sim[i, j] < 0.6 else "black")
+        ax.set_title("cosine similarity", fontsize=10)
+    _legend(fig.add_subplot(grid[0, -1]), labels)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    png = buf.getvalue()
-    plain = f"{n} embeddings of {x.shape[1]} dimensions; cosine similarity:\n" + "\n".join(
-        f"{short[i]:>28}  " + " ".join(f"{v:+.2f}" for v in sim[i]) for i in range(n))
-    return {"text/plain": plain, "image/png": base64.b64encode(png).decode(),
-            "text/html": f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
-                         f'alt="embeddings: PCA scatter and cosine similarity"/>'}
+    return buf.getvalue()
+
+
+def embeddings_text(layout: EmbeddingLayout, labels: Sequence[str]) -> str:
+    """The cosine matrix as text, one row per text."""
+    short = [_fit(l, 28) for l in labels]
+    return f"{len(labels)} embeddings of {layout.vectors.shape[1]} dimensions; cosine similarity:\n" + "\n".join(
+        f"{short[i]:>28}  " + " ".join(f"{v:+.2f}" for v in row) for i, row in enumerate(layout.sim))
+
+
+def embedding_labels(n: int, labels: Optional[Sequence[str]]) -> List[str]:
+    """The texts that label ``n`` vectors, or ``#1``, ``#2``... when they are not known."""
+    return [str(l) for l in labels] if labels and len(labels) == n else [f"#{i + 1}" for i in range(n)]
+
+
+def render_embeddings(vectors: Sequence[Sequence[float]], labels: Optional[Sequence[str]] = None,
+                      layout: Optional[EmbeddingLayout] = None) -> Bundle:
+    """The static map: a PNG of the scatter, the cosine heatmap and the legend, and the matrix as text."""
+    layout = layout or EmbeddingLayout(vectors)
+    labels = embedding_labels(len(layout.vectors), labels)
+    png = base64.b64encode(embeddings_figure(layout, labels)).decode()
+    return {"text/plain": embeddings_text(layout, labels), "image/png": png,
+            "text/html": f'<img src="data:image/png;base64,{png}" style="max-width:100%" '
+                         f'alt="{len(labels)} embeddings: {layout.method} map and cosine similarity"/>'}
 
 
 def render_value(value: Any) -> Bundle:

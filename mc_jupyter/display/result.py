@@ -1,30 +1,78 @@
-"""RunResult (the value of a ``%%run`` cell), the live stream view, and the status table."""
+"""RunResult (the value of a ``%%run`` cell), the live stream view, and the status table.
+
+A RunResult shows its output as one MIME bundle: the static picture (``image/png``/``text/html``
+and ``text/plain``, from :mod:`.renderers`) and, where a widget view fits the output (the embedding
+map, the image gallery, the before/after slider), that widget's ``application/vnd.jupyter.widget-view+json``
+beside it, so each frontend shows the richest form it can and a saved notebook keeps the picture.
+The widget layer sits above this one: it hands its views in with :func:`register_view`.
+"""
 
 from __future__ import annotations
 
 import html
 import re
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..secrets import scrub
 from ..devices import human_bytes
 from ..engine import RunOutcome, StreamSink
+from ..registry import Registry
 from . import renderers
 
 MAX_UPDATES_PER_SECOND = 30
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+#: ``view(outcome, registry) -> widget or None``: a widget for a run's output (an ipywidget, or an
+#: object whose ``.widget`` is one and which adds a Python API), or None when it does not fit. Tried in
+#: order; the first widget wins.
+View = Callable[[RunOutcome, Optional[Registry]], Any]
+_VIEWS: List[View] = []
+_DEFAULT_REGISTRY: List[Optional[Registry]] = [None]
+
+
+def widget_view(widget: Any) -> Dict[str, Any]:
+    """The ``application/vnd.jupyter.widget-view+json`` of an ipywidget (protocol 2: its model id)."""
+    return {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
+
+
+def register_view(view: View, registry: Optional[Registry] = None) -> None:
+    """Let ``view`` show run outputs as a widget (once, however often it is registered); ``registry``
+    (the kernel's) is the one a widget reruns components in when a RunResult was not given its own."""
+    if view not in _VIEWS:
+        _VIEWS.append(view)
+    if registry is not None:
+        _DEFAULT_REGISTRY[0] = registry
 
 
 class RunResult:
-    """What a workflow gave back. ``.output`` is the plain Python value; displaying it renders it."""
+    """What a workflow gave back. ``.output`` is the plain Python value; displaying it renders it.
 
-    def __init__(self, outcome: RunOutcome, already_shown: bool = False):
+    ``.widget`` is the interactive view of the output when one fits (``None`` otherwise): e.g.
+    ``result.widget.query("a text")`` on an embedding map, ``result.widget.again()`` on a gallery."""
+
+    def __init__(self, outcome: RunOutcome, already_shown: bool = False, registry: Optional[Registry] = None):
         self.outcome = outcome
         self.output = outcome.output
         self.workflow = outcome.workflow
         self.seconds = outcome.seconds
         self.jobs = {j.id: j.output for j in outcome.jobs}
+        self.registry = registry
         self._skip_next_display = already_shown
+        self._widget: Any = None
+        self._widget_tried = False
+
+    @property
+    def widget(self) -> Any:
+        """The output's widget (made on first use), or None when no registered view fits it."""
+        if not self._widget_tried:
+            self._widget_tried = True
+            registry = self.registry or _DEFAULT_REGISTRY[0]
+            for view in _VIEWS:
+                self._widget = view(self.outcome, registry)
+                if self._widget is not None:
+                    break
+        return self._widget
 
     def _bundle(self) -> Dict[str, Any]:
         last = self.outcome.last
@@ -33,8 +81,12 @@ class RunResult:
         else:
             bundle = renderers.render(self.output, last.texts, task=last.task, inputs=last.images)
         # a secret read through ${env.*} never shows, even when a server echoes it back
-        return {k: scrub(v) if k in ("text/plain", "text/html") and isinstance(v, str) else v
-                for k, v in bundle.items()}
+        bundle = {k: scrub(v) if k in ("text/plain", "text/html") and isinstance(v, str) else v
+                  for k, v in bundle.items()}
+        widget = self.widget
+        if widget is not None:   # the widget view beside the static picture, in one output
+            bundle[WIDGET_VIEW] = widget_view(getattr(widget, "widget", widget))
+        return bundle
 
     def _ipython_display_(self) -> None:
         if self._skip_next_display:   # a stream already showed this output in place
