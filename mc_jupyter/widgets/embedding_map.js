@@ -25,6 +25,14 @@ function short(text, n) {
   return t.length <= n ? t : t.slice(0, n - 1) + "…";
 }
 
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+
+function viridis(t) {
+  const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1), k = Math.min(Math.floor(x), VIRIDIS.length - 2);
+  const f = x - k, [a, b] = [VIRIDIS[k], VIRIDIS[k + 1]];
+  return `rgb(${a.map((c, n) => Math.round(c + (b[n] - c) * f)).join(",")})`;
+}
+
 function overlaps(a, b) {
   return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
 }
@@ -91,12 +99,16 @@ function render({ model, el }) {
       g.addEventListener("mousemove", e => showTip(e, `${i + 1}. ${p.text}`));
       g.addEventListener("mouseleave", hideTip);
     });
-    points.forEach((p, i) => {   // a text beside its point only where it overlaps nothing drawn
-      const label = short(p.text, 26), cx = fx(p.x) + R + 3, cy = fy(p.y);
-      const box = { x0: cx, x1: cx + label.length * 6.1, y0: cy - 7, y1: cy + 6 };
-      if (box.x1 > W - 2 || box.y0 < 18 || taken.some(b => overlaps(b, box))) return;
-      taken.push(box);
-      svg("text", { x: cx, y: cy + 4, class: "mc-map-label" }, labels).textContent = label;
+    points.forEach((p, i) => {   // a text beside its point (right, else left) only where it overlaps nothing
+      const label = short(p.text, 26), width = label.length * 6.1, cy = fy(p.y);
+      for (const [x0, anchor] of [[fx(p.x) + R + 3, "start"], [fx(p.x) - R - 3 - width, "end"]]) {
+        const box = { x0, x1: x0 + width, y0: cy - 7, y1: cy + 6 };
+        if (box.x0 < 2 || box.x1 > W - 2 || box.y0 < 18 || taken.some(b => overlaps(b, box))) continue;
+        taken.push(box);
+        svg("text", { x: anchor === "start" ? x0 : x0 + width, y: cy + 4, "text-anchor": anchor,
+                      class: "mc-map-label" }, labels).textContent = label;
+        break;
+      }
     });
     if (q && q.length === 2) {
       const cx = fx(q[0]), cy = fy(q[1]);
@@ -123,8 +135,8 @@ function render({ model, el }) {
     const ctx = canvas.getContext("2d");
     const lo = Math.min(0, ...sim.flat());
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-      const t = (sim[i][j] - lo) / ((1 - lo) || 1);   // dark blue -> yellow (viridis-like ends)
-      ctx.fillStyle = `rgb(${Math.round(68 + t * 185)},${Math.round(1 + t * 230)},${Math.round(84 + t * -50)})`;
+      const t = (sim[i][j] - lo) / ((1 - lo) || 1);   // viridis, as the static PNG
+      ctx.fillStyle = viridis(t);
       ctx.fillRect(j * cell, i * cell, cell, cell);
       if (cell >= 26) {
         ctx.fillStyle = t > 0.6 ? "#000" : "#fff";

@@ -14,11 +14,12 @@ function render({ model, el }) {
   const views = [];
   for (const pair of model.get("pairs")) {
     const box = make("div", "mc-slider-box", root);
-    const width = Math.min(pair.after_size[0], 640);
+    const width = Math.min(Math.max(pair.after_size[0], 384), 640);   // small outputs enlarged, pixels kept
     box.style.width = width + "px";
     box.style.aspectRatio = `${pair.after_size[0]} / ${pair.after_size[1]}`;
     const after = make("img", "mc-slider-after", box);
     after.src = pair.after; after.alt = "after"; after.draggable = false;
+    after.style.imageRendering = pair.after_size[0] < width ? "pixelated" : "auto";
     const before = make("img", "mc-slider-before", box);
     before.src = pair.before; before.alt = "before"; before.draggable = false;
     const handle = make("div", "mc-slider-handle", box);
