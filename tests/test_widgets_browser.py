@@ -15,8 +15,10 @@ import shutil
 import pytest
 
 from tests import tiny_diffusion
-from tests.test_sidebar_browser import Lab, Page, TIMEOUT_MS, browser, notebook  # noqa: F401 (browser: a fixture)
-from tests.test_sidebar_browser import ROOT
+from tests import test_sidebar_browser as sidebar
+from tests.test_sidebar_browser import ROOT, TIMEOUT_MS, Lab, Page, notebook
+
+browser = sidebar.browser   # the sidebar test's Chromium fixture (skips without it; fails in CI)
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +63,7 @@ def keep(shot, name: str) -> None:
         shutil.copyfile(shot, ROOT / "docs" / name)
 
 
-def test_the_map_shows_whole_texts_on_hover_and_neighbours_of_a_query(browser, lab, tmp_path):  # noqa: F811
+def test_the_map_shows_whole_texts_on_hover_and_neighbours_of_a_query(browser, lab, tmp_path):
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{lab.url}/lab?token={lab.token}")
