@@ -203,12 +203,23 @@ class Page:
         return self.wait_for_cell(index)
 
     def start(self, index: int) -> None:
-        """Run cell ``index`` (Shift+Enter) and return while it runs (its prompt shows ``[*]``)."""
+        """Run cell ``index`` (Shift+Enter) and return while it runs (its prompt shows ``[*]``).
+
+        Right after a notebook opens its session may not be ready yet, and JupyterLab then skips the
+        run (the prompt stays ``[ ]``: nothing was sent), so that case is tried again."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         cell = self.notebook.locator(".jp-CodeCell").nth(index)
-        cell.locator(".jp-InputPrompt").click()
-        self.page.keyboard.press("Shift+Enter")
-        self.page.wait_for_function("el => /\\[[\\d*]+\\]/.test(el.textContent)",
-                                    arg=cell.locator(".jp-InputArea-prompt").element_handle(), timeout=TIMEOUT_MS)
+        prompt = cell.locator(".jp-InputArea-prompt").element_handle()
+        for attempt in range(3):
+            cell.locator(".jp-InputPrompt").click()
+            self.page.keyboard.press("Shift+Enter")
+            try:
+                self.page.wait_for_function("el => /\\[[\\d*]+\\]/.test(el.textContent)", arg=prompt,
+                                            timeout=3_000 if attempt < 2 else TIMEOUT_MS)
+                return
+            except PlaywrightTimeout:
+                if prompt.text_content().strip() != "[ ]:":
+                    raise
 
     def running(self, index: int) -> bool:
         return "[*]" in self.notebook.locator(".jp-CodeCell").nth(index).locator(".jp-InputArea-prompt").inner_text()
