@@ -9,15 +9,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import REGISTRY, compose, down, logs, read_config, run, status, stop, unload  # noqa: E402
+from .api import REGISTRY, chat, compare, compose, down, logs, read_config, run, status, stop, unload  # noqa: E402
 from .errors import (ConfigError, McJupyterError, MissingPackageError, RunError,  # noqa: E402
                      UserError)
 
-__all__ = ["compose", "run", "status", "unload", "stop", "down", "logs", "read_config", "REGISTRY", "McJupyterError",
+__all__ = ["compose", "run", "chat", "compare", "status", "unload", "stop", "down", "logs", "read_config", "REGISTRY", "McJupyterError",
            "UserError", "ConfigError", "RunError", "MissingPackageError", "load_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:
+    from . import progress
+    progress.install()          # no TqdmWarning ("IProgress not found") in this kernel's stderr
     from .magics import McJupyter
     magics = McJupyter(shell=ipython, config=ipython.config)
     ipython.configurables.append(magics)   # so `%config McJupyter.auto_install = True` reaches it

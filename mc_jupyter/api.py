@@ -25,11 +25,16 @@ from .engine import StreamSink, run as run_engine
 from .errors import ConfigError, InputError, UserError
 from .install import Say
 from .registry import Plan, Registry, not_loaded
+from .widgets import embedding_map, images as image_widgets
 
 #: The registry of this kernel (one per Python process).
 REGISTRY = Registry()
 # Kernel shutdown and restart end the interpreter: stop every managed server with it.
 atexit.register(REGISTRY.down)
+# The interactive views of a %%run's output (the embedding map, the gallery, the upscaling slider); each
+# module imports its widget library only when a view is made.
+embedding_map.install(REGISTRY)
+image_widgets.install(REGISTRY)
 
 #: The largest compose file read (a bigger one is not a compose file: a model, a log, /dev/zero).
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -134,7 +139,7 @@ def run(target: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, *
     last = outcome.last
     shown = bool(isinstance(sink, StreamView) and last is not None and last.streamed
                  and isinstance(outcome.output, str) and outcome.output == sink.text)
-    return RunResult(outcome, already_shown=shown)
+    return RunResult(outcome, already_shown=shown, registry=registry)
 
 
 def user_namespace() -> Optional[Mapping[str, Any]]:
@@ -248,3 +253,41 @@ def logs(component_id: str, lines: int = 50, registry: Registry = REGISTRY) -> L
 def down(registry: Registry = REGISTRY) -> list:
     """Free everything the registry holds."""
     return registry.down()
+
+
+def chat(component: Union[str, Sequence[str]], *, messages: Any = None, system: Optional[str] = None,
+         inputs: Optional[Dict[str, Any]] = None, max_turns: Optional[int] = None,
+         max_history_tokens: Optional[int] = None, action: Optional[str] = None, registry: Registry = REGISTRY):
+    """A chat widget on a composed chat-completion component (or an http component whose body carries
+    ``messages``): multi-turn, streaming, with Stop. Several ids give a pane each, one question for all.
+
+    ``messages`` resumes a conversation (a list of ``{role, content}``, or a file ``w.save(path)`` wrote);
+    ``system`` sets the system prompt; ``inputs`` fills the template's other variables; ``max_turns`` and
+    ``max_history_tokens`` cap what is sent (by default, what fits the model's positions). From Python:
+    ``w.send(text)`` returns the reply, ``w.stop()``, ``w.clear()``, ``w.messages``, ``w.to_markdown()``,
+    ``w.save(path)``. See :mod:`mc_jupyter.widgets.chat` for the conversation rule."""
+    from .widgets.chat import chat as make_chat
+    ids = _loaded(component, registry, "mc.chat", acting=False)
+    return make_chat(ids if not isinstance(component, str) else ids[0], registry, messages=messages, system=system,
+                     inputs=inputs, max_turns=max_turns, max_history_tokens=max_history_tokens, action=action)
+
+
+def compare(components: Sequence[str], prompt: Optional[str] = None, *, messages: Any = None,
+            system: Optional[str] = None, inputs: Optional[Dict[str, Any]] = None, wait: bool = False,
+            registry: Registry = REGISTRY):
+    """The same prompt (after the same conversation, ``messages``) sent to several composed components, their
+    replies streaming side by side with tokens/s and memory under each: what an adapter, a quantization or a
+    precision changes. Components on one device run one after the other; on different devices, at once.
+
+    Returns the chat widget (a pane per component; more questions go to all). The turn starts at once and the
+    cell ends (so the replies stream in place); ``wait=True``, or ``w.wait()`` later, gives the replies as a
+    dict by component id."""
+    if isinstance(components, str) or not isinstance(components, (list, tuple)) or len(components) < 2:
+        raise InputError("mc.compare takes a list of at least two component ids, e.g. "
+                         "mc.compare([\"base\", \"lora\"], prompt=\"Hello\").")
+    widget = chat(list(components), messages=messages, system=system, inputs=inputs, registry=registry)
+    if prompt is not None:
+        widget.send(prompt, wait=False)
+        if wait:
+            widget.wait()
+    return widget

@@ -201,7 +201,8 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
     """
     from .servers.http import merge_events
 
-    stop = getattr(sink, "stop_event", None) or threading.Event()
+    stop = threading.Event()                  # the driver's: it sets it too, when its stream ends
+    asked = getattr(sink, "stop_event", None)  # the sink owner's Stop (another thread sets it)
     if sink:
         sink.start(job_id, component_id)
     raw: List[Any] = []
@@ -210,7 +211,8 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
     chunks = driver.stream(fields, stop)
     try:
         for chunk in chunks:
-            if stop.is_set():        # Stop: whatever the driver does between tokens, nothing more is taken
+            if asked is not None and asked.is_set():   # Stop: nothing more is taken; closing the stream
+                interrupted = True                     # sets the driver's event, which ends its generation
                 break
             raw.append(chunk)
             value = render(action.output, _result_scope(job_input, None, chunk, lenient=True)) if per_chunk else chunk
@@ -219,7 +221,6 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
             shown.append(value)
             if sink:
                 sink.chunk(value if isinstance(value, str) else str(value), getattr(driver, "tokens_generated", None))
-        interrupted = stop.is_set()  # set by the sink's owner (a driver that honours it ends its stream early)
     except KeyboardInterrupt:
         interrupted = True
         raise

@@ -76,18 +76,21 @@ def refused(ip, line: str) -> str:
 
 
 # -- the usage text, written once -------------------------------------------------------------
-USAGE_LINES = ["%mc status", "%mc unload ID [ID ...]", "%mc stop ID [ID ...]", "%mc logs ID [N]", "%mc down"]
+USAGE_LINES = ["%mc status", "%mc unload ID [ID ...]", "%mc stop ID [ID ...]", "%mc logs ID [N]", "%mc down",
+               "%mc chat [--system TEXT] ID [ID ...]", "%mc compare [--prompt TEXT] ID [ID ...]"]
 
 
 def test_the_usage_lines_are_generated_from_each_subcommands_parser():
-    assert list(commands.SUBCOMMANDS) == ["status", "unload", "stop", "logs", "down"]
+    assert list(commands.SUBCOMMANDS) == ["status", "unload", "stop", "logs", "down", "chat", "compare"]
     assert [commands.parser(name).usage_line for name in commands.SUBCOMMANDS] == USAGE_LINES
     assert commands.usage().splitlines() == [
-        "%mc status              the loaded components, their device, memory and state",
-        "%mc unload ID [ID ...]  free components' models (or stop their servers)",
-        "%mc stop ID [ID ...]    stop managed servers (type: http-server)",
-        "%mc logs ID [N]         the last N (50) lines a managed server printed",
-        "%mc down                free everything and stop every server"]
+        "%mc status                               the loaded components, their device, memory and state",
+        "%mc unload ID [ID ...]                   free components' models (or stop their servers)",
+        "%mc stop ID [ID ...]                     stop managed servers (type: http-server)",
+        "%mc logs ID [N]                          the last N (50) lines a managed server printed",
+        "%mc down                                 free everything and stop every server",
+        "%mc chat [--system TEXT] ID [ID ...]     a chat widget: multi-turn, streaming, Stop (several IDs: a pane each)",
+        "%mc compare [--prompt TEXT] ID [ID ...]  one prompt to several components, replies streaming side by side"]
 
 
 def test_the_help_and_the_unknown_command_error_show_the_same_usage(ip):

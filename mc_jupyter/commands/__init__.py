@@ -1,4 +1,5 @@
-"""``%mc``'s subcommands: one module each (``status``, ``unload``, ``stop``, ``logs``, ``down``).
+"""``%mc``'s subcommands: one module each (``status``, ``unload``, ``stop``, ``logs``, ``down``, ``chat``,
+``compare``).
 
 Each module has ``NAME``, ``SUMMARY``, ``arguments(parser)`` (declares its arguments on a
 :class:`~.parser.CommandParser`) and ``run(args, parser, say)`` (calls :mod:`mc_jupyter.api`).
@@ -10,16 +11,17 @@ every id before it frees any.
 from __future__ import annotations
 
 import functools
+import shlex
 from types import ModuleType
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from ..config.positions import clip
 from ..errors import did_you_mean
-from . import down, logs, status, stop, unload
+from . import chat, compare, down, logs, status, stop, unload
 from .parser import HELP_HINT, CommandParser, Say, usage_error
 
 #: The subcommands, in the order the help lists them.
-SUBCOMMANDS: Dict[str, ModuleType] = {m.NAME: m for m in (status, unload, stop, logs, down)}
+SUBCOMMANDS: Dict[str, ModuleType] = {m.NAME: m for m in (status, unload, stop, logs, down, chat, compare)}
 #: What ``%mc`` alone does.
 DEFAULT = "status"
 
@@ -49,7 +51,8 @@ HELP = f"""mc_jupyter's housekeeping: ``%mc SUBCOMMAND [ARGS]``; ``%mc`` alone i
 Every argument is checked before anything changes: with one unknown ID, nothing is unloaded.
 ``%mc stop`` is for managed servers (``type: http-server``); ``%mc unload`` frees any component.
 The Python API does the same: ``mc.status()``, ``mc.unload(ids)``, ``mc.stop(ids)``,
-``mc.logs(id, n)``, ``mc.down()``.
+``mc.logs(id, n)``, ``mc.down()``, ``mc.chat(id)``, ``mc.compare([a, b], prompt=...)``.
+Quote a text with spaces: ``%mc compare base lora --prompt "Why is the sky blue?"``.
 """
 
 
@@ -62,7 +65,10 @@ def documented(function: F) -> F:
 def execute(line: str, say: Optional[Say] = None) -> Any:
     """Run one ``%mc`` line (``"logs srv 20"``); what the subcommand returns (``status``: a table)."""
     say = say or print
-    words = line.split()
+    try:
+        words = shlex.split(line)
+    except ValueError:          # an unclosed quote: the words as typed
+        words = line.split()
     name = words[0] if words else DEFAULT
     if name not in SUBCOMMANDS:
         raise usage_error(f"unknown %mc command `{clip(name, 40)}`{did_you_mean(name, SUBCOMMANDS)}.\n"
