@@ -62,6 +62,12 @@ def test_chat_streams_overrides_the_system_prompt_and_recomposes_without_reloadi
     assert before["state"] == after["state"] == "ready"
     assert before["load"] == after["load"]                      # loaded once: the load time did not change
     assert text_of(outputs_of(nb, "load_count")) == "loads of `chat`: 1\n"
+    # the chat widget: a widget view beside its static picture, two turns remembered, saved and resumed
+    view = outputs_of(nb, 'w = mc_jupyter.chat("chat")')[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in view and "mc-jupyter-chat-static" in view["text/html"]
+    assert text_of(outputs_of(nb, "first = w.send")) == \
+        "5 messages; ['system', 'user', 'assistant', 'user', 'assistant']\n"
+    assert "resumed the same conversation: True" in text_of(outputs_of(nb, "resumed = mc_jupyter.chat"))
     assert result_of(cells_with(nb, "%%compose")[2]).startswith("load `chat_fast`: chat-completion")
     assert re.search(r"\[64 tokens · [\d.]+ s · [\d.]+ tokens/s\]", text_of(outputs_of(nb, "%%run -o fast")))
     assert text_of(outputs_of(nb, "same text as generate")) == "same text as generate: True\n"
