@@ -514,6 +514,7 @@ class ChatWidget:
         self._busy = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._sinks: List[TurnSink] = []
+        self._last_sink: Optional[TurnSink] = None   # the last pane turn's (its latencies, for the benchmark)
         self._stopping = threading.Event()      # Stop asked for this turn (before a pane's sink exists, too)
         self._last_reply: Optional[str] = None
         self._error: Optional[BaseException] = None
@@ -766,6 +767,7 @@ class ChatWidget:
         bubble = pane.add("assistant", "", done=False)
         sink = TurnSink(lambda shown, done: setattr(bubble, "value", bubble_html("assistant", shown, done=done)))
         self._sinks.append(sink)
+        self._last_sink = sink
         if self._stopping.is_set():
             sink.stop_event.set()
         try:
