@@ -45,6 +45,20 @@ def echo(registry, delay=0.0, words=0):
     return mc.chat("echo", registry=registry)
 
 
+def tiny_chat(registry, models, max_output_length):
+    """A chat on the tiny transformers Llama, greedy."""
+    mc.compose(f"""
+component:
+  id: tiny
+  type: model
+  task: chat-completion
+  model: {models['causal']}
+  messages: [{{role: user, content: "${{input.prompt}}"}}]
+  params: {{max_output_length: {max_output_length}, temperature: 0}}
+""", registry=registry)
+    return mc.chat("tiny", registry=registry)
+
+
 def test_each_turn_sends_the_whole_conversation_before_the_templates_last_user_message(registry):
     w = echo(registry)
     assert w.send("hello") == "turn 1; you said: hello; first: hello"
@@ -88,18 +102,7 @@ component:
 
 
 def test_the_transformers_backend_gets_every_turn_through_its_chat_template(registry, models):
-    mc.compose(f"""
-component:
-  id: tiny
-  type: model
-  task: chat-completion
-  model: {models['causal']}
-  messages:
-    - role: user
-      content: ${{input.prompt}}
-  params: {{max_output_length: 6, temperature: 0}}
-""", registry=registry)
-    w = mc.chat("tiny", registry=registry)
+    w = tiny_chat(registry, models, 6)
     first = w.send("Hello")
     second = w.send("Again")
     conversation = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": first},
@@ -212,16 +215,7 @@ def test_the_history_cap_drops_the_oldest_turns_and_says_so(registry):
 
 
 def test_the_token_cap_keeps_a_long_chat_inside_the_models_positions(registry, models):
-    mc.compose(f"""
-component:
-  id: tiny
-  type: model
-  task: chat-completion
-  model: {models['causal']}
-  messages: [{{role: user, content: "${{input.prompt}}"}}]
-  params: {{max_output_length: 4, temperature: 0}}
-""", registry=registry)
-    w = mc.chat("tiny", registry=registry)
+    w = tiny_chat(registry, models, 4)
     positions = registry.entries["tiny"].driver.model.config.max_position_embeddings
     long = " ".join(["The sky is blue because air scatters blue light."] * 8)
     for _ in range(12):
