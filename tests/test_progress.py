@@ -91,6 +91,7 @@ def test_a_bar_inside_a_bar_joins_it_and_only_the_outermost_shows_one_line(mode,
 
 
 def test_a_failed_bar_writes_nothing_in_text_and_a_stopped_line_in_a_widget(mode, capsys, ip):
+    capsys.readouterr()          # `ip` may have said "already loaded" (one shell per test process)
     mode("text")
     with pytest.raises(RuntimeError):
         with progress.bar("loading bad"):
