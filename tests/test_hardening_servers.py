@@ -113,8 +113,12 @@ def killed_kernel(text: str) -> int:
                               stderr=subprocess.PIPE, cwd=ROOT, text=True, start_new_session=True)
     kernel.stdin.write(text)
     kernel.stdin.close()
-    ready, _, _ = select.select([kernel.stdout], [], [], 60)
-    line = kernel.stdout.readline() if ready else ""
+    line = ""
+    for _ in range(5):     # the compose's own line (`loaded llm: ...`) may come first
+        ready, _, _ = select.select([kernel.stdout], [], [], 60)
+        line = kernel.stdout.readline() if ready else ""
+        if not line or line.endswith("You said: up\n"):
+            break
     try:
         assert line.endswith("You said: up\n"), kernel.stderr.read() if kernel.poll() is not None else line
     finally:
