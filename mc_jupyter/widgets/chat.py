@@ -306,11 +306,8 @@ class Conversation:
         if self.shape.model:
             params = fields["params"] = dict(fields.get("params") or {})
             params["max_output_length"] = self.max_output_length
-            for name in ("max_output_length",):
-                fields.pop(name, None)
             if self.temperature is not None:
-                params["temperature"] = self.temperature
-                fields.pop("temperature", None)
+                params["temperature"] = self.temperature     # params: wins over a top-level one (tasks.base.param)
             if entry.driver is not None and getattr(entry.driver, "streams", False):
                 fields["streaming"] = True
             return
