@@ -28,7 +28,7 @@ LAYERS = [
                       "mc_jupyter.activity", "mc_jupyter.progress", "mc_jupyter.widgets"]),
     ("errors", ["mc_jupyter.errors"]),
     ("catalog", ["mc_jupyter.catalog", "mc_jupyter.media"]),
-    ("config", ["mc_jupyter.config.loader", "mc_jupyter.config.schema", "mc_jupyter.binding"]),
+    ("config", ["mc_jupyter.config.base", "mc_jupyter.config.http_schema", "mc_jupyter.config.loader", "mc_jupyter.config.schema", "mc_jupyter.binding"]),
     ("machine", ["mc_jupyter.devices", "mc_jupyter.install"]),
     ("lifecycle", ["mc_jupyter.drivers.base", "mc_jupyter.drivers.sources", "mc_jupyter.servers.*"]),
     ("tasks", ["mc_jupyter.tasks.*"]),

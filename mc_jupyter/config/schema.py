@@ -12,30 +12,15 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, conint, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS, TASKS, Device,
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
+from .base import ActionHeader, Flag, Named, Number, Strict
 from .positions import Path, Positions, clip, format_path
-
-def _binding_text(value: str) -> str:
-    if "${" not in value:
-        raise ValueError(f"expected a number or a `${{...}}` expression, not the text {clip(repr(value))}")
-    return value
-
-
-Binding = Annotated[str, AfterValidator(_binding_text)]
-Number = Union[int, float, Binding]   # a number, or a ${...} that gives one at run time
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; a validated model is frozen: what the backends read is what was checked."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
 
 class HubSource(Strict):
     provider: Literal["huggingface"] = "huggingface"
@@ -58,7 +43,6 @@ class ChatMessage(Strict):
     content: Any
 
 
-Flag = Union[bool, str]               # true/false, or a ${...} that gives one
 #: The parameters that are not numbers; every other one is a number (or a binding that gives one).
 _PARAM_TYPES: Dict[str, Any] = {"do_sample": Flag, "return_probabilities": Flag, "normalize": Flag,
                                 "stop_sequences": Union[List[str], str], "pooling": Literal["mean", "cls", "max"],
@@ -87,23 +71,6 @@ class ModelActionFields(Strict):
     batch_size: Optional[Number] = None
     max_input_length: Optional[Number] = None
     stop_sequences: Optional[Union[List[str], str]] = None
-
-
-class Named(Strict):
-    """What names a component, a job or a workflow."""
-
-    id: Optional[str] = None
-    title: Optional[str] = None
-    description: Optional[str] = None
-
-
-class ActionHeader(Strict):
-    """What names an action in a list of them (``actions:``)."""
-
-    id: str = "default"
-    default: bool = False
-    title: Optional[str] = None
-    description: Optional[str] = None
 
 
 class ModelAction(ModelActionFields, ActionHeader):
@@ -143,45 +110,9 @@ class ModelComponent(ModelActionFields, Named):
     preload: bool = True
 
 
-Command = Union[List[Union[str, int, float]], str]   # argv (numbers allowed: `--port, 8000`) or a shell line
+from .http_schema import HttpAction, HttpActionFields, HttpComponent, ManageConfig, normalize_http  # noqa: E402
 
-
-class ManageConfig(Strict):
-    install: Optional[Command] = None
-    start: Optional[Command] = None
-    stop: Optional[Command] = None
-    env: Optional[Dict[str, Any]] = None
-    working_dir: Optional[str] = None
-    ready_timeout: Optional[Number] = None
-    health_path: Optional[str] = None
-
-
-class HttpActionFields(Strict):
-    endpoint: Optional[str] = None
-    base_url: Optional[str] = None
-    path: Optional[str] = None
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: Optional[Dict[str, Any]] = None
-    params: Optional[Dict[str, Any]] = None
-    body: Any = None
-    stream_format: Optional[Literal["json", "text"]] = None
-    timeout: Optional[Number] = None
-    output: Any = None
-
-
-class HttpAction(HttpActionFields, ActionHeader):
-    pass
-
-
-class HttpComponent(HttpActionFields, Named):
-    type: Literal["http-server", "http-client"]
-    manage: Optional[ManageConfig] = None
-    port: Optional[Union[conint(ge=1, le=65535), Binding]] = None      # a number, or `${env.PORT as integer}`
-    host: Optional[str] = None
-    action: Optional[HttpAction] = None
-    actions: Optional[List[HttpAction]] = None
-    max_concurrent_count: Optional[int] = None
-    runtime: Optional[Any] = None
+HTTP_MODELS = (HttpComponent, HttpAction, ManageConfig)
 
 
 class Job(Named):
@@ -383,6 +314,8 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
         _check_names(raw, path, positions)
         if "task" in raw:           # without one, pydantic's "required key `task` is missing" comes first
             _precheck_params(raw, path, positions)
+    if cls is HttpComponent:
+        raw = normalize_http(raw, path, positions)
     comp = _validate(cls, raw, path, positions)
     cid = comp.id or "default"
     if isinstance(comp, ModelComponent):
