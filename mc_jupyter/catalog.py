@@ -120,6 +120,8 @@ DRIVERS[("llamacpp", "text-generation")] = DriverImpl("mc_jupyter.drivers.llamac
                                                       _LLAMACPP_NEEDS)
 DRIVERS[("llamacpp", "chat-completion")] = DriverImpl("mc_jupyter.drivers.llamacpp:LlamaCppChatCompletion",
                                                       _LLAMACPP_NEEDS)
+DRIVERS[("llamacpp", "text-embedding")] = DriverImpl("mc_jupyter.drivers.llamacpp:LlamaCppTextEmbedding",
+                                                     _LLAMACPP_NEEDS)
 for _task in TASKS:
     DRIVERS[("custom", _task)] = DriverImpl("mc_jupyter.drivers.custom:CustomDriver")
 

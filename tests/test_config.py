@@ -95,8 +95,8 @@ def test_gguf_with_the_huggingface_driver_is_an_impossible_combination():
 
 
 def test_a_driver_that_does_not_do_the_task_says_which_do():
-    message = error_of("component:\n  task: text-embedding\n  driver: llamacpp\n")
-    assert "the `llamacpp` driver does not do task `text-embedding`" in message
+    message = error_of("component:\n  task: image-to-text\n  driver: llamacpp\n")
+    assert "the `llamacpp` driver does not do task `image-to-text`" in message
 
 
 def test_controller_and_webui_are_accepted_and_noted():

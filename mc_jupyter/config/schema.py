@@ -28,14 +28,27 @@ class HubSource(Strict):
     revision: str = "main"
     filename: Optional[str] = None
     cache_dir: Optional[str] = None
+    allow_patterns: Optional[List[str]] = None
     local_files_only: Union[bool, str] = False
     token: Optional[str] = None
 
 
+class UrlFetch(Strict):
+    """Where a local model is fetched from when its ``path`` is missing (model-compose's ``UrlFetchConfig``)."""
+
+    endpoint: str
+    method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
+    headers: Optional[Dict[str, Any]] = None
+    body: Optional[Union[str, Dict[str, Any]]] = None
+    timeout: Optional[Number] = None
+
+
 class LocalSource(Strict):
     provider: Literal["local"] = "local"
-    path: str
+    path: Optional[str] = None        # with only `url:`, a folder under ~/.cache/models named after the file
     format: Format = Format.PYTORCH
+    url: Optional[Union[str, UrlFetch]] = None    # fetched to `path` on first load when `path` is missing
+    bundled: bool = False             # the download is an archive (.zip, .tar.gz, .tgz, .tar) unpacked into `path`
 
 
 class ChatMessage(Strict):
@@ -425,13 +438,22 @@ def _check_model_source(model: Any, driver: str, path: Path, positions: Position
         return
     if not isinstance(model, dict):
         raise ConfigError(f"`model:` must be a hub id, a path, or a mapping, not {_describe(model)}", **where)
-    provider = model.get("provider") or ("local" if "path" in model else "huggingface")
+    provider = model.get("provider") or ("huggingface" if "repository" in model else "named" if "name" in model
+                                         else "local")   # model-compose's rule
+    if provider == "named":
+        raise ConfigError("`provider: named` (a preset name known to one of model-compose's custom model families) "
+                          "is not supported here", **positions.where(path),
+                          hint="Name the weights instead: a hub id (`repository:`) or a local `path:`.")
     if provider not in ("huggingface", "local"):
         raise ConfigError(f"unknown model provider `{clip(provider)}`"
                           f"{did_you_mean(provider, ['huggingface', 'local'])}",
                           **positions.where(path + ("provider",)),
                           hint="Valid providers: `huggingface` (with `repository:`) and `local` (with `path:`).")
     src = _validate(HubSource if provider == "huggingface" else LocalSource, model, path, positions)
+    if isinstance(src, LocalSource) and not src.path and not src.url:
+        raise ConfigError("a local model needs `path:` or `url:`", **positions.where(path),
+                          hint="Add `path: ./models/NAME`, or `url:` to fetch it on first load (with `bundled: true` "
+                               "for an archive that is unpacked in place).")
     fmt = getattr(src, "format", None)
     if fmt is not None and fmt not in FORMATS.get(driver, FORMAT_NAMES):
         fit = [d for d, fs in FORMATS.items() if fmt in fs]
