@@ -42,7 +42,7 @@ class Precision(StrEnum):
         """What ``auto`` comes to on ``device``: float16 on GPUs, float32 on the CPU; others as they are."""
         if self is not Precision.AUTO:
             return self
-        return Precision.FLOAT16 if device in ("cuda", "mps") else Precision.FLOAT32
+        return Precision.FLOAT16 if device.split(":")[0] in ("cuda", "mps") else Precision.FLOAT32
 
 
 @dataclass(frozen=True)

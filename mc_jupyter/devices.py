@@ -21,6 +21,15 @@ def resolve_device(requested: Optional[str]) -> str:
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if requested in (None, "auto"):
         return "cuda" if has_cuda else "mps" if has_mps else "cpu"
+    if requested.startswith("cuda:"):          # model-compose's `cuda:0`, `cuda:1`: that GPU
+        count = torch.cuda.device_count() if has_cuda else 0
+        index = int(requested.split(":", 1)[1])
+        if index >= count:
+            raise DeviceError(f"`device: {requested}` was asked for, but this kernel sees "
+                              f"{count} CUDA GPU{'s' if count != 1 else ''}"
+                              f"{f' (cuda:0 to cuda:{count - 1})' if count > 1 else ''}.\n"
+                              f"  Use `device: cuda` (the first GPU), `device: cpu`, or leave `device:` out.")
+        return requested
     if requested == "cuda" and not has_cuda:
         raise DeviceError("`device: cuda` was asked for, but this kernel sees no CUDA GPU "
                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}).\n"

@@ -372,9 +372,9 @@ def _is_output_head(model: Any, module: Any) -> bool:
 
 
 def _free_memory(device: str) -> Optional[int]:
-    if device == "cuda":
+    if device.split(":")[0] == "cuda":
         import torch
-        return torch.cuda.mem_get_info()[0]
+        return torch.cuda.mem_get_info(torch.device(device))[0]
     if device == "cpu":
         from .devices import memory_snapshot
         return memory_snapshot()["host"]["available"]

@@ -20,6 +20,7 @@ from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAME
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
 from .base import ActionHeader, Flag, Named, Number, Strict
+from .model_compose import from_model_compose
 from .positions import Path, Positions, clip, format_path
 
 class HubSource(Strict):
@@ -68,7 +69,7 @@ Params = create_model("Params", __base__=Strict, **{
     for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params)})
 
 
-class ModelActionFields(Strict):
+class _ModelActionInputs(Strict):
     """The fields of a model action: at a component's top level, under ``action:`` or ``actions:``."""
 
     text: Any = None
@@ -79,11 +80,13 @@ class ModelActionFields(Strict):
     params: Optional[Params] = None
     streaming: Optional[Union[bool, str]] = None
     output: Any = None
-    # model-compose puts these on the action too (dialect §1)
-    max_output_length: Optional[Number] = None
-    batch_size: Optional[Number] = None
-    max_input_length: Optional[Number] = None
-    stop_sequences: Optional[Union[List[str], str]] = None
+
+
+#: model-compose writes a task's parameters on the action too (``max_output_length``, ``return_probabilities``,
+#: dialect §1): every parameter name is a field here; which task takes which is checked against ``TASKS``.
+ModelActionFields = create_model("ModelActionFields", __base__=_ModelActionInputs, **{
+    name: (Optional[_PARAM_TYPES.get(name, Number)], None)
+    for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params) if name not in ("negative_prompt",)})
 
 
 class ModelAction(ModelActionFields, ActionHeader):
@@ -227,6 +230,8 @@ LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode
                 "peft_adapters", "labels",
                 "preload", "manage", "port", "host")
 _MODEL_ACTION_FIELDS = tuple(ModelActionFields.model_fields)
+_PARAM_NAMES = frozenset(p for spec in TASKS.values() for p in spec.params)
+_ACTION_LEVEL_SHOWN = ("max_output_length", "batch_size", "max_input_length", "stop_sequences")
 _HTTP_ACTION_FIELDS = tuple(HttpActionFields.model_fields)
 
 
@@ -254,7 +259,7 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
             config.notes.append(f"`{key}:` is accepted and ignored: a notebook has no HTTP front end.")
 
     for path, raw in _items(data, "component", "components", positions):
-        spec = _component(raw, path, positions)
+        spec = _component(raw, path, positions, config.notes)
         if spec.id in config.components:
             raise ConfigError(f"two components share the id `{clip(spec.id)}`", **positions.where(path),
                               hint="Give each component its own `id:`.")
@@ -303,7 +308,7 @@ def _validate(cls: type[BaseModel], raw: Any, path: Path, positions: Positions) 
         raise _translate(e, cls, raw, path, positions) from None
 
 
-def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
+def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[str]] = None) -> ComponentSpec:
     if not isinstance(raw, dict):
         found = _describe(raw) if raw is not None else "nothing"
         hint = "Indent the component's keys under it, starting with `task:` (e.g. `task: text-generation`)."
@@ -324,6 +329,7 @@ def _component(raw: Any, path: Path, positions: Positions) -> ComponentSpec:
                           **positions.where(path + ("type",)), hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
     cls = ModelComponent if kind == "model" else HttpComponent
     if cls is ModelComponent:
+        raw = from_model_compose(raw, path, positions, notes if notes is not None else [])
         _check_names(raw, path, positions)
         if "task" in raw:           # without one, pydantic's "required key `task` is missing" comes first
             _precheck_params(raw, path, positions)
@@ -473,7 +479,13 @@ def _check_action_fields(task: str, action: ActionSpec, positions: Positions) ->
             p = action.path + (key,)
             raise ConfigError(f"task `{task}` takes no `{key}:`", **positions.where(p),
                               hint=f"Its inputs are {choices_text(spec.inputs)}.")
-    if "streaming" in action.fields and not spec.streams:
+    for key in action.fields:
+        if key in _PARAM_NAMES and key not in spec.params and key not in spec.inputs:
+            p = action.path + (key,)
+            raise ConfigError(f"task `{task}` takes no parameter `{positions.written.get(p, clip(key))}`"
+                              f"{did_you_mean(key, spec.params)}", **positions.where(p),
+                              hint=f"Its parameters are {choices_text(spec.params)} (under `params:` or on the action).")
+    if "streaming" in action.fields and not spec.streams and action.fields["streaming"] is not False:
         p = action.path + ("streaming",)
         raise ConfigError(f"task `{task}` does not stream", **positions.where(p),
                           hint="Streaming is for `text-generation` and `chat-completion`.")
@@ -527,9 +539,11 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
         owner = _model_at(cls, loc[:-1])
         valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner else []
         written = positions.written.get(full, clip(key))
+        shown = [k for k in valid if k not in _PARAM_NAMES or k in _ACTION_LEVEL_SHOWN]
+        more = " and the task's parameters (also accepted under `params:`)" if len(shown) < len(valid) else ""
         return ConfigError(f"unknown key `{written}`{did_you_mean(key, valid)}"
                            f"{' (a number, not a word)' if kind == 'invalid_key' else ''}", **where,
-                           hint=f"Valid keys here: {choices_text(valid)}." if valid else "")
+                           hint=f"Valid keys here: {choices_text(shown)}{more}." if valid else "")
     if "[key]" in first["loc"] and kind == "string_type":      # a mapping whose keys are text: `options: {1: x}`
         written = positions.written.get(full, clip(key))
         return ConfigError(f"the key `{written}` must be text here, not a number", **where,

@@ -40,7 +40,7 @@ class _OnnxText(CustomModel):
                                  f"model.onnx, format: onnx}}`.")
         tokenizer = self.options.get("tokenizer") or os.path.dirname(self.model_path)
         self.tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(tokenizer))
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.config.device == Device.CUDA \
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if str(self.config.device).split(":")[0] == Device.CUDA \
             else ["CPUExecutionProvider"]
         self.session = onnxruntime.InferenceSession(self.model_path, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -45,7 +45,7 @@ def resolve_provider(config: Any) -> str:
     requested = config.device
     if requested in (None, Device.AUTO):
         requested = "cuda" if PROVIDERS["cuda"] in available else "cpu"
-    if PROVIDERS.get(requested) not in available:
+    if PROVIDERS.get(str(requested).split(":")[0]) not in available:
         raise DeviceError(f"`device: {requested}` was asked for, but onnxruntime here offers only "
                           f"{', '.join(available)}.\n  Use `device: cpu`, or install onnxruntime-gpu for CUDA.")
     return str(requested)

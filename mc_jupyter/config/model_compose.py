@@ -1,0 +1,252 @@
+"""model-compose 0.4.120's own keys for model components, and what each comes to here: one table.
+
+The seed chapter is an older snapshot of model-compose's language; its current schema (the wheel's
+``mindor/dsl/schema/``) has more keys, other spellings and shorthands. :func:`from_model_compose` brings
+a component written for it into the shape :mod:`mc_jupyter.config.schema` validates, before validation:
+
+- **aliases** (the same meaning, another spelling): ``image-upscaling`` for ``image-upscale``,
+  ``peft_adapter`` for ``peft_adapters``, ``family:`` for ``architecture:``, ``inference_steps`` for
+  ``num_inference_steps``...;
+- **noted** keys (model-compose's, with nothing to do in a notebook kernel, or not built here): accepted,
+  and the compose says so in one line per component;
+- **refused** values (a precision or quantization no backend here has): a clear error with the reason.
+
+A key that neither model-compose nor mc_jupyter knows stays an error with a did-you-mean (the schema's
+strict models). ``docs/reference.md`` prints these tables (:mod:`mc_jupyter.reference`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from ..errors import ConfigError, choices_text
+from .positions import Path, Positions, clip
+
+#: model-compose's task names that are ours under another spelling.
+TASK_ALIASES: Dict[str, str] = {"image-upscaling": "image-upscale"}
+
+#: ``family:`` (model-compose's built-in implementations of ``driver: custom``) -> ours, per task.
+#: A family is our ``architecture:`` (upscaling) or names the pack format (face embedding).
+FAMILIES: Dict[str, Dict[str, str]] = {
+    "image-upscale": {"esrgan": "esrgan", "real-esrgan": "real-esrgan", "swinir": "swinir", "ldsr": "ldsr"},
+    "face-embedding": {"insightface": ""},
+}
+
+#: Component keys of model-compose with no effect here: key -> why (shown in the compose's note).
+NOTED_COMPONENT_KEYS: Dict[str, str] = {
+    "runtime_spec": "memory hints for model-compose's scheduler; the sidebar shows measured memory",
+    "on_demand": "a model here stays loaded until `%mc unload` (`preload: false` loads it on first run)",
+    "fast_tokenizer": "transformers picks the fast tokenizer when the model has one",
+    "max_seq_length": "inputs are cut by `max_input_length` or the model's own limit",
+    "version": "the weights given by `model:` decide the version",
+    "input_size": "the pack's model gives its own input size",
+    "scheduler": "the pipeline's own scheduler is used (not built here yet)",
+    "cpu_offload": "placement comes from `device:`/`device_mode:` (not built here yet)",
+    "vae_tiling": "not built here yet",
+    "vae": "the pipeline's own VAE is used (not built here yet)",
+    "controlnet": "ControlNet conditioning is not built here yet",
+    "tools": "tool calling is not built here yet: the reply is the model's text",
+    "reasoning_parser": "the reply is the model's whole text (reasoning spans included)",
+    "tool_call_parser": "tool calling is not built here yet",
+    "chat_template": "the tokenizer's own chat template is used (not built here yet)",
+    "language": "a RapidOCR setting; no OCR family here",
+    "default": "name the component in `%%run ID`, or give a workflow `default: true`",
+}
+
+#: Action keys (at the action's level) of model-compose with no effect here.
+NOTED_ACTION_KEYS: Dict[str, str] = {
+    "tools": "tool calling is not built here yet",
+    "color_format": "images are read as RGB",
+    "return_landmarks": "the face result always carries its landmarks",
+    "return_gender_age": "no gender/age model here",
+    "method": "image generation here is `generate` (inpainting is not built yet)",
+}
+
+#: model-compose's ``params:`` per task that have no effect here (ours are in ``catalog.TASKS``).
+NOTED_PARAMS: Dict[str, Tuple[str, ...]] = {
+    "text-generation": ("num_beams", "length_penalty", "early_stopping"),
+    "chat-completion": ("num_beams", "length_penalty", "early_stopping"),
+    "image-to-text": ("num_beams", "length_penalty", "early_stopping"),
+    "image-upscale": ("denoise_strength", "tile_batch_size", "tile_pad_size", "pre_pad_size", "half_precision",
+                      "tile_overlap", "window_size", "task", "jpeg_quality", "inference_steps", "eta",
+                      "downsample_method"),
+    "face-embedding": ("face_detection", "alignment", "normalize_embeddings", "min_face_size",
+                       "detection_threshold", "detection_size", "max_num_faces", "crop_margin", "image_size",
+                       "prewhiten", "scale_factor", "upsampling", "num_jitters", "landmark_type"),
+    "image-generation": ("clip_skip", "sigmas", "max_sequence_length", "true_cfg_scale", "distilled_guidance_scale",
+                         "denoise_strength", "controlnet_conditioning_scale", "control_guidance_start",
+                         "control_guidance_end"),
+}
+
+#: model-compose's parameter spellings that are ours under another name, per task.
+PARAM_ALIASES: Dict[str, Dict[str, str]] = {
+    "image-generation": {"inference_steps": "num_inference_steps", "num_return_images": "num_images"},
+}
+
+#: Values model-compose takes that no backend here has: (key, value) -> the reason.
+REFUSED_VALUES: Dict[Tuple[str, str], str] = {
+    ("precision", "float8_e4m3"): "no float8 weights here; use `quantization: int8` (or nf4/int4) for smaller weights",
+    ("precision", "float8_e5m2"): "no float8 weights here; use `quantization: int8` (or nf4/int4) for smaller weights",
+    ("quantization", "fp8"): "bitsandbytes here quantizes to int8, int4 and nf4; use one of those",
+    ("quantization", "fp4"): "bitsandbytes here quantizes to int8, int4 and nf4; use `nf4` (4-bit)",
+}
+
+#: model-compose's ``quantization: {type, compute_dtype, double_quant}`` keys.
+QUANTIZATION_KEYS = ("type", "compute_dtype", "double_quant")
+
+
+def from_model_compose(raw: Dict[str, Any], path: Path, positions: Positions, notes: List[str]) -> Dict[str, Any]:
+    """``raw`` (a model component as written) in the shape the schema validates: aliases renamed, noted keys
+    taken out (one line added to ``notes``), refused values raised as ConfigError. ``raw`` itself is not changed."""
+    out = dict(raw)
+    noted: List[str] = []
+    task = out.get("task")
+    if isinstance(task, str) and task in TASK_ALIASES:
+        out["task"] = task = TASK_ALIASES[task]
+    for key in list(out):
+        if key in NOTED_COMPONENT_KEYS:
+            out.pop(key)
+            noted.append(key)
+    if "peft_adapter" in out:
+        if "peft_adapters" in out:
+            raise ConfigError("both `peft_adapter:` and `peft_adapters:` are given", **positions.where(path + ("peft_adapter",)),
+                              hint="Use one of them (model-compose writes `peft_adapter:`, a mapping or a list).")
+        adapters = out.pop("peft_adapter")
+        out["peft_adapters"] = [_adapter(a, i) for i, a in enumerate(adapters if isinstance(adapters, list)
+                                                                      else [adapters])]
+    _family(out, task, path, positions)
+    if "context_length" in out:          # model-compose's older llama.cpp key: the context window
+        n_ctx = out.pop("context_length")
+        out["options"] = {"n_ctx": n_ctx, **dict(out.get("options") or {})}
+    scale = out.pop("scale", None)        # model-compose puts the upscaling factor on the component
+    for key in ("precision", "quantization"):
+        value = out.get(key)
+        kind = value.get("type") if key == "quantization" and isinstance(value, dict) else value
+        if isinstance(kind, str) and (key, kind) in REFUSED_VALUES:
+            raise ConfigError(f"`{key}: {clip(kind)}` is model-compose's, but not supported here",
+                              **positions.where(path + (key,)), hint=REFUSED_VALUES[(key, kind)].capitalize() + ".")
+    quant = out.get("quantization")
+    if isinstance(quant, dict):
+        unknown = [k for k in quant if k not in QUANTIZATION_KEYS]
+        if unknown:
+            raise ConfigError(f"unknown key `{clip(unknown[0])}` in `quantization:`",
+                              **positions.where(path + ("quantization", unknown[0])),
+                              hint=f"Valid keys here: {choices_text(QUANTIZATION_KEYS)}.")
+        if "type" not in quant:
+            raise ConfigError("`quantization:` needs a `type:`", **positions.where(path + ("quantization",)),
+                              hint="E.g. `quantization: {type: nf4}` or `quantization: nf4`.")
+        out["quantization"] = quant["type"]
+        noted += [f"quantization.{k}" for k in quant if k != "type"]
+    if out.get("precision") is None and "precision" in out:
+        out.pop("precision")
+    listed = "action" in out or "actions" in out
+    for apath, action, top in _actions(out, path):
+        _action(action, task, top, noted)
+        if scale is not None and (not top or not listed or "image" in action):
+            params = dict(action.get("params") or {})
+            params.setdefault("scale", scale)
+            action["params"] = params
+    if noted:
+        notes.append(f"component `{raw.get('id') or 'default'}`: model-compose's "
+                     f"{', '.join(f'`{k}`' for k in dict.fromkeys(noted))} "
+                     f"{'has' if len(set(noted)) == 1 else 'have'} no effect here (see docs/reference.md, "
+                     f"\"model-compose's keys\").")
+    return out
+
+
+def _adapter(adapter: Any, index: int) -> Any:
+    """model-compose's adapter entry in ours: ``name`` optional (``adapter_N``), ``model`` may be flat."""
+    if isinstance(adapter, str):
+        return {"name": f"adapter_{index + 1}", "model": adapter}
+    if not isinstance(adapter, dict):
+        return adapter
+    out = dict(adapter)
+    out.setdefault("type", "lora")
+    if "model" not in out and any(k in out for k in ("provider", "repository", "path")):
+        out["model"] = {k: out.pop(k) for k in ("provider", "repository", "path", "revision") if k in out}
+    if not out.get("name"):
+        out["name"] = f"adapter_{index + 1}"
+    return out
+
+
+def _family(out: Dict[str, Any], task: Any, path: Path, positions: Positions) -> None:
+    if "family" not in out:
+        return
+    family = out.pop("family")
+    known = FAMILIES.get(task, {})
+    if not isinstance(family, str) or family not in known:
+        where = positions.where(path + ("family",))
+        if known:
+            raise ConfigError(f"unknown family `{clip(family)}` for task `{task}`", **where,
+                              hint=f"Families here: {choices_text(known)}.")
+        raise ConfigError(f"`family: {clip(family)}` names one of model-compose's built-in custom models; "
+                          f"task `{task}` has none here", **where,
+                          hint="Use `driver: huggingface` with the model's weights, or `driver: custom` with "
+                               "`class:` (your own Python class).")
+    if out.get("architecture") not in (None, known[family]) and known[family]:
+        raise ConfigError(f"`family: {family}` and `architecture: {clip(out['architecture'])}` disagree",
+                          **positions.where(path + ("family",)), hint="Give one of them.")
+    if known[family]:
+        out["architecture"] = known[family]
+    if out.get("driver") in (None, "custom") and "class" not in out:
+        out["driver"] = "huggingface"     # model-compose's built-in family is our built-in implementation
+
+
+def _actions(out: Dict[str, Any], path: Path):
+    """(path, mapping, is the component's top level) of every place action fields are written."""
+    yield path, out, True
+    if isinstance(out.get("action"), dict):
+        out["action"] = dict(out["action"])
+        yield path + ("action",), out["action"], False
+    if isinstance(out.get("actions"), list):
+        out["actions"] = [dict(a) if isinstance(a, dict) else a for a in out["actions"]]
+        for i, a in enumerate(out["actions"]):
+            if isinstance(a, dict):
+                yield path + ("actions", i), a, False
+
+
+def _action(action: Dict[str, Any], task: Any, top: bool, noted: List[str]) -> None:
+    """One action's (or the component's top-level) model-compose keys, in place."""
+    for key in list(action):
+        if key in NOTED_ACTION_KEYS and not (top and key in NOTED_COMPONENT_KEYS):
+            action.pop(key)
+            noted.append(key)
+    aliases = PARAM_ALIASES.get(task, {})
+    params = action.get("params")
+    if isinstance(params, dict):
+        params = dict(params)
+        for key in list(params):
+            if key in NOTED_PARAMS.get(task, ()):
+                params.pop(key)
+                noted.append(f"params.{key}")
+            elif key in aliases:
+                params[aliases[key]] = params.pop(key)
+        action["params"] = params
+    for key in list(action):
+        if key in aliases:
+            action[aliases[key]] = action.pop(key)
+        elif key in NOTED_PARAMS.get(task, ()):
+            action.pop(key)
+            noted.append(key)
+
+
+def reference_rows() -> List[Tuple[str, str, str]]:
+    """(where, key, what it does here) for docs/reference.md."""
+    rows = [("task", f"`{a}`", f"the same as `{t}`") for a, t in TASK_ALIASES.items()]
+    rows += [("component", "`family:`", "for " + "; ".join(
+        f"{task}: {', '.join(f'`{f}`' for f in fams)}" for task, fams in FAMILIES.items())
+        + ": our built-in implementation (upscaling: the `architecture:`); other families are refused")]
+    rows += [("component", "`peft_adapter:`", "the same as `peft_adapters:` (a mapping or a list; `name` optional)"),
+             ("component", "`context_length:`", "llama.cpp's context window (`options.n_ctx`)"),
+             ("component", "`scale:`", "the upscaling factor every action uses unless its `params.scale` says otherwise"),
+             ("component", "`quantization: {type, compute_dtype, double_quant}`",
+              "`type` is the quantization; the other two are noted (bitsandbytes' defaults here)")]
+    rows += [("component", f"`{k}:`", f"noted: {why}") for k, why in NOTED_COMPONENT_KEYS.items()]
+    rows += [("action", f"`{k}:`", f"noted: {why}") for k, why in NOTED_ACTION_KEYS.items()]
+    rows += [(f"params ({task})", ", ".join(f"`{p}`" for p in ps), "noted: not built here yet")
+             for task, ps in NOTED_PARAMS.items()]
+    rows += [(f"params ({task})", f"`{a}`", f"the same as `{b}`") for task, m in PARAM_ALIASES.items()
+             for a, b in m.items()]
+    rows += [("component", f"`{k}: {v}`", f"refused: {why}") for (k, v), why in REFUSED_VALUES.items()]
+    return rows
+
