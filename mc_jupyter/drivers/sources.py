@@ -2,8 +2,10 @@
 
 ``model:`` is a hub id (``gpt2``), a local path (``./m``, ``/m``, ``~/m``, ``C:\\m``), a hub mapping
 (``{repository, revision, filename, cache_dir, local_files_only, token}``) or a local mapping
-(``{path, format}``); a mapping without ``provider:`` is local when it has ``path:``
-(:func:`provider_of`, the one rule). :func:`resolve_source` gives ``from_pretrained``'s location and
+(``{path, format, url, bundled}``); a mapping without ``provider:`` is a hub one when it has
+``repository:`` and local when it has ``path:`` or ``url:`` (:func:`provider_of`, model-compose's rule).
+A local model with ``url:`` whose path is not on disk yet is fetched by :mod:`mc_jupyter.drivers.fetch`
+when a component loads (:func:`local_path`), never while composing or planning. :func:`resolve_source` gives ``from_pretrained``'s location and
 keyword arguments (:func:`hub_kwargs` the ones the hub's own download functions take), the packaged
 copy of an embedded model, and the hub's cache layout, offline and unreachable cases.
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import progress
+from . import fetch as url_fetch
 from ..binding import Scope, parse_template, render
 from ..catalog import DEFAULT_MODELS, EMBEDDED_MODELS
 from ..config.schema import HubSource, LocalSource
@@ -36,8 +39,35 @@ HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
 
 
 def provider_of(model: Dict[str, Any]) -> str:
-    """A source mapping's provider: as written, else ``local`` when it has ``path:``, else ``huggingface``."""
-    return model.get("provider") or ("local" if "path" in model else "huggingface")
+    """A source mapping's provider: as written, else ``huggingface`` with ``repository:``, ``local`` with
+    ``path:`` or ``url:``, else ``huggingface``."""
+    if model.get("provider"):
+        return model["provider"]
+    if "repository" in model:
+        return "huggingface"
+    return "local" if ("path" in model or "url" in model) else "huggingface"
+
+
+def fetching(fetch: Optional[bool] = None) -> bool:
+    """Whether a missing ``url:`` model is downloaded now: ``fetch`` when given, else only inside a component's
+    load (the registry's load bar is open in this thread: :func:`mc_jupyter.progress.current`). Composing,
+    ``--dry-run`` and memory planning run outside it, so they see the path to be fetched and fetch nothing."""
+    return progress.current() is not None if fetch is None else fetch
+
+
+def _loading_component() -> Optional[str]:
+    bar = progress.current()
+    title = bar.title if bar is not None else ""
+    return title[len("loading "):] if title.startswith("loading ") else None
+
+
+def local_path(local: LocalSource, fetch: Optional[bool] = None, component: Optional[str] = None) -> str:
+    """The absolute path of a local source (``path:``, or the cache path model-compose derives from ``url:``),
+    downloaded first when it is missing, has a ``url:`` and :func:`fetching` says so; otherwise the path as
+    it is, there or not."""
+    if fetching(fetch) and local.url is not None:
+        return url_fetch.ensure_local(local, component or _loading_component())
+    return os.path.abspath(os.path.expanduser(url_fetch.default_path(local)))
 
 
 def hub_kwargs(source: "ModelSource") -> Dict[str, Any]:
@@ -64,18 +94,34 @@ class ModelSource:
     is_local: bool = False
 
 
-def config_source(config: Any) -> ModelSource:
+def pending_fetch(model: Any) -> Optional[str]:
+    """For a local ``url:`` model not on disk yet, what will happen on its first load (``local: PATH (fetched
+    from URL on first load)``, scrubbed); None for any other ``model:``. Planning skips the memory estimate
+    of such a model (its files are not there to read)."""
+    if not isinstance(model, dict) or provider_of(model) != "local" or "url" not in model:
+        return None
+    try:
+        local = LocalSource.model_validate(model)
+        return url_fetch.describe(local) if url_fetch.is_pending(local) else None
+    except (ValueError, ModelLoadError):
+        return None
+
+
+def config_source(config: Any, fetch: Optional[bool] = None) -> ModelSource:
     """A model component's ``model:`` (its typed ``config``) as a :class:`ModelSource`, with
     ``trust_remote_code`` passed on (the tokenizer and processors run repository code too)."""
-    source = resolve_source(config.model, config.task)
+    source = resolve_source(config.model, config.task, fetch, component=getattr(config, "id", None))
     if config.trust_remote_code:
         source.kwargs["trust_remote_code"] = True
     return source
 
 
-def resolve_source(model: Any, task: Optional[str] = None) -> ModelSource:
+def resolve_source(model: Any, task: Optional[str] = None, fetch: Optional[bool] = None,
+                   component: Optional[str] = None) -> ModelSource:
     """Turn a ``model:`` field (string or mapping) into a :class:`ModelSource`; without one, the task's
-    default model (an adapter's ``model:``, which has no task, is required)."""
+    default model (an adapter's ``model:``, which has no task, is required). A local ``url:`` model not on
+    disk yet is downloaded when :func:`fetching` (``fetch``) says so, else its source is the path it will
+    have (``description`` says so) and nothing is checked."""
     if model is None:
         model = DEFAULT_MODELS.get(task) if task else None
         if model is None:
@@ -87,12 +133,15 @@ def resolve_source(model: Any, task: Optional[str] = None) -> ModelSource:
         return _hub({"repository": model})
     if provider_of(model) == "local":
         local = LocalSource.model_validate(model)
-        return _local(local.path, local.format)
+        full = local_path(local, fetch, component)
+        if local.url is not None and not os.path.exists(full):      # not fetched yet: planning
+            return ModelSource(full, {}, description=url_fetch.describe(local), is_local=True)
+        return _local(url_fetch.default_path(local), local.format, full)
     return _hub(model)
 
 
-def _local(path: str, fmt: str) -> ModelSource:
-    full = os.path.abspath(os.path.expanduser(path))
+def _local(path: str, fmt: str, full: Optional[str] = None) -> ModelSource:
+    full = full or os.path.abspath(os.path.expanduser(path))
     if not os.path.exists(full):
         raise ModelLoadError(f"the local model path `{path}` does not exist (looked at {full}).\n"
                              f"  Check the path, or use a hub id such as `gpt2` for a Hugging Face model.")
@@ -150,8 +199,9 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
 
 
-def model_path(model: Any) -> Optional[str]:
-    """The local path of ``model:`` (a local path, or a hub file downloaded/cached), or None."""
+def model_path(model: Any, fetch: Optional[bool] = None, component: Optional[str] = None) -> Optional[str]:
+    """The local path of ``model:`` (a local path, a ``url:`` model fetched when :func:`fetching`, or a hub
+    file downloaded/cached), or None."""
     if model is None:
         return None
     if isinstance(model, str):
@@ -159,10 +209,10 @@ def model_path(model: Any) -> Optional[str]:
             return os.path.abspath(os.path.expanduser(model))
         return model
     if provider_of(model) == "local":
-        local = LocalSource.model_validate(model).path
-        path = os.path.abspath(os.path.expanduser(local))
-        if not os.path.exists(path):
-            raise ModelLoadError(f"the local model path `{local}` does not exist (looked at {path}).")
+        local = LocalSource.model_validate(model)
+        path = local_path(local, fetch, component)
+        if not os.path.exists(path) and local.url is None:
+            raise ModelLoadError(f"the local model path `{local.path}` does not exist (looked at {path}).")
         return path
     return hub_file(model)
 
@@ -455,19 +505,28 @@ def find_pack(name: str) -> str:
                          + GET_PACK.format(name=name))
 
 
-def pack_folder(model: Any) -> Tuple[str, str]:
+def pack_folder(model: Any, fetch: Optional[bool] = None) -> Tuple[str, str]:
     """(folder, description) of a face pack: a pack name (``buffalo_l`` without ``model:``), a path, or a
-    ``{provider: local, path}`` mapping."""
+    ``{provider: local, path, url, bundled}`` mapping (fetched when :func:`fetching`). An archive that
+    wraps the pack in a folder of its own name (``antelopev2.zip`` holding ``antelopev2/*.onnx``) is read
+    from that inner folder, as model-compose's InsightFace driver flattens it."""
     model = DEFAULT_FACE_PACK if model is None else model
     if isinstance(model, dict):
         if provider_of(model) != "local":
             raise ModelLoadError(f"face-embedding reads InsightFace packs from local folders, not `{scrub(str(model))}`."
                                  f"\n  Give `model: buffalo_l` or `model: {{provider: local, path: /folder}}`.")
-        model = str(LocalSource.model_validate(model).path)
+        local = LocalSource.model_validate(model)
+        folder = local_path(local, fetch)
+        if local.url is not None and not os.path.exists(folder):      # not fetched yet: planning
+            return folder, url_fetch.describe(local)
+        model = folder
     if not is_local_path(model):
         return find_pack(model), f"insightface: {model}"
     folder = os.path.abspath(os.path.expanduser(model))
     if not os.path.isdir(folder):
         raise ModelLoadError(f"the face model folder `{model}` does not exist (looked at {folder}).\n  "
                              f"Check the path; it should hold the pack's ONNX files (det_10g.onnx, w600k_r50.onnx).")
+    nested = os.path.join(folder, os.path.basename(folder))
+    if not _has(folder, ".onnx") and os.path.isdir(nested) and _has(nested, ".onnx"):
+        folder = nested
     return folder, f"local: {model}"
