@@ -134,3 +134,330 @@ def image_to_png_bytes(image: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# Bytes in a format, and the media values of model-compose's types (`as audio`, `video`, `file`, `markdown`)
+
+#: model-compose's ``;format`` words: how a string value holds its bytes.
+FORMATS = ("path", "url", "data-uri", "base64")
+
+AUDIO_MIMES = {"wav": "audio/wav", "wave": "audio/wav", "mp3": "audio/mpeg", "mpeg": "audio/mpeg",
+               "ogg": "audio/ogg", "opus": "audio/ogg", "flac": "audio/flac", "webm": "audio/webm",
+               "m4a": "audio/mp4", "mp4": "audio/mp4", "aac": "audio/aac", "pcm": "audio/pcm"}
+VIDEO_MIMES = {"mp4": "video/mp4", "webm": "video/webm", "ogg": "video/ogg", "mov": "video/quicktime",
+               "avi": "video/x-msvideo", "mkv": "video/x-matroska"}
+MODEL_3D_MIMES = {"glb": "model/gltf-binary", "gltf": "model/gltf+json", "obj": "model/obj", "stl": "model/stl",
+                  "ply": "application/ply"}
+
+
+def parse_data_uri(text: str) -> "tuple[str, bytes]":
+    """``(mime type, bytes)`` of a ``data:`` URI (base64 or percent-encoded)."""
+    from urllib.parse import unquote_to_bytes
+
+    head, comma, data = text.strip()[5:].partition(",")
+    if not comma:
+        raise InputError(f"`{text[:60]}` is not a data URI: it has no `,` before the data.\n  Write it as "
+                         f"`data:audio/wav;base64,<base64 text>`.")
+    meta = head.split(";")
+    mime = meta[0] or "text/plain"
+    try:
+        return mime, (base64.b64decode(data, validate=True) if "base64" in meta[1:] else unquote_to_bytes(data))
+    except ValueError as e:
+        raise InputError(f"the data URI `{text[:40]}...` holds invalid base64 ({e}).\n  Check that it was not "
+                         f"cut short.") from None
+
+
+def load_bytes(value: Any, fmt: Optional[str], what: str = "the value") -> bytes:
+    """The bytes a string holds in ``fmt`` (``path``, ``url``, ``data-uri``, ``base64``); bytes as they are.
+
+    ``url`` takes ``data:`` URLs only here: a notebook's run fetches nothing from the network for
+    audio, video or files (download it and give the path)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise InputError(f"{what} is a {type(value).__name__}, not text in the `{fmt}` format.\n  Give "
+                         f"{_format_example(fmt)}.")
+    text = value.strip()
+    if fmt == "path":
+        path = os.path.expanduser(text)
+        if not os.path.isfile(path):
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise InputError(f"file not found: {shown}\n  Give the path of an existing file.")
+        with open(path, "rb") as f:
+            return f.read()
+    if fmt == "data-uri" or (fmt == "url" and text.startswith("data:")):
+        if not text.startswith("data:"):
+            raise InputError(f"{what} is not a data URI (it does not start with `data:`).\n  Give "
+                             f"{_format_example('data-uri')}.")
+        return parse_data_uri(text)[1]
+    if fmt == "url":
+        raise InputError(f"{what}: `{text[:80]}` is fetched from the network, which a run here does not do for "
+                         f"media.\n  Download it and give the path (`;path`), or give a `data:` URL.")
+    if fmt == "base64":
+        try:
+            return base64.b64decode(text.split(",", 1)[1] if text.startswith("data:") else text, validate=True)
+        except ValueError as e:
+            raise InputError(f"{what} is not valid base64 ({e}).\n  Give base64 text (A-Z, a-z, 0-9, +, /, "
+                             f"padded with =), e.g. from base64.b64encode(data).decode().") from None
+    raise InputError(f"unknown format `{fmt}`\n  Formats: {', '.join(FORMATS)}.")
+
+
+def _format_example(fmt: Optional[str]) -> str:
+    return {"path": "a file path", "url": "a `data:` URL", "data-uri": "`data:<mime>;base64,<data>`",
+            "base64": "base64 text"}.get(fmt or "", "bytes, a path, base64 text or a data URI")
+
+
+class Media:
+    """Bytes with a mime type: what ``as video``, ``as file`` and ``as model-3d`` give (``as audio``:
+    :class:`Audio`). ``data`` is the bytes; it displays as a player or a download link, with a
+    static HTML fallback (the same tag) for saved notebooks."""
+
+    kind = "file"
+
+    def __init__(self, data: bytes, mime: str = "application/octet-stream", name: Optional[str] = None):
+        self.data, self.mime, self.name = bytes(data), mime, name
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and (other.data, other.mime) == (self.data, self.mime)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.mime}, {len(self.data):,} bytes)"
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode()
+
+    def data_uri(self) -> str:
+        return f"data:{self.mime};base64,{self.base64()}"
+
+    def html(self) -> str:
+        import html
+        if self.kind == "video":
+            return f'<video controls src="{self.data_uri()}" style="max-width:100%"></video>'
+        name = html.escape(self.name or f"{self.kind}.{self.mime.split('/')[-1]}")
+        return (f'<a download="{name}" href="{self.data_uri()}">{name}</a> '
+                f'<span style="color:#777">({html.escape(self.mime)}, {len(self.data):,} bytes)</span>')
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        return {"text/plain": repr(self), "text/html": self.html()}
+
+
+class Video(Media):
+    kind = "video"
+
+
+class Model3D(Media):
+    kind = "model-3d"
+
+
+class Audio(Media):
+    """Audio bytes with their mime type (and sample rate when known): what ``as audio`` gives.
+
+    Built from bytes, a path, a ``data:`` URL, base64, a data URI, or a ``(numpy array, sample_rate)``
+    tuple / ``{"array"|"audio": ..., "sampling_rate"|"sample_rate": ...}`` mapping (encoded as
+    16-bit WAV). Raw PCM (``audio/pcm[sample_rate=16000,channels=1]``) plays as WAV. It displays as
+    an ``<audio controls>`` player."""
+
+    kind = "audio"
+
+    def __init__(self, data: bytes, mime: str = "audio/wav", sample_rate: Optional[int] = None,
+                 channels: Optional[int] = None, name: Optional[str] = None):
+        super().__init__(data, mime, name)
+        if sample_rate is None and mime == "audio/wav":
+            sample_rate, channels = _wav_header(self.data, sample_rate, channels)
+        self.sample_rate, self.channels = sample_rate, channels
+
+    def __repr__(self) -> str:
+        rate = f", {self.sample_rate} Hz" if self.sample_rate else ""
+        return f"Audio({self.mime}{rate}, {len(self.data):,} bytes)"
+
+    @classmethod
+    def from_array(cls, samples: Any, sample_rate: int) -> "Audio":
+        """16-bit WAV of float samples in [-1, 1] (or int16), shape (n,) or (n, channels)."""
+        import numpy as np
+        import wave
+
+        arr = np.asarray(samples)
+        if arr.ndim not in (1, 2) or arr.size == 0:
+            raise InputError(f"an audio array of shape {arr.shape} cannot be played.\n  Give samples of shape (n,) or "
+                             f"(n, channels) with a sample rate: (array, 16000).")
+        if arr.dtype != np.int16:
+            arr = (np.clip(arr.astype(np.float64), -1.0, 1.0) * 32767).round().astype(np.int16)
+        channels = 1 if arr.ndim == 1 else arr.shape[1]
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(2)
+            w.setframerate(int(sample_rate))
+            w.writeframes(arr.tobytes())
+        return cls(buffer.getvalue(), "audio/wav", int(sample_rate), channels)
+
+    def samples(self):
+        """``(numpy array, sample_rate)`` of WAV or PCM audio (int16 as float in [-1, 1])."""
+        import numpy as np
+        import wave
+
+        with wave.open(io.BytesIO(self.playable()), "rb") as w:
+            frames, width, channels, rate = w.readframes(w.getnframes()), w.getsampwidth(), w.getnchannels(), w.getframerate()
+        dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
+        arr = np.frombuffer(frames, dtype=dtype).astype(np.float64)
+        arr = (arr - 128) / 128 if width == 1 else arr / float(2 ** (8 * width - 1))
+        return (arr if channels == 1 else arr.reshape(-1, channels)), rate
+
+    def playable(self) -> bytes:
+        """Bytes a browser plays: raw PCM is wrapped in a WAV header."""
+        if self.mime != "audio/pcm":
+            return self.data
+        import wave
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as w:
+            w.setnchannels(self.channels or 1)
+            w.setsampwidth(2)
+            w.setframerate(self.sample_rate or 16000)
+            w.writeframes(self.data)
+        return buffer.getvalue()
+
+    def html(self) -> str:
+        mime = "audio/wav" if self.mime == "audio/pcm" else self.mime
+        src = f"data:{mime};base64,{base64.b64encode(self.playable()).decode()}"
+        return f'<audio controls src="{src}"></audio>'
+
+
+def _wav_header(data: bytes, rate: Optional[int], channels: Optional[int]):
+    import struct
+    if len(data) >= 28 and data[:4] == b"RIFF" and data[8:12] == b"WAVE" and data[12:16] == b"fmt ":
+        channels, rate = struct.unpack("<HI", data[22:28])
+    return rate, channels
+
+
+def sniff_audio(data: bytes) -> Optional[str]:
+    """The mime type of audio bytes from their first bytes, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "audio/wav"
+    if data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "audio/mpeg"
+    if data[:4] == b"OggS":
+        return "audio/ogg"
+    if data[:4] == b"fLaC":
+        return "audio/flac"
+    if data[:4] == b"\x1aE\xdf\xa3":
+        return "audio/webm"
+    if data[4:8] == b"ftyp":
+        return "audio/mp4"
+    return None
+
+
+def to_audio(value: Any, subtype: Optional[str] = None, fmt: Optional[str] = None,
+             attrs: Optional[dict] = None) -> Audio:
+    """An :class:`Audio` from what ``as audio[/subtype][attrs][;format]`` is given."""
+    attrs = attrs or {}
+    if isinstance(value, Audio):
+        return value
+    if isinstance(value, dict) and any(k in value for k in ("array", "audio", "samples")):
+        rate = value.get("sampling_rate", value.get("sample_rate", attrs.get("sample_rate")))
+        arr = next(value[k] for k in ("array", "audio", "samples") if k in value)
+        value = (arr, rate)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and type(value[0]).__module__ == "numpy":
+        arr, rate = value
+        if rate is None:
+            raise InputError("audio samples without a sample rate cannot be played.\n  Give (array, sample_rate), "
+                             "or write the rate: `as audio[sample_rate=16000]`.")
+        return Audio.from_array(arr, int(rate))
+    mime_given = None
+    if isinstance(value, str) and fmt is None:   # guess: a data URI, a path, else base64
+        text = value.strip()
+        fmt = "data-uri" if text.startswith("data:") else ("path" if os.path.isfile(os.path.expanduser(text))
+                                                          else "base64" if _looks_base64(text) else "path")
+    if isinstance(value, str) and value.strip().startswith("data:"):
+        mime_given = parse_data_uri(value)[0]
+    if not isinstance(value, (bytes, bytearray, str)):
+        raise InputError(f"cannot read audio from a {type(value).__name__}.\n  Give bytes, a path, base64 text, a "
+                         f"data URI, or (numpy array, sample_rate).")
+    data = load_bytes(value, fmt, "the audio")
+    mime = (AUDIO_MIMES.get(subtype.lower(), f"audio/{subtype.lower()}") if subtype else None) \
+        or (mime_given if mime_given and mime_given.startswith("audio/") else None) or sniff_audio(data)
+    if mime is None:
+        raise InputError(f"the {len(data):,} bytes given are not audio in a format recognised here (WAV, MP3, OGG, "
+                         f"FLAC, WebM, MP4).\n  Name the format: `as audio/wav` (or `audio/pcm[sample_rate=16000]` "
+                         f"for raw samples).")
+    rate = attrs.get("sample_rate")
+    channels = attrs.get("channels")
+    try:
+        rate = int(rate) if rate not in (None, "") else None
+        channels = int(channels) if channels not in (None, "") else None
+    except (TypeError, ValueError):
+        raise InputError(f"`sample_rate={rate}`/`channels={channels}` are not whole numbers.\n  Write e.g. "
+                         f"`audio/pcm[sample_rate=16000,channels=1]`.") from None
+    if mime == "audio/wav" and data[:4] != b"RIFF":
+        raise InputError(f"the {len(data):,} bytes given are not WAV audio (no RIFF header).\n  Check the data, or "
+                         f"name its real format: `as audio/mp3`, `audio/pcm[sample_rate=16000]`.")
+    return Audio(data, mime, rate, channels)
+
+
+def to_media(value: Any, kind: str, subtype: Optional[str] = None, fmt: Optional[str] = None) -> Media:
+    """A :class:`Media` (:class:`Video`, :class:`Model3D`) from what ``as video|file|model-3d`` is given."""
+    cls = {"video": Video, "model-3d": Model3D}.get(kind, Media)
+    if isinstance(value, Media):
+        return value
+    mimes = {"video": VIDEO_MIMES, "model-3d": MODEL_3D_MIMES}.get(kind, {})
+    name = None
+    mime_given = None
+    if isinstance(value, str):
+        text = value.strip()
+        if fmt is None:
+            fmt = "data-uri" if text.startswith("data:") else ("base64" if _looks_base64(text) and
+                                                              not os.path.exists(text) else "path")
+        if text.startswith("data:"):
+            mime_given = parse_data_uri(text)[0]
+        if fmt == "path":
+            name = os.path.basename(text)
+            subtype = subtype or (os.path.splitext(text)[1][1:] or None)
+    elif not isinstance(value, (bytes, bytearray)):
+        raise InputError(f"cannot read a {kind} from a {type(value).__name__}.\n  Give bytes, a path, base64 text "
+                         f"or a data URI.")
+    data = load_bytes(value, fmt, f"the {kind}")
+    if subtype:
+        import mimetypes
+        mime = mimes.get(subtype.lower()) or (mimetypes.types_map.get("." + subtype.lower())) or \
+            (f"{kind}/{subtype.lower()}" if kind == "video" else "application/octet-stream")
+    else:
+        mime = mime_given or ("video/mp4" if kind == "video" else "application/octet-stream")
+    return cls(data, mime, name)
+
+
+class Markdown(str):
+    """Text that displays as Markdown (``as markdown``); it is a ``str`` for everything else."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        import html
+        return {"text/plain": str(self), "text/markdown": str(self),
+                "text/html": f'<div style="white-space:pre-wrap">{html.escape(str(self))}</div>'}
+
+
+def encode_image(image: Any, subtype: Optional[str] = None) -> bytes:
+    """An image's bytes in ``subtype``'s format (``png`` when none): ``image/jpeg;base64`` etc."""
+    from PIL import Image
+
+    image = load_image(image)
+    fmt = (subtype or "png").upper()
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    if fmt not in Image.registered_extensions().values() and fmt not in Image.SAVE:
+        raise InputError(f"`image/{subtype}`: PIL cannot write the `{subtype}` format.\n  Use png, jpeg or webp.")
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=fmt)
+    except (KeyError, OSError, ValueError) as e:
+        raise InputError(f"`image/{subtype}`: the image cannot be written as {fmt} ({e}).\n  Use png, jpeg or "
+                         f"webp.") from None
+    return buffer.getvalue()

@@ -63,7 +63,7 @@ def test_reading_a_job_that_has_not_run_is_an_error_naming_the_jobs_that_did():
     ("${input.x as nubmer}", "unknown type `nubmer` (did you mean `number`?)"),
     ("${input.x", "has no closing `}`"),
     ("${input.x[abc]}", "is not an index"),
-    ("${input.x as text;path}", "is not a format of `text`"),
+    ("${input.x as text;jpeg}", "`;jpeg` is not a format of `text`"),
 ])
 def test_malformed_expressions_fail_at_parse_time_with_their_line(text, fragment):
     with pytest.raises(BindingError) as info:
