@@ -12,13 +12,15 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..binding import env_fields, resolve_settings
-from ..config.schema import ManageConfig
+from ..config.http_schema import ManageConfig, commands, parse_duration, render_late
+from ..config.positions import clip
 from ..errors import ConfigError, HttpError, ServerError
 from ..secrets import scrub
 from ..servers import http
+from ..servers.limits import ConcurrencyLimit, RateLimiter
 from ..servers.managed import DEFAULT_READY_TIMEOUT, ManagedServer
 from ..servers.process import as_argv, port_in_use
 from .base import Driver
@@ -53,10 +55,33 @@ def number(component_id: str, field: str, value: Any, raw: Any = None, integer: 
 
 
 class HttpClient(Driver):
-    """A server that already runs: each action's ``endpoint`` (or ``base_url`` and ``path``)."""
+    """A server that already runs: each action's ``endpoint`` (or ``base_url`` and ``path``).
+
+    Every run of the component passes its gates first: at most ``max_concurrent_count`` at once, then
+    ``rate_limit`` (a token bucket and/or a minimum interval, across all its actions; the polls of a
+    completion are not counted, as in model-compose). An action with ``completion: {type: polling}``
+    sends its request, then polls until the status says done (:meth:`poll`); the run's result
+    (``${result}`` and ``${response}`` in its ``output:``) is the last poll's reply.
+    """
 
     streams = True
     result_name = "response"
+
+    def __init__(self, component_id: str, config: Any):
+        super().__init__(component_id, config)
+        self._set_gates(config)
+        self.polls = 0     # the polls of the latest completion
+
+    def _set_gates(self, config: Any) -> None:
+        rate = getattr(config, "rate_limit", None)
+        self.limiter = None if rate is None else RateLimiter(
+            rate.requests, parse_duration(rate.period) if rate.period is not None else 1.0, rate.burst,
+            parse_duration(rate.interval) if rate.interval is not None else None)
+        self.concurrency = ConcurrencyLimit(getattr(config, "max_concurrent_count", None))
+
+    def reconfigure(self, config: Any) -> None:
+        super().reconfigure(config)
+        self._set_gates(config)
 
     def load(self) -> None:
         self.device = self.base_url() or "—"
@@ -76,7 +101,7 @@ class HttpClient(Driver):
         return http.check_url(str(base).rstrip("/") + "/" + str(fields.get("path") or "").lstrip("/"), field)
 
     def wants_stream(self, fields: Dict[str, Any], per_chunk_output: bool) -> bool:
-        return bool(fields.get("stream_format")) and per_chunk_output
+        return bool(fields.get("stream_format")) and per_chunk_output and not fields.get("completion")
 
     def timeout(self, fields: Dict[str, Any]) -> float:
         value = fields.get("timeout")
@@ -84,14 +109,90 @@ class HttpClient(Driver):
 
     def run(self, fields: Dict[str, Any]) -> Any:
         url, timeout = self.url(fields), self.timeout(fields)
-        return http.request(fields.get("method", "POST"), url, fields.get("headers") or {},
-                            fields.get("body"), fields.get("params"), timeout)
+        with self.concurrency.slot():
+            if self.limiter is not None:
+                self.limiter.acquire()
+            response = http.request(fields.get("method", "POST"), url, fields.get("headers") or {},
+                                    fields.get("body"), fields.get("params"), timeout,
+                                    merge=fields.get("stream_fragmented") is not False)
+            if fields.get("completion"):
+                return self.poll(fields["completion"], response, fields)
+            return response
 
     def stream(self, fields: Dict[str, Any], stop: threading.Event) -> Iterator[Any]:
         url, timeout = self.url(fields), self.timeout(fields)   # checked before the first chunk is asked for
-        return http.stream(fields.get("method", "POST"), url, fields.get("headers") or {},
-                           fields.get("body"), fields.get("params"), fields.get("stream_format") or "json", stop,
-                           timeout)
+        return self._gated_stream(fields, url, timeout, stop)
+
+    def _gated_stream(self, fields: Dict[str, Any], url: str, timeout: float, stop: threading.Event) -> Iterator[Any]:
+        with self.concurrency.slot():
+            if self.limiter is not None:
+                self.limiter.acquire()
+            yield from http.stream(fields.get("method", "POST"), url, fields.get("headers") or {},
+                                   fields.get("body"), fields.get("params"), fields.get("stream_format") or "json",
+                                   stop, timeout)
+
+    # -- completion: polling -------------------------------------------------------------------
+    def poll(self, completion: Dict[str, Any], response: Any, fields: Dict[str, Any]) -> Any:
+        """Wait ``interval``, ask the status endpoint, until its ``status`` (or its HTTP code, without
+        ``status:``) is in ``success_when`` (return that reply) or ``fail_when`` (an HttpError), or
+        ``timeout`` has passed (an HttpError). ``${response}`` in the completion is the first reply,
+        ``${result}`` (in ``status:``) the poll's."""
+        cid = self.component_id
+        interval = parse_duration(completion.get("interval") if completion.get("interval") is not None else 5.0)
+        limit = parse_duration(completion.get("timeout") if completion.get("timeout") is not None else 300.0)
+        success = [str(v) for v in completion.get("success_when") or []]
+        failure = [str(v) for v in completion.get("fail_when") or []]
+        deadline = time.monotonic() + limit
+        self.polls, status, result, url = 0, None, None, ""
+        time.sleep(interval)
+        while True:
+            spec = render_late({k: v for k, v in completion.items() if k != "status"}, {"response": response})
+            url = http.check_url(str(spec["endpoint"]), "completion.endpoint") if spec.get("endpoint") else \
+                self.url({"base_url": fields.get("base_url"), "path": spec.get("path")})
+            result, code = http.request_status(spec.get("method") or "GET", url, spec.get("headers") or {},
+                                               spec.get("body"), spec.get("params"), self.timeout(fields))
+            self.polls += 1
+            if completion.get("status") is not None:
+                status = render_late(completion["status"], {"response": response, "result": result})
+                if str(status) in success:
+                    return result
+                if str(status) in failure:
+                    raise HttpError(f"component `{cid}`: polling {url} reported the status `{clip(status)}`, which "
+                                    f"`fail_when` lists as a failure (poll {self.polls}).\n  The reply: "
+                                    f"{clip(scrub(_text(result)), 300)}")
+            else:
+                status = code
+                if status_matches(code, success):
+                    return result
+                if status_matches(code, failure):
+                    raise HttpError(f"component `{cid}`: polling {url} answered HTTP {code}, which `fail_when` "
+                                    f"lists as a failure (poll {self.polls}).\n  The reply: "
+                                    f"{clip(scrub(_text(result)), 300)}")
+            if time.monotonic() + interval > deadline:
+                raise HttpError(f"component `{cid}`: polling {url} did not reach a `success_when` status within "
+                                f"{limit:g} s ({self.polls} polls; the last status was `{clip(status)}`).\n  Raise "
+                                f"`completion.timeout`, or check `status:` and `success_when:` against the reply: "
+                                f"{clip(scrub(_text(result)), 200)}")
+            time.sleep(interval)
+
+
+def status_matches(code: int, conditions: List[str]) -> bool:
+    """model-compose's ``is_status_code_matched``: ``200`` exactly, ``2xx`` a range."""
+    for condition in conditions:
+        if condition.isdigit():
+            if code == int(condition):
+                return True
+        elif condition.endswith("x") and condition.rstrip("x").isdigit():
+            prefix = condition.rstrip("x")
+            factor = 10 ** (len(condition) - len(prefix))
+            if int(prefix) * factor <= code < (int(prefix) + 1) * factor:
+                return True
+    return False
+
+
+def _text(value: Any) -> str:
+    import json
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 class HttpServer(HttpClient):
@@ -117,23 +218,26 @@ class HttpServer(HttpClient):
         load fields is read now."""
         cid, config = self.component_id, self.config
         manage = config.manage or ManageConfig()
-        start, install, stop, env, working_dir, health_path, ready_timeout = (resolve_settings(value) for value in (
-            manage.start, manage.install, manage.stop, manage.env, manage.working_dir, manage.health_path,
-            manage.ready_timeout))
+        start, install, build, clean, stop, env, working_dir, health_path, ready_timeout = (
+            resolve_settings(value) for value in (manage.start, manage.install, manage.build, manage.clean,
+                                                  manage.stop, manage.env, manage.working_dir, manage.health_path,
+                                                  manage.ready_timeout))
         port, host = resolve_settings(config.port), resolve_settings(config.host) or "127.0.0.1"
         if start is None:
             raise ConfigError(f"http-server `{cid}` has no `manage.start` command",
-                              hint="Give the command that starts the server, e.g. `start: [ollama, serve]`, or "
-                                   "use `type: http-client` for a server that already runs.")
+                              hint="Give the command that starts the server, e.g. `start: [ollama, serve]` on the "
+                                   "component or under `manage:`, or use `type: http-client` for a server that "
+                                   "already runs.")
         if port in (None, ""):
             raise ConfigError(f"http-server `{cid}` has no `port:`",
-                              hint="Give the port the server listens on, e.g. `port: 8000`.")
+                              hint="Give the port the server listens on, e.g. `port: 8000` (model-compose assumes "
+                                   "8000; here it is written out, so the port the start command uses is explicit).")
         port = number(cid, "port", port, config.port, integer=True, bounds=PORTS)
         ready_timeout = DEFAULT_READY_TIMEOUT if ready_timeout in (None, "") else \
             number(cid, "manage.ready_timeout", ready_timeout, manage.ready_timeout)
-        install = as_argv(install, "manage.install", cid) if install is not None else None
         stop = as_argv(stop, "manage.stop", cid) if stop is not None else None
-        server = ManagedServer(cid, start, host, port, install=install, stop=stop, env=env, working_dir=working_dir,
+        server = ManagedServer(cid, start, host, port, install=commands(install), build=commands(build),
+                               clean=commands(clean), stop=stop, env=env, working_dir=working_dir,
                                health_path=health_path, ready_timeout=ready_timeout)
         try:
             socket.getaddrinfo(host, port)

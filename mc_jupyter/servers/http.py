@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..secrets import ScrubLogs, scrub
 from ..errors import HttpError, ServerError
@@ -54,25 +54,40 @@ def _check_status(url: str, response) -> None:
 
 
 def request(method: str, url: str, headers: Dict[str, Any], body: Any, params: Optional[Dict[str, Any]],
-            timeout: float = DEFAULT_TIMEOUT) -> Any:
-    """The whole response: parsed JSON, the events of a streamed body merged, or text."""
+            timeout: float = DEFAULT_TIMEOUT, merge: bool = True) -> Any:
+    """The whole response: parsed JSON, the events of a streamed body merged (``merge=False``: their
+    list, as ``stream_fragmented: false`` asks), or text. A status of 400 or more raises."""
+    return _request(method, url, headers, body, params, timeout, merge, check=True)[0]
+
+
+def request_status(method: str, url: str, headers: Dict[str, Any], body: Any, params: Optional[Dict[str, Any]],
+                   timeout: float = DEFAULT_TIMEOUT) -> Tuple[Any, int]:
+    """``(body, status code)``, whatever the status (a polling completion matches the code itself)."""
+    return _request(method, url, headers, body, params, timeout, True, check=False)
+
+
+def _request(method: str, url: str, headers: Dict[str, Any], body: Any, params: Optional[Dict[str, Any]],
+             timeout: float, merge: bool, check: bool) -> Tuple[Any, int]:
     import httpx
     prepared = _prepare(headers, body, params)
     try:
         with _client(timeout) as client:
             with client.stream(method, url, **prepared) as response:
-                _check_status(url, response)
+                if check:
+                    _check_status(url, response)
+                code = response.status_code
                 kind = _kind(response)
                 if kind in ("sse", "ndjson"):
-                    return merge_events(list(_events(url, response, kind)))
+                    events = list(_events(url, response, kind))
+                    return (merge_events(events) if merge else events), code
                 data = response.read()
     except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise _fail(url, e) from None
     text = data.decode("utf-8", "replace")
     try:
-        return json.loads(text)
+        return json.loads(text), code
     except ValueError:
-        return text
+        return text, code
 
 
 def stream(method: str, url: str, headers: Dict[str, Any], body: Any, params: Optional[Dict[str, Any]],

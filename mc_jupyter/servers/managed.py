@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import ServerError
 from ..secrets import scrub
@@ -62,12 +62,18 @@ def server_env(env: Optional[Mapping[str, Any]]) -> Dict[str, str]:
 class ManagedServer:
     """One managed server: its commands, its address, its process tree, its state."""
 
-    def __init__(self, name: str, start: Command, host: str, port: int, *, install: Optional[List[str]] = None,
-                 stop: Optional[List[str]] = None, env: Optional[Mapping[str, Any]] = None,
-                 working_dir: Optional[str] = None, health_path: Optional[str] = None,
-                 ready_timeout: float = DEFAULT_READY_TIMEOUT):
+    def __init__(self, name: str, start: Command, host: str, port: int, *,
+                 install: Optional[Sequence[Command]] = None, build: Optional[Sequence[Command]] = None,
+                 clean: Optional[Sequence[Command]] = None, stop: Optional[List[str]] = None,
+                 env: Optional[Mapping[str, Any]] = None, working_dir: Optional[str] = None,
+                 health_path: Optional[str] = None, ready_timeout: float = DEFAULT_READY_TIMEOUT):
+        """``install`` / ``build`` / ``clean``: lists of commands, each an argv list or a shell line
+        (:func:`mc_jupyter.config.http_schema.commands` makes one from the YAML)."""
         self.name, self.host, self.port = name, host, port
-        self.install_argv, self.stop_argv = install, stop
+        self.install_argv = _argvs(install, "manage.install", name)
+        self.build_argv = _argvs(build, "manage.build", name)
+        self.clean_argv = _argvs(clean, "manage.clean", name)
+        self.stop_argv = stop
         self.env, self.working_dir = server_env(env), working_dir or None
         self.health_path, self.ready_timeout = health_path, ready_timeout
         self.process = ManagedProcess(name, start, self.env, self.working_dir)
@@ -100,8 +106,10 @@ class ManagedServer:
         interrupt included) the tree is stopped, the state is FAILED, and the error goes on."""
         self._move(ServerState.STARTING)
         try:
-            if self.install_argv:
-                run_install(self.name, self.install_argv, self.env, self.working_dir)
+            for argv in self.install_argv:
+                run_install(self.name, argv, self.env, self.working_dir)
+            for argv in self.build_argv:    # after install, once per distinct command and working_dir
+                run_install(self.name, argv, self.env, self.working_dir, what="build")
             self.process.start()
             wait_ready(self.process, self.host, self.port, self.health_path, self.ready_timeout)
         except BaseException as e:
@@ -112,7 +120,10 @@ class ManagedServer:
         self._move(ServerState.RUNNING)
 
     def stop(self) -> None:
-        """The server's own ``manage.stop`` first (while it runs), then the whole tree; never refused."""
+        """The server's own ``manage.stop`` first (while it runs), then the whole tree; never refused.
+        Then ``manage.clean`` (model-compose's teardown), for a server that started: its commands run in
+        order, and the install and build markers are forgotten, so the next start installs and builds
+        again."""
         with self._lock:
             state = self.state
         if state is ServerState.STOPPED:
@@ -123,8 +134,27 @@ class ManagedServer:
             except (OSError, subprocess.TimeoutExpired) as e:
                 self.process.log.append(f"[mc_jupyter] manage.stop failed: {scrub(str(e))}")
         self.process.stop()
+        if self.clean_argv and self.process.pid is not None:
+            self.clean()
         if state is not ServerState.FAILED:
             self._move(ServerState.STOPPED)
+
+    def clean(self) -> None:
+        """Run ``manage.clean`` (each command, in order; a failure is logged, never raised: a stop is never
+        refused) and forget the install and build markers."""
+        for argv in self.clean_argv:
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.working_dir,
+                                      env=self.env)
+                if proc.returncode != 0:
+                    self.process.log.append(f"[mc_jupyter] manage.clean `{scrub(shlex.join(argv))}` exited "
+                                            f"{proc.returncode}: {scrub((proc.stdout + proc.stderr).strip())[-300:]}")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                self.process.log.append(f"[mc_jupyter] manage.clean failed: {scrub(str(e))}")
+        for argv in self.install_argv:
+            _install_marker(argv).unlink(missing_ok=True)
+        for argv in self.build_argv:
+            _install_marker(argv, "build", self.working_dir).unlink(missing_ok=True)
 
     def exited(self) -> bool:
         """Whether a RUNNING server's tree has exited by itself; if so it is STOPPED from now on."""
@@ -184,27 +214,42 @@ def wait_ready(process: ManagedProcess, host: str, port: int, health_path: Optio
                       "\n  Raise `manage.ready_timeout`, or check the port in the start command.")
 
 
-def _install_marker(argv: List[str]) -> Path:
+def _argvs(commands: Optional[Sequence[Command]], field: str, name: str) -> List[List[str]]:
+    if not commands:
+        return []
+    if isinstance(commands, str):
+        commands = [commands]     # one shell line
+    return [as_argv(c, field, name) for c in commands]
+
+
+def _install_marker(argv: List[str], what: str = "install", working_dir: Optional[str] = None) -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mc_jupyter" / "installs"
-    return root / hashlib.sha256(shlex.join(argv).encode()).hexdigest()[:24]
+    key = shlex.join(argv) if what == "install" else f"{what}\0{os.path.abspath(working_dir or '.')}\0{shlex.join(argv)}"
+    return root / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def run_install(name: str, command: Any, env: Mapping[str, str], working_dir: Optional[str]) -> bool:
-    """Run ``manage.install`` once per distinct command (a marker file remembers); True if it ran.
-    ``env`` is the whole environment (:func:`server_env`)."""
-    argv = as_argv(command, "manage.install", name)
-    marker = _install_marker(argv)
+def run_install(name: str, command: Any, env: Mapping[str, str], working_dir: Optional[str],
+                what: str = "install") -> bool:
+    """Run a ``manage.install`` command once per distinct command (a marker file remembers; a
+    ``manage.build`` command, ``what="build"``, once per command and working directory); True if it
+    ran. ``env`` is the whole environment (:func:`server_env`)."""
+    argv = as_argv(command, f"manage.{what}", name)
+    marker = _install_marker(argv, what, working_dir)
     if marker.exists():
         return False
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=working_dir or None, env=dict(env))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=working_dir or None, env=dict(env))
+    except OSError as e:
+        raise ServerError(f"server `{name}`: cannot run the {what} command `{scrub(shlex.join(argv))}`: {e}\n"
+                          f"  Check that the program is installed and on PATH.") from None
     output = (proc.stdout + proc.stderr).strip().splitlines()
     if proc.returncode != 0:
-        raise ServerError(f"server `{name}`: the install command failed (exit {proc.returncode}). Its last lines:\n    "
+        raise ServerError(f"server `{name}`: the {what} command failed (exit {proc.returncode}). Its last lines:\n    "
                           + "\n    ".join(output[-15:] or ["(no output)"]))
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(shlex.join(argv))
-    _show_collapsed(f"{name}: install finished in {time.monotonic() - started:.1f} s ({len(output)} lines of output)",
+    _show_collapsed(f"{name}: {what} finished in {time.monotonic() - started:.1f} s ({len(output)} lines of output)",
                     output)
     return True
 
