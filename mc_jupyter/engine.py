@@ -7,13 +7,18 @@ Scopes (dialect §4):
 - a component's ``output:`` sees ``input`` and ``result`` (per chunk: ``result[]``);
 - a job's ``output:`` sees ``input``, ``jobs`` and the component's output as ``output`` (and
   ``result``, as model-compose's examples write it);
-- the workflow's ``output:`` sees ``input`` and ``jobs``; without one, the last job's output.
+- the workflow's ``output:`` sees ``input``, ``jobs`` and the last job's output as ``output``
+  (model-compose's meaning); without one, the last job's output.
+
+Every scope also sees ``context``: ``run_id`` (a fresh uuid4 hex per run), ``task_id`` (the same id:
+a notebook run is one task) and ``workflow_id`` (the workflow, or the component run directly).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
@@ -104,19 +109,24 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
         auto_install: bool = False, adjust: Optional[Adjust] = None) -> RunOutcome:
     workflow, component = resolve_target(registry, target)
     started = time.perf_counter()
+    run_id = uuid.uuid4().hex
     if workflow is None:
         assert component is not None
+        context = new_context(run_id, component.id)
         with registry.use(component.id) as component:
-            record = _run_job(registry, component, None, inputs, sink, auto_install, adjust, job_id=component.id)
+            record = _run_job(registry, component, None, inputs, sink, auto_install, adjust, job_id=component.id,
+                              context=context)
         return RunOutcome(component.id, record.output, [record], time.perf_counter() - started, inputs)
+    context = new_context(run_id, workflow.spec.id)
     finished: Dict[str, Dict[str, Any]] = {}
     records: List[JobRecord] = []
     for job_id in workflow.order:
         job = next(j for j in workflow.spec.jobs if j.id == job_id)
-        scope = Scope({"input": inputs, "jobs": finished}, where=f"job `{job_id}`")
+        scope = Scope({"input": inputs, "jobs": finished, "context": context}, where=f"job `{job_id}`")
         job_input = inputs if workflow.jobs_input[job_id] is None else render(workflow.jobs_input[job_id], scope)
         with registry.use(job.component) as entry:
-            record = _run_job(registry, entry, job.action, job_input, sink, auto_install, adjust, job_id=job_id)
+            record = _run_job(registry, entry, job.action, job_input, sink, auto_install, adjust, job_id=job_id,
+                              context=context)
         if workflow.jobs_output[job_id] is not None:
             record.output = render(workflow.jobs_output[job_id],
                                    scope.child(output=record.output, result=record.output))
@@ -124,22 +134,25 @@ def run(registry: Registry, target: Optional[str], inputs: Dict[str, Any], sink:
         records.append(record)
     output = records[-1].output
     if workflow.output is not None:
-        output = render(workflow.output, Scope({"input": inputs, "jobs": finished}))
+        output = render(workflow.output, Scope({"input": inputs, "jobs": finished, "output": output,
+                                                "context": context}))
     return RunOutcome(workflow.spec.id, output, records, time.perf_counter() - started, inputs)
 
 
-@guard_secrets(lambda registry, entry, action_id, *a, job_id: f"job `{job_id}` (component `{entry.id}`)",
-               lambda registry, entry, action_id, *a, job_id: [entry.spec.settings,
+@guard_secrets(lambda registry, entry, action_id, *a, job_id, **_: f"job `{job_id}` (component `{entry.id}`)",
+               lambda registry, entry, action_id, *a, job_id, **_: [entry.spec.settings,
                                                              entry.actions[action_id or entry.spec.default_action].fields])
 def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_input: Any,
              sink: Optional[StreamSink], auto_install: bool, adjust: Optional[Adjust], job_id: str,
-             fields: Optional[Dict[str, Any]] = None) -> JobRecord:
+             fields: Optional[Dict[str, Any]] = None, context: Optional[Dict[str, str]] = None) -> JobRecord:
     if entry.state is not State.READY:
         registry.ensure_loaded(entry, auto_install)
     action = entry.actions[action_id or entry.spec.default_action]
     started = time.perf_counter()
+    context = context or new_context(uuid.uuid4().hex, entry.id)
     if fields is None:
-        fields = render(action.fields, Scope({"input": job_input}, where=f"component `{entry.id}`"))
+        fields = render(action.fields, Scope({"input": job_input, "context": context},
+                                             where=f"component `{entry.id}`"))
     if adjust is not None:
         fields = adjust(entry, fields)
     driver = entry.driver
@@ -150,7 +163,7 @@ def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_inp
     try:
         if streaming:
             result, output, chunks, interrupted = _stream(driver, fields, action, job_input, sink, job_id, entry.id,
-                                                          per_chunk)
+                                                          per_chunk, context)
         else:
             result = driver.run(fields)
     except (McJupyterError, KeyboardInterrupt):
@@ -159,7 +172,8 @@ def _run_job(registry: Registry, entry: Entry, action_id: Optional[str], job_inp
         raise RunError(f"job `{job_id}` (component `{entry.id}`, {entry.task or entry.spec.type}) failed: "
                        f"{type(e).__name__}: {e}") from e
     if not (streaming and per_chunk):
-        output = result if action.output is None else render(action.output, _result_scope(job_input, result))
+        output = result if action.output is None else render(action.output, _result_scope(job_input, result,
+                                                                                          context=context))
     texts = fields.get("text")
     return JobRecord(job_id, entry.id, entry.task, job_input, output, time.perf_counter() - started,
                      streaming, chunks, getattr(driver, "tokens_generated", None) if streaming else None,
@@ -184,15 +198,22 @@ def _pil_images(value: Any) -> Optional[List[Any]]:
     return None
 
 
-def _result_scope(job_input: Any, result: Any, chunk: Any = None, lenient: bool = False) -> Scope:
+def new_context(run_id: str, workflow_id: str) -> Dict[str, str]:
+    """``${context.*}`` of one run: model-compose's ``run_id``, ``task_id`` and ``workflow_id``."""
+    return {"run_id": run_id, "task_id": run_id, "workflow_id": workflow_id}
+
+
+def _result_scope(job_input: Any, result: Any, chunk: Any = None, lenient: bool = False,
+                  context: Optional[Dict[str, str]] = None) -> Scope:
     """A component's output sees its result as ``result`` (models) and ``response`` (HTTP), per chunk with []."""
-    values = {"input": job_input, "result": result, "response": result}
+    values = {"input": job_input, "result": result, "response": result, "context": context or {}}
     if chunk is not None:
         values.update({"result[]": chunk, "response[]": chunk})
     return Scope(values, lenient=lenient)
 
 
-def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, component_id, per_chunk: bool):
+def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, component_id, per_chunk: bool,
+            context: Optional[Dict[str, str]] = None):
     """Drive a stream into the sink; a KeyboardInterrupt stops it and keeps what came.
 
     Returns (result, output, chunks, stopped): a model's text streams give the whole text as the result;
@@ -215,7 +236,8 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
                 interrupted = True                     # sets the driver's event, which ends its generation
                 break
             raw.append(chunk)
-            value = render(action.output, _result_scope(job_input, None, chunk, lenient=True)) if per_chunk else chunk
+            value = render(action.output, _result_scope(job_input, None, chunk, lenient=True,
+                                                                    context=context)) if per_chunk else chunk
             if value is None or value == "":
                 continue
             shown.append(value)

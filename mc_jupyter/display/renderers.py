@@ -51,6 +51,9 @@ def kind_of(value: Any, task: Optional[str] = None, inputs: Optional[Sequence[An
         return "captioned"
     if inputs and task == "image-upscale" and images.pair_upscaled(value, inputs):
         return "upscaled"
+    media = _media_kind(value)
+    if media:
+        return media
     if isinstance(value, str):
         return "text"
     if as_classification(value):
@@ -71,6 +74,23 @@ def kind_of(value: Any, task: Optional[str] = None, inputs: Optional[Sequence[An
     if images.is_image(value):
         return "image"
     return "value"
+
+
+def _media_kind(value: Any) -> Optional[str]:
+    """"audio", "audios", "media" (video, file, 3D) or "markdown" for mc_jupyter.media's values (``as audio``...)."""
+    import sys
+    media = sys.modules.get("mc_jupyter.media")   # only a value made by it can be one of its types
+    if media is None:
+        return None
+    if isinstance(value, media.Audio):
+        return "audio"
+    if isinstance(value, list) and value and all(isinstance(v, media.Audio) for v in value):
+        return "audios"
+    if isinstance(value, media.Media):
+        return "media"
+    if isinstance(value, media.Markdown):
+        return "markdown"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,6 +333,29 @@ def render_embeddings(vectors: Sequence[Sequence[float]], labels: Optional[Seque
                          f'alt="{len(labels)} embeddings: {layout.method} map and cosine similarity"/>'}
 
 
+def render_audio(audio: Any) -> Bundle:
+    """An ``<audio controls>`` player (the same tag is the static fallback: the data is inline),
+    with the mime type, sample rate and size under it."""
+    rate = f" · {audio.sample_rate} Hz" if audio.sample_rate else ""
+    caption = f"{audio.mime}{rate} · {len(audio.data):,} bytes"
+    return {"text/plain": repr(audio),
+            "text/html": f'<figure style="margin:0">{audio.html()}'
+                         f'<figcaption style="{_BOX};color:#777">{_esc(caption)}</figcaption></figure>'}
+
+
+def render_audios(audios: Sequence[Any]) -> Bundle:
+    """Several players, numbered."""
+    rows = "".join(f'<div style="display:flex;align-items:center;gap:8px"><span style="color:#777">#{i + 1}</span>'
+                   f'{a.html()}</div>' for i, a in enumerate(audios))
+    return {"text/plain": "\n".join(f"#{i + 1} {a!r}" for i, a in enumerate(audios)), "text/html": rows}
+
+
+def render_markdown(text: str) -> Bundle:
+    """Markdown text (``as markdown``); the HTML fallback is the text as written."""
+    return {"text/plain": str(text), "text/markdown": str(text),
+            "text/html": f'<div style="{_BOX};white-space:pre-wrap">{_esc(text)}</div>'}
+
+
 def render_value(value: Any) -> Bundle:
     try:
         text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
@@ -340,5 +383,9 @@ def render(value: Any, texts: Optional[Sequence[str]] = None, footer: str = "", 
         "captioned": lambda: images.render_captioned(images.pair_captions(value, inputs)),
         "upscaled": lambda: images.render_upscaled(images.pair_upscaled(value, inputs)),
         "faces": lambda: images.render_faces(images.face_groups(value, task), inputs),
+        "audio": lambda: render_audio(value),
+        "audios": lambda: render_audios(value),
+        "media": lambda: {"text/plain": repr(value), "text/html": value.html()},
+        "markdown": lambda: render_markdown(value),
     }
     return renderers.get(kind, lambda: render_value(value))()
