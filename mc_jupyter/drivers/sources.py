@@ -110,7 +110,7 @@ def pending_fetch(model: Any) -> Optional[str]:
 def config_source(config: Any, fetch: Optional[bool] = None) -> ModelSource:
     """A model component's ``model:`` (its typed ``config``) as a :class:`ModelSource`, with
     ``trust_remote_code`` passed on (the tokenizer and processors run repository code too)."""
-    source = resolve_source(config.model, config.task, fetch, component=getattr(config, "id", None))
+    source = resolve_source(config.model, config.task, fetch, component=config.id)
     if config.trust_remote_code:
         source.kwargs["trust_remote_code"] = True
     return source
