@@ -223,6 +223,8 @@ def _action(action: Dict[str, Any], task: Any, top: bool, noted: List[str]) -> N
                 params[aliases[key]] = params.pop(key)
         action["params"] = params
     for key in list(action):
+        if top and key == "task":         # the component's own `task:`, not SwinIR's `params.task`
+            continue
         if key in aliases:
             action[aliases[key]] = action.pop(key)
         elif key in NOTED_PARAMS.get(task, ()):

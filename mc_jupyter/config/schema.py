@@ -12,9 +12,9 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, create_model
 
 from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS, TASKS, Device,
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
@@ -22,6 +22,9 @@ from ..errors import ConfigError, choices_text, did_you_mean
 from .base import ActionHeader, Flag, Named, Number, Strict
 from .model_compose import from_model_compose
 from .positions import Path, Positions, clip, format_path
+
+CudaIndex = Annotated[str, StringConstraints(pattern=r"^cuda:\d+$")]
+
 
 class HubSource(Strict):
     provider: Literal["huggingface"] = "huggingface"
@@ -106,7 +109,7 @@ class ModelComponent(ModelActionFields, Named):
     driver: DriverName = DriverName.HUGGINGFACE
     model: Any = None             # a hub id, a path or a source mapping: read through `drivers.sources`
     architecture: Optional[str] = None
-    device: Optional[Device] = None
+    device: Optional[Union[Device, CudaIndex]] = None    # model-compose's `cuda:0`, `cuda:1` too
     device_mode: DeviceMode = DeviceMode.SINGLE
     precision: Precision = Precision.AUTO
     quantization: Quantization = Quantization.NONE

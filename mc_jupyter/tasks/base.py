@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..drivers.base import Driver, number
+from ..config.positions import clip
 from ..errors import InputError
+from ..secrets import scrub
 
 
 @dataclass
@@ -51,6 +53,28 @@ def number_param(fields: Dict[str, Any], name: str, default: Any = None, cast: t
     """:func:`param` converted by :func:`mc_jupyter.drivers.base.number` (None stays None)."""
     value = param(fields, name, default)
     return None if value is None else number(value, name, cast, minimum)
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def flag(value: Any, name: str) -> Optional[bool]:
+    """``value`` (a boolean, 0/1, or text: true/yes/on/1, false/no/off/0) as a boolean for the parameter ``name``;
+    None stays None; anything else is an InputError naming the parameter, the value masked."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InputError(f"`{name}` must be true or false, not {clip(scrub(repr(value)), 80)}.\n  Write e.g. `{name}: true`; a value "
+                     f"from `${{input.*}}` must hold true or false.")
+
+
+def flag_param(fields: Dict[str, Any], name: str, default: Optional[bool] = None) -> Optional[bool]:
+    """:func:`param` read as a boolean by :func:`flag`."""
+    value = flag(param(fields, name), name)
+    return default if value is None else value
 
 
 def single_or_list(value: Any) -> tuple[List[Any], bool]:

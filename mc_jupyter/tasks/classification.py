@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from ..catalog import Task
 from ..errors import InputError
-from .base import Call, ModelTask, number_param, single_or_list
+from .base import Call, ModelTask, flag_param, number_param, single_or_list
 
 #: What a text item may be: text, or a number (or boolean) that is written as text.
 TEXT_ITEMS = (str, int, float)
@@ -35,6 +35,7 @@ def text_items(fields: Dict[str, Any], task: str) -> tuple[List[str], bool]:
 @dataclass(frozen=True)
 class ClassificationParams:
     max_input_length: Optional[int] = None     # tokens; longer texts are truncated (None: the model's own)
+    return_probabilities: bool = False         # model-compose's: adds `probabilities`, the row as a list
 
 
 class TextClassificationTask(ModelTask):
@@ -48,11 +49,16 @@ class TextClassificationTask(ModelTask):
 
     def prepare(self, fields: Dict[str, Any]) -> Call:
         texts, many = text_items(fields, self.task)
-        params = ClassificationParams(number_param(fields, "max_input_length", None, int, 0) or None)
+        params = ClassificationParams(number_param(fields, "max_input_length", None, int, 0) or None,
+                                      flag_param(fields, "return_probabilities", False))
         return Call(texts, many, params, self.batch_size(fields))
 
     def finish(self, outputs: List[Any], call: Call) -> Any:
-        return super().finish([self.scored(list(row)) for row in outputs], call)
+        results = [self.scored(list(row)) for row in outputs]
+        if call.params.return_probabilities:      # model-compose's result key: the probabilities in label order
+            for result, row in zip(results, outputs):
+                result["probabilities"] = [float(p) for p in row]
+        return super().finish(results, call)
 
     def scored(self, row: List[float]) -> Dict[str, Any]:
         """One text's result from its probabilities: the best label first, every label's score after."""

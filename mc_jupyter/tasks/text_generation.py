@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from ..config.positions import clip
 from ..errors import InputError
 from ..secrets import scrub
-from .base import Call, ModelTask, number_param, param
+from .base import Call, ModelTask, flag, number_param, param
 
 DEFAULT_MAX_OUTPUT_LENGTH = 256
 
@@ -90,20 +90,6 @@ def chat_prompt(tokenizer: Any, messages: List[Dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
-
-
-def _flag(value: Any, name: str) -> Optional[bool]:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise InputError(f"`{name}` must be true or false, not {_shown(value)}.\n  Write e.g. `{name}: true`; a value "
-                     f"from `${{input.*}}` must hold true or false.")
-
-
 def _stops(value: Any) -> Tuple[str, ...]:
     if not value:
         return ()
@@ -147,7 +133,7 @@ class GenerationParams:
             top_k=number_param(fields, "top_k", None, int, 0),
             repetition_penalty=number_param(fields, "repetition_penalty", None, float, 0),
             num_return_sequences=number_param(fields, "num_return_sequences", None, int, 1),
-            do_sample=_flag(param(fields, "do_sample"), "do_sample"),
+            do_sample=flag(param(fields, "do_sample"), "do_sample"),
             stop_sequences=_stops(param(fields, "stop_sequences")),
             seed=number_param(fields, "seed", None, int),
             batch_size=number_param(fields, "batch_size", None, int, 1),

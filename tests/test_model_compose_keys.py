@@ -1,0 +1,217 @@
+"""model-compose 0.4.120's own keys for the model tasks we have (issue #17): files written in its shape
+compose unchanged, and run on the tiny stand-ins with the values model-compose's meaning gives.
+
+The YAML here is ours, written in model-compose's shape (``components:`` list, ``action:``, ``family:``,
+``peft_adapter:``, ``return_probabilities`` on the action...), not copied from its examples.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mc_jupyter as mc
+from mc_jupyter.api import read_config
+from mc_jupyter.errors import ConfigError
+from tests import tiny_upscalers
+from tests.test_image_upscale import direct, published_rrdb
+
+
+def compose(registry, text: str):
+    return mc.compose(text, registry=registry)
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        read_config(text)
+    return str(info.value)
+
+
+def test_return_probabilities_on_the_action_adds_model_composes_probabilities_list(registry, models):
+    compose(registry, """
+components:
+  - id: sentiment
+    type: model
+    task: text-classification
+    driver: huggingface
+    model: distilbert-base-uncased-finetuned-sst-2-english
+    action:
+      text: ${input.text}
+      return_probabilities: ${input.probs as boolean | true}
+      batch_size: 2
+""")
+    out = mc.run("sentiment", {"text": ["I love this movie, it is wonderful", "this is boring and bad"]},
+                 registry=registry).output
+    assert [o["label"] for o in out] == ["POSITIVE", "NEGATIVE"]
+    for o in out:
+        assert o["probabilities"] == pytest.approx(list(o["scores"].values()), abs=1e-7)
+        assert o["label_id"] == int(np.argmax(o["probabilities"]))
+    plain = mc.run("sentiment", {"text": "I love this movie", "probs": False}, registry=registry).output
+    assert "probabilities" not in plain and plain["label"] == "POSITIVE"
+
+
+def test_text_embedding_pooling_under_params_on_the_action_matches_cls_pooling(registry, models):
+    from transformers import AutoModel, AutoTokenizer
+    compose(registry, f"""
+components:
+  - id: embedder
+    type: model
+    task: text-embedding
+    model: {models['encoder']}
+    fast_tokenizer: true
+    max_seq_length: 128
+    action:
+      text: ${{input.text}}
+      batch_size: 4
+      params:
+        pooling: cls
+        normalize: false
+""")
+    out = mc.run("embedder", {"text": ["a b c", "d"]}, registry=registry).output
+    tok = AutoTokenizer.from_pretrained(models["encoder"])
+    model = AutoModel.from_pretrained(models["encoder"])
+    enc = tok(["a b c", "d"], return_tensors="pt", padding=True)
+    cls = model(**enc).last_hidden_state[:, 0].detach().numpy()
+    assert np.abs(np.array([o["embedding"] for o in out]) - cls).max() < 1e-5
+
+
+def test_noted_keys_compose_with_one_note_and_change_nothing(models):
+    config = read_config(f"""
+components:
+  - id: chat
+    type: model
+    task: chat-completion
+    model: {models['causal']}
+    on_demand: {{priority: high, idle_timeout: 5m}}
+    runtime_spec: {{vram: 2048, ram: 1024}}
+    chat_template: "{{{{ messages }}}}"
+    reasoning_parser: {{start_tag: <think>, end_tag: </think>}}
+    action:
+      messages: ${{input.messages}}
+      params: {{num_beams: 1, temperature: 0.5}}
+""")
+    note = next(n for n in config.notes if "component `chat`" in n)
+    for key in ("on_demand", "runtime_spec", "chat_template", "reasoning_parser", "params.num_beams"):
+        assert f"`{key}`" in note
+    action = config.components["chat"].actions[config.components["chat"].default_action]
+    assert action.fields["params"] == {"temperature": 0.5}
+
+
+def test_image_upscaling_with_family_and_component_scale_runs_our_real_esrgan(registry, tmp_path, monkeypatch):
+    hub = Path(os.environ["HF_HOME"]) / "hub"
+    weights = tiny_upscalers.build_all(tmp_path / "weights", hub)
+    monkeypatch.setenv("MC_JUPYTER_WEIGHTS", str(weights["x4"].parent))
+    compose(registry, """
+components:
+  - id: upscaler
+    type: model
+    task: image-upscaling
+    driver: custom
+    family: real-esrgan
+    model: RealESRGAN_x4plus
+    scale: 4
+    action:
+      image: ${input.image as image}
+      params:
+        tile_size: 0
+        tile_pad_size: 10
+        half_precision: false
+""")
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (13, 19, 3), dtype=np.uint8))
+    out = mc.run("upscaler", {"image": picture}, registry=registry).output
+    assert out.size == (76, 52)
+    assert np.array_equal(np.asarray(out), direct(published_rrdb(weights["x4"]), picture))
+    spec = registry.get("upscaler").spec
+    assert spec.config.architecture == "real-esrgan" and spec.config.driver == "huggingface"
+
+
+def test_llamacpp_context_length_is_the_context_window(models):
+    config = read_config("""
+components:
+  - id: llm
+    type: model
+    task: chat-completion
+    driver: llamacpp
+    model: {provider: local, path: ./model.gguf, format: gguf}
+    context_length: 4096
+    options: {n_gpu_layers: 0}
+    action:
+      messages: ${input.messages}
+""")
+    assert dict(config.components["llm"].config.options) == {"n_ctx": 4096, "n_gpu_layers": 0}
+
+
+def test_peft_adapter_singular_and_quantization_mapping_are_ours(models):
+    config = read_config(f"""
+components:
+  - id: tuned
+    type: model
+    task: text-generation
+    model: {models['causal']}
+    quantization: {{type: nf4, compute_dtype: bfloat16, double_quant: true}}
+    peft_adapter:
+      type: lora
+      model: {models['lora_alpaca']}
+      weight: 0.5
+    device: cuda:0
+    action:
+      prompt: ${{input.prompt}}
+      max_output_length: 8
+      min_output_length: 1
+      num_return_sequences: 1
+""")
+    c = config.components["tuned"].config
+    assert c.quantization == "nf4" and c.device == "cuda:0"
+    assert [(a.name, a.weight) for a in c.peft_adapters] == [("adapter_1", 0.5)]
+    assert any("`quantization.compute_dtype`" in n and "`quantization.double_quant`" in n for n in config.notes)
+
+
+def test_image_generation_spellings_are_aliases(models):
+    config = read_config("""
+components:
+  - id: painter
+    type: model
+    task: image-generation
+    architecture: sdxl
+    model: stabilityai/sdxl-turbo
+    action:
+      prompt: ${input.prompt}
+      params: {inference_steps: 2, width: 64, height: 64}
+      num_return_images: 2
+""")
+    fields = config.components["painter"].actions["default"].fields
+    assert fields["params"] == {"num_inference_steps": 2, "width": 64, "height": 64}
+    assert fields["num_images"] == 2
+
+
+@pytest.mark.parametrize("yaml,expected", [
+    ("  task: text-generation\n  precision: float8_e4m3\n", "`precision: float8_e4m3` is model-compose's, but not supported here"),
+    ("  task: text-generation\n  quantization: fp4\n", "`quantization: fp4` is model-compose's, but not supported here"),
+    ("  task: image-upscaling\n  family: waifu2x\n", "unknown family `waifu2x` for task `image-upscale`"),
+    ("  task: text-generation\n  family: qwen\n", "names one of model-compose's built-in custom models"),
+    ("  task: text-classification\n  text: x\n  return_probabilty: true\n", "did you mean `return_probabilities`?"),
+    ("  task: text-classification\n  text: x\n  pooling: cls\n", "task `text-classification` takes no parameter `pooling`"),
+    ("  task: text-generation\n  quantization: {type: nf4, bits: 4}\n", "unknown key `bits` in `quantization:`"),
+    ("  task: text-generation\n  model: {name: v6-small}\n", "`provider: named`"),
+    ("  task: text-generation\n  model: {provider: local}\n", "a local model needs `path:` or `url:`"),
+])
+def test_what_neither_source_knows_is_still_an_error_with_help(yaml, expected):
+    assert expected in error_of("component:\n" + yaml)
+
+
+def test_a_task_parameter_on_the_action_is_checked_like_under_params():
+    message = error_of("component:\n  task: text-embedding\n  text: x\n  temperature: 0.3\n")
+    assert "takes no parameter `temperature`" in message and "`pooling`" in message
+
+
+def test_the_device_index_is_checked_against_the_gpus_here(registry, models):
+    compose(registry, f"component:\n  id: g\n  task: text-generation\n  model: {models['causal']}\n"
+                      f"  device: cuda:{torch.cuda.device_count()}\n  prompt: ${{input.p}}\n  preload: false\n")
+    with pytest.raises(Exception) as info:
+        mc.run("g", {"p": "hi"}, registry=registry)
+    assert f"`device: cuda:{torch.cuda.device_count()}` was asked for" in str(info.value)
