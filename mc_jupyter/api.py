@@ -5,6 +5,8 @@
     result = mc.run(inputs={"text": "hi"})  # RunResult; result.output is the plain value
     mc.run(inputs={"text": "$docs"})      # `$name`: the variable `docs` (of the notebook, or namespace=...)
     mc.status(); mc.unload("id"); mc.down()
+    mc.inputs("wf")                       # the inputs a run of `wf` reads: type, choices, default, description
+    mc.form("wf")                         # a form on them, with a Run button and the output below
 
 Every call checks all its arguments before it acts: one that fails changes nothing.
 """
@@ -26,6 +28,7 @@ from .errors import ConfigError, InputError, UserError
 from .install import Say
 from .registry import Plan, Registry, not_loaded
 from .widgets import embedding_map, images as image_widgets
+from .workflows import inputs_of, resolve_target
 
 #: The registry of this kernel (one per Python process).
 REGISTRY = Registry()
@@ -291,3 +294,40 @@ def compare(components: Sequence[str], prompt: Optional[str] = None, *, messages
         if wait:
             widget.wait()
     return widget
+
+
+def _target_id(target: Optional[str], registry: Registry, call: str) -> str:
+    """The id a run of ``target`` runs (checked: an unknown one is the run's error, listing what there is)."""
+    if target is not None and not isinstance(target, str):
+        raise InputError(f"{call} takes the id of a workflow or component (a str), not {_a(target)}.\n"
+                         f"  Example: {call}(\"{_any_id(registry)}\").")
+    workflow, entry = resolve_target(registry, target)
+    return workflow.spec.id if workflow is not None else entry.id
+
+
+def inputs(target: Optional[str] = None, registry: Registry = REGISTRY):
+    """The inputs a run of ``target`` reads (a workflow or component id; the default one without): a table
+    of name, type, choices, default, description and whether it is required (no default), from the
+    ``${input.*}`` bindings and their ``as type``, ``| default`` and ``@(description ...)``. ``.rows`` holds
+    them as dicts. ``%mc inputs [TARGET]`` shows the same."""
+    from .widgets.form import InputsTable
+    tid = _target_id(target, registry, "mc.inputs")
+    return InputsTable(tid, inputs_of(registry, tid if target is not None else None))
+
+
+def form(target: Optional[str] = None, values: Optional[Mapping[str, Any]] = None, registry: Registry = REGISTRY):
+    """A form on the inputs of ``target`` (as :func:`inputs` lists them): a widget per input by its type
+    (a dropdown for ``select/...``, an upload for ``image`` and ``audio``, ...), defaults filled, the
+    descriptions as help; a Run button that runs it as :func:`run` does, the output rendered below.
+    ``values`` fills fields first (``{"name": value}``). From Python: ``f.values``, ``f.set(name, value)``,
+    ``f.run()`` (the RunResult), ``f.as_run_body()`` (a ``%%run`` body). See :mod:`mc_jupyter.widgets.form`."""
+    from .widgets.form import form as make_form
+    if values is not None and not isinstance(values, Mapping):
+        raise InputError(f"mc.form takes `values` as a mapping (`{{\"name\": value}}`), not {_a(values)}.")
+    tid = _target_id(target, registry, "mc.form")
+    fields = inputs_of(registry, tid if target is not None else None)
+
+    def runner(run_values: Dict[str, Any], sink: Optional[StreamSink]) -> RunResult:
+        return run(tid, run_values, stream=sink, registry=registry)
+
+    return make_form(tid, fields, runner, dict(values or {}))

@@ -8,10 +8,10 @@ of that component's actions; ``depends_on`` must name jobs of the same workflow,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Mapping
+from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple
 
-from .binding import compile_value
-from .config.positions import Positions, format_path
+from .binding import InputField, compile_value, input_fields
+from .config.positions import Positions, clip, format_path
 from .config.schema import ComposeConfig, WorkflowSpec
 from .errors import WorkflowError, choices_text, did_you_mean
 
@@ -87,3 +87,66 @@ def order(spec: WorkflowSpec, positions: Positions) -> List[str]:
     for j in spec.jobs:
         visit(j.id, [])
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# What a run reads: the inputs of a target (the form's fields, ``%mc inputs``'s table)
+
+
+def resolve_target(registry: Any, target: Optional[str]) -> Tuple[Optional[CompiledWorkflow], Any]:
+    """``(workflow, None)`` or ``(None, entry)``: what a run of ``target`` runs (a workflow id, a component
+    id, ``component:ID``, or None for the latest compose's default), with the run's errors for an unknown
+    or undecided target. ``registry`` is the kernel's :class:`~mc_jupyter.registry.Registry` (duck-typed:
+    this layer sits below it); :func:`mc_jupyter.engine.resolve_target` resolves the same way."""
+    with registry.lock:
+        if target is None and registry.undecided:
+            flows, first = registry.undecided, clip(registry.undecided[0], 40)
+            raise WorkflowError(f"the latest %%compose defines {len(flows)} workflows "
+                                f"({choices_text(map(clip, flows))}) and marks none `default: true`, so a run "
+                                f"without an id does not know which to run",
+                                hint=f"Name one: `%%run {first}` (in Python: mc.run(\"{first}\", ...)), or mark one "
+                                     f"`default: true` in the YAML.")
+        target = target or registry.default_target
+        if target is None:
+            raise WorkflowError("there is nothing to run yet",
+                                hint="Run a %%compose cell first, or name a workflow or component: %%run ID.")
+        if target.startswith("component:"):
+            return None, registry.get(target.split(":", 1)[1])
+        if target in registry.workflows:
+            return registry.workflows[target], None
+        if target in registry.entries:
+            return None, registry.entries[target]
+        choices = list(registry.workflows) + list(registry.entries)
+        raise WorkflowError(f"no workflow or component `{clip(target, 40)}`{did_you_mean(target, choices)}",
+                            hint=f"Workflows: {choices_text(registry.workflows) or 'none'}; "
+                                 f"components: {choices_text(registry.entries) or 'none'}.")
+
+
+def inputs_of(registry: Any, target: Optional[str] = None) -> List[InputField]:
+    """The ``${input.*}`` a run of ``target`` reads (resolved as :func:`resolve_target` does), each once,
+    in the order written: each job's ``input:`` (and its ``output:``, which sees the run's input too),
+    and for a job without ``input:`` (it passes the run's whole input on), or a component run directly,
+    the component action's fields and ``output:`` (the job's ``action:``, else the default action); then
+    the workflow's ``output:``. Merged by name (:func:`~mc_jupyter.binding.input_fields`): the first
+    mention wins, a later one fills in what it left out (a description, a default, the choices)."""
+    workflow, component = resolve_target(registry, target)
+    values: List[Any] = []
+    if workflow is None:
+        values += _action_values(component, None)
+    else:
+        for job in workflow.spec.jobs:
+            if workflow.jobs_input[job.id] is None:
+                entry = registry.entries.get(job.component)
+                if entry is not None:
+                    values += _action_values(entry, job.action)
+            else:
+                values.append(workflow.jobs_input[job.id])
+            values.append(workflow.jobs_output[job.id])
+        values.append(workflow.output)
+    return input_fields(*[v for v in values if v is not None])
+
+
+def _action_values(entry: Any, action_id: Optional[str]) -> List[Any]:
+    action = entry.actions.get(action_id or entry.spec.default_action)
+    return [] if action is None else [action.fields, action.output]
+

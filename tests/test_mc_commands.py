@@ -77,11 +77,13 @@ def refused(ip, line: str) -> str:
 
 # -- the usage text, written once -------------------------------------------------------------
 USAGE_LINES = ["%mc status", "%mc unload ID [ID ...]", "%mc stop ID [ID ...]", "%mc logs ID [N]", "%mc down",
-               "%mc chat [--system TEXT] ID [ID ...]", "%mc compare [--prompt TEXT] ID [ID ...]"]
+               "%mc chat [--system TEXT] ID [ID ...]", "%mc compare [--prompt TEXT] ID [ID ...]", "%mc inputs [TARGET]",
+               "%mc form [TARGET]"]
 
 
 def test_the_usage_lines_are_generated_from_each_subcommands_parser():
-    assert list(commands.SUBCOMMANDS) == ["status", "unload", "stop", "logs", "down", "chat", "compare"]
+    assert list(commands.SUBCOMMANDS) == ["status", "unload", "stop", "logs", "down", "chat", "compare", "inputs",
+                                          "form"]
     assert [commands.parser(name).usage_line for name in commands.SUBCOMMANDS] == USAGE_LINES
     assert commands.usage().splitlines() == [
         "%mc status                               the loaded components, their device, memory and state",
@@ -90,7 +92,9 @@ def test_the_usage_lines_are_generated_from_each_subcommands_parser():
         "%mc logs ID [N]                          the last N (50) lines a managed server printed",
         "%mc down                                 free everything and stop every server",
         "%mc chat [--system TEXT] ID [ID ...]     a chat widget: multi-turn, streaming, Stop (several IDs: a pane each)",
-        "%mc compare [--prompt TEXT] ID [ID ...]  one prompt to several components, replies streaming side by side"]
+        "%mc compare [--prompt TEXT] ID [ID ...]  one prompt to several components, replies streaming side by side",
+        "%mc inputs [TARGET]                      the inputs a workflow reads: type, choices, default, description",
+        "%mc form [TARGET]                        a form on a workflow's inputs, a Run button and the output below"]
 
 
 def test_the_help_and_the_unknown_command_error_show_the_same_usage(ip):

@@ -1,5 +1,5 @@
 """``%mc``'s subcommands: one module each (``status``, ``unload``, ``stop``, ``logs``, ``down``, ``chat``,
-``compare``).
+``compare``, ``inputs``, ``form``).
 
 Each module has ``NAME``, ``SUMMARY``, ``arguments(parser)`` (declares its arguments on a
 :class:`~.parser.CommandParser`) and ``run(args, parser, say)`` (calls :mod:`mc_jupyter.api`).
@@ -17,11 +17,12 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from ..config.positions import clip
 from ..errors import did_you_mean
-from . import chat, compare, down, logs, status, stop, unload
+from . import chat, compare, down, form, inputs, logs, status, stop, unload
 from .parser import HELP_HINT, CommandParser, Say, usage_error
 
 #: The subcommands, in the order the help lists them.
-SUBCOMMANDS: Dict[str, ModuleType] = {m.NAME: m for m in (status, unload, stop, logs, down, chat, compare)}
+SUBCOMMANDS: Dict[str, ModuleType] = {m.NAME: m for m in (status, unload, stop, logs, down, chat, compare, inputs,
+                                                        form)}
 #: What ``%mc`` alone does.
 DEFAULT = "status"
 
@@ -51,7 +52,8 @@ HELP = f"""mc_jupyter's housekeeping: ``%mc SUBCOMMAND [ARGS]``; ``%mc`` alone i
 Every argument is checked before anything changes: with one unknown ID, nothing is unloaded.
 ``%mc stop`` is for managed servers (``type: http-server``); ``%mc unload`` frees any component.
 The Python API does the same: ``mc.status()``, ``mc.unload(ids)``, ``mc.stop(ids)``,
-``mc.logs(id, n)``, ``mc.down()``, ``mc.chat(id)``, ``mc.compare([a, b], prompt=...)``.
+``mc.logs(id, n)``, ``mc.down()``, ``mc.chat(id)``, ``mc.compare([a, b], prompt=...)``,
+``mc.inputs(wf)``, ``mc.form(wf)``.
 Quote a text with spaces: ``%mc compare base lora --prompt "Why is the sky blue?"``.
 """
 
