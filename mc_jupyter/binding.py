@@ -995,10 +995,6 @@ def _render_template(t: Template, scope: Scope) -> Any:
     return "".join(out)
 
 
-class _NotAChoice(ValueError):
-    pass
-
-
 def _evaluate(e: Expr, t: Template, scope: Scope) -> Any:
     value = _lookup(e, t, scope)
     if value is _MISSING or (value is None and e.default is not _MISSING):
@@ -1010,16 +1006,20 @@ def _evaluate(e: Expr, t: Template, scope: Scope) -> Any:
     if e.type is None or value is None:
         return value
     attrs = {k: render(v, scope) for k, v in e.attrs}
+    if e.type == "select":
+        given = value if e.is_list and isinstance(value, (list, tuple)) else [value]
+        bad = next((v for v in given if str(v) not in e.choices), _MISSING)
+        if bad is not _MISSING:
+            shown = "the secret value" if e.source == "env" else f"{_short(bad)}"
+            raise BindingError(f"`${{{e.text}}}`: {shown} is not one of the choices "
+                               f"{', '.join(f'`{c}`' for c in e.choices)}", path=format_path(t.yaml_path),
+                               line=t.line, hint=f"Give one of them, e.g. `{path_text(e.path) or 'value'}: "
+                                                 f"{e.choices[0]}`.")
     try:
         return convert(value, e.type, is_list=e.is_list, subtype=e.subtype, attrs=attrs, fmt=e.format)
     except InputError as err:   # an image or audio that cannot be read: say which expression and where
         raise ImageInputError(f"`${{{e.text}}}`: {str(err).splitlines()[0]}", path=format_path(t.yaml_path),
                               line=t.line, hint="\n".join(l.strip() for l in str(err).splitlines()[1:])) from None
-    except _NotAChoice:
-        shown = "the secret value" if e.source == "env" else f"{_short(value)}"
-        raise BindingError(f"`${{{e.text}}}`: {shown} is not one of the choices "
-                           f"{', '.join(f'`{c}`' for c in e.choices)}", path=format_path(t.yaml_path), line=t.line,
-                           hint=f"Give one of them, e.g. `{e.path[-1] if e.path else 'value'}: {e.choices[0]}`.") from None
     except UserError:
         raise
     except Exception as err:
@@ -1195,7 +1195,7 @@ def convert(value: Any, kind: str, arg: Optional[str] = None, *, is_list: bool =
     if kind == "select":
         choices = [c.strip() for c in (subtype or "").split(",")]
         if str(value) not in choices:
-            raise _NotAChoice(value)
+            raise ValueError(f"{value!r} is not one of the choices {', '.join(choices)}")
         return value
     if kind == "stream":
         return _stream_value(value, subtype or "text")
