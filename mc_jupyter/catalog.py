@@ -57,7 +57,7 @@ class TaskSpec:
 
 _GENERATION_PARAMS = ("max_output_length", "min_output_length", "temperature", "top_p", "top_k",
                       "repetition_penalty", "num_return_sequences", "do_sample", "stop_sequences",
-                      "batch_size", "seed")
+                      "batch_size", "seed", "max_input_length")
 
 TASKS: Dict[str, TaskSpec] = {
     Task.TEXT_GENERATION: TaskSpec(("text", "prompt"), _GENERATION_PARAMS, streams=True,
@@ -139,7 +139,7 @@ FORMAT_NAMES: Tuple[str, ...] = tuple(Format)
 
 ARCHITECTURES: Dict[str, Tuple[str, ...]] = {
     "image-to-text": ("blip", "git", "vit-gpt2"),
-    "image-generation": ("flux", "sdxl", "hunyuan"),
+    "image-generation": ("flux", "sdxl", "hunyuan", "hunyuan-image", "qwen-image"),
     "image-upscale": ("real-esrgan", "esrgan", "swinir", "ldsr"),
 }
 

@@ -215,3 +215,79 @@ def test_the_device_index_is_checked_against_the_gpus_here(registry, models):
     with pytest.raises(Exception) as info:
         mc.run("g", {"p": "hi"}, registry=registry)
     assert f"`device: cuda:{torch.cuda.device_count()}` was asked for" in str(info.value)
+
+
+def test_max_input_length_keeps_the_prompts_first_tokens(registry, models):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    compose(registry, f"""
+component:
+  type: model
+  task: text-generation
+  model: {models['causal']}
+  prompt: ${{input.text}}
+  params: {{max_input_length: 4, max_output_length: 6, do_sample: false}}
+""")
+    prompt = "one two three four five six seven eight nine ten"
+    out = mc.run(inputs={"text": prompt}, registry=registry).output
+    tok = AutoTokenizer.from_pretrained(models["causal"])
+    model = AutoModelForCausalLM.from_pretrained(models["causal"])
+    enc = tok([prompt], return_tensors="pt", truncation=True, max_length=4)
+    assert enc["input_ids"].shape[1] == 4
+    with torch.no_grad():
+        ids = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out == tok.decode(ids[0, 4:], skip_special_tokens=True)
+
+
+def test_a_workflow_without_jobs_is_one_job_on_the_component(registry, models):
+    compose(registry, """
+controller:
+  type: http-server
+  port: 8080
+  webui: {driver: gradio, port: 8081}
+workflow:
+  title: Classify text
+  description: One job, model-compose's shorthand
+  input: ${input}
+  output:
+    predicted: ${output.label}
+component:
+  type: model
+  task: text-classification
+  model: distilbert-base-uncased-finetuned-sst-2-english
+  max_concurrent_count: 1
+  text: ${input.text}
+  params:
+    return_probabilities: true
+""")
+    assert mc.run(inputs={"text": "I love this movie, it is wonderful"}, registry=registry).output == \
+        {"predicted": "POSITIVE"}
+
+
+def test_llamacpp_engine_keys_on_the_component_go_to_options():
+    config = read_config("""
+component:
+  type: model
+  task: text-generation
+  driver: llamacpp
+  model: {provider: local, path: ./m.gguf, format: gguf}
+  context_length: 2048
+  n_batch: 256
+  prompt: ${input.prompt}
+""")
+    assert dict(config.components["default"].config.options) == {"n_ctx": 2048, "n_batch": 256}
+
+
+def test_a_model_compose_task_not_built_here_says_so():
+    message = error_of("component:\n  task: speech-to-text\n  family: vibevoice\n")
+    assert "task `speech-to-text` is model-compose's, and not built here yet" in message
+    assert "`text-generation`" in message
+
+
+def test_qwen_image_and_hunyuan_image_name_their_diffusers_pipelines(registry, tmp_path):
+    from mc_jupyter.drivers.diffusers_generation import PIPELINES
+    import diffusers
+    assert all(hasattr(diffusers, PIPELINES[a]) for a in ("qwen-image", "hunyuan-image"))
+    config = read_config("component:\n  task: image-generation\n  architecture: qwen-image\n  model: Qwen/Qwen-Image\n"
+                         "  prompt: ${input.prompt}\n")
+    assert config.components["default"].config.architecture == "qwen-image"

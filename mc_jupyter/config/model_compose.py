@@ -19,11 +19,24 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from ..catalog import TASKS
 from ..errors import ConfigError, choices_text
 from .positions import Path, Positions, clip
 
 #: model-compose's task names that are ours under another spelling.
 TASK_ALIASES: Dict[str, str] = {"image-upscaling": "image-upscale"}
+
+#: Every task of model-compose 0.4.120 (``ModelTaskType``); those not in ``catalog.TASKS`` are not built here yet.
+MODEL_COMPOSE_TASKS: Tuple[str, ...] = tuple("""
+    text-generation chat-completion text-to-text text-classification text-embedding vision-text-encoding
+    text-reranking typed-decision image-to-text image-text-to-text image-generation image-embedding video-embedding
+    image-text-scoring video-text-scoring image-upscaling image-background-removal image-segmentation
+    depth-estimation image-edge-detection text-to-video image-to-video video-to-video image-to-3d talking-head
+    lip-sync object-detection object-tracking shot-boundary-detection face-detection face-embedding face-tracking
+    face-swap face-emotion-classification pose-detection pose-tracking text-to-speech speech-to-text
+    audio-text-alignment voice-activity-detection speaker-diarization music-generation motion-generation
+    music-source-separation music-transcription music-beat-tracking music-pitch-estimation music-embedding
+    voice-embedding""".split())
 
 #: ``family:`` (model-compose's built-in implementations of ``driver: custom``) -> ours, per task.
 #: A family is our ``architecture:`` (upscaling) or names the pack format (face embedding).
@@ -91,6 +104,10 @@ REFUSED_VALUES: Dict[Tuple[str, str], str] = {
     ("quantization", "fp4"): "bitsandbytes here quantizes to int8, int4 and nf4; use `nf4` (4-bit)",
 }
 
+#: llama.cpp's engine keys model-compose's older files write on the component -> the ``options:`` key.
+LLAMACPP_KEYS: Dict[str, str] = {"context_length": "n_ctx", "n_ctx": "n_ctx", "n_batch": "n_batch",
+                                 "n_threads": "n_threads", "n_gpu_layers": "n_gpu_layers"}
+
 #: model-compose's ``quantization: {type, compute_dtype, double_quant}`` keys.
 QUANTIZATION_KEYS = ("type", "compute_dtype", "double_quant")
 
@@ -103,6 +120,9 @@ def from_model_compose(raw: Dict[str, Any], path: Path, positions: Positions, no
     task = out.get("task")
     if isinstance(task, str) and task in TASK_ALIASES:
         out["task"] = task = TASK_ALIASES[task]
+    if isinstance(task, str) and task in MODEL_COMPOSE_TASKS and task not in TASKS:
+        raise ConfigError(f"task `{task}` is model-compose's, and not built here yet", **positions.where(path + ("task",)),
+                          hint=f"Tasks here: {choices_text(TASKS)}.")
     for key in list(out):
         if key in NOTED_COMPONENT_KEYS:
             out.pop(key)
@@ -115,9 +135,10 @@ def from_model_compose(raw: Dict[str, Any], path: Path, positions: Positions, no
         out["peft_adapters"] = [_adapter(a, i) for i, a in enumerate(adapters if isinstance(adapters, list)
                                                                       else [adapters])]
     _family(out, task, path, positions)
-    if "context_length" in out:          # model-compose's older llama.cpp key: the context window
-        n_ctx = out.pop("context_length")
-        out["options"] = {"n_ctx": n_ctx, **dict(out.get("options") or {})}
+    if out.get("driver") == "llamacpp":  # model-compose's older shape: llama.cpp's engine keys on the component
+        lifted = {LLAMACPP_KEYS[k]: out.pop(k) for k in list(out) if k in LLAMACPP_KEYS}
+        if lifted:
+            out["options"] = {**lifted, **dict(out.get("options") or {})}
     scale = out.pop("scale", None)        # model-compose puts the upscaling factor on the component
     for key in ("precision", "quantization"):
         value = out.get(key)
@@ -239,7 +260,8 @@ def reference_rows() -> List[Tuple[str, str, str]]:
         f"{task}: {', '.join(f'`{f}`' for f in fams)}" for task, fams in FAMILIES.items())
         + ": our built-in implementation (upscaling: the `architecture:`); other families are refused")]
     rows += [("component", "`peft_adapter:`", "the same as `peft_adapters:` (a mapping or a list; `name` optional)"),
-             ("component", "`context_length:`", "llama.cpp's context window (`options.n_ctx`)"),
+             ("component (llamacpp)", ", ".join(f"`{k}:`" for k in LLAMACPP_KEYS),
+              "llama.cpp's engine settings (`context_length` is `options.n_ctx`; the others their own `options` key)"),
              ("component", "`scale:`", "the upscaling factor every action uses unless its `params.scale` says otherwise"),
              ("component", "`quantization: {type, compute_dtype, double_quant}`",
               "`type` is the quantization; the other two are noted (bitsandbytes' defaults here)")]

@@ -147,8 +147,13 @@ class Workflow(Named):
     default: bool = False
     jobs: Optional[List[Job]] = None
     job: Optional[Job] = None
+    # model-compose's one-job shorthand: a workflow with no `job:`/`jobs:` is one job with these keys
+    component: Optional[str] = None
+    action: Optional[str] = None
     input: Any = None
     output: Any = None
+    name: Optional[str] = None         # model-compose's label (`title:` is shown)
+    private: bool = False              # model-compose: hidden from its HTTP clients; no effect here
 
 
 IGNORED_SECTIONS = ("controller", "webui", "listener", "listeners", "gateway", "gateways",
@@ -507,6 +512,13 @@ def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig)
                           hint="Use `job:` for one job or `jobs:` for a list.")
     raw_jobs = [(path + ("job",), raw["job"])] if flow.job is not None else \
         [(path + ("jobs", i), j) for i, j in enumerate(raw.get("jobs") or [])]
+    single = not raw_jobs and (flow.component is not None or "input" in raw or len(config.components) == 1)
+    if single:       # model-compose's one-job workflow: its own component/action/input/output are the job's
+        raw_jobs = [(path, {k: raw[k] for k in ("component", "action", "input", "output") if k in raw})]
+    elif flow.component is not None or flow.action is not None:
+        key = "component" if flow.component is not None else "action"
+        raise ConfigError(f"`{key}:` on a workflow with `job:`/`jobs:` belongs to a job",
+                          **positions.where(path + (key,)), hint=f"Move `{key}:` into the job that uses it.")
     if not raw_jobs:
         raise ConfigError("the workflow has no jobs", **positions.where(path),
                           hint="Add `jobs:` with at least one `- component: ID`.")
@@ -522,7 +534,8 @@ def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig)
             raise ConfigError("the job names no `component:`", **positions.where(jpath),
                               hint="Add `component: ID` naming a component of this or an earlier %%compose cell.")
         jobs.append(JobSpec(jid, component, job.action, jraw.get("input"), jraw.get("output"), job.depends_on, jpath))
-    return WorkflowSpec(flow.id or "default", jobs, raw.get("output"), path, flow.title, flow.default)
+    return WorkflowSpec(flow.id or "default", jobs, None if single else raw.get("output"), path, flow.title,
+                        flow.default)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ from .sources import resolve_source
 
 #: ``architecture:`` -> the diffusers pipeline class its checkpoints are saved with.
 PIPELINES: Dict[str, str] = {"sdxl": "StableDiffusionXLPipeline", "flux": "FluxPipeline",
-                             "hunyuan": "HunyuanDiTPipeline"}
+                             "hunyuan": "HunyuanDiTPipeline",
+                             # model-compose 0.4.120's architectures (HunyuanImage 2.1, Qwen-Image)
+                             "hunyuan-image": "HunyuanImagePipeline", "qwen-image": "QwenImagePipeline"}
 
 #: ``params:`` name -> the pipeline ``__call__`` argument that takes it
 _CALL_ARGUMENTS = {"width": "width", "height": "height", "num_inference_steps": "num_inference_steps",

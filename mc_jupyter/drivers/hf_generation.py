@@ -93,14 +93,17 @@ class _Transformers(HFDriver, TextGenerationTask):
     def tokenize(self, items: List[Any]) -> Dict[str, Any]:
         """A left-padded batch on the model's device (a chat template carries its own special tokens)."""
         texts = [self.engine_text(item) for item in items]
-        return self.tokenizer(texts, return_tensors="pt", padding=True,
-                              add_special_tokens=not self.chat).to(self.model.device)
+        cut = getattr(self, "max_input_length", None)    # the call's `max_input_length` (set by check)
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat,
+                              truncation=cut is not None, max_length=cut).to(self.model.device)
 
     # -- before anything is generated ------------------------------------------------------------
     def check(self, call: Call) -> None:
         """Every prompt against the model's positions (the longest one, in a list, named), then torch seeded."""
         texts = [self.engine_text(item) for item in call.items]
-        counts = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]]
+        self.max_input_length = call.params.max_input_length
+        counts = [min(len(ids), self.max_input_length or len(ids))
+                  for ids in self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]]
         for index, count in enumerate(counts, 1):
             which = ("the conversation (chat template applied)" if self.chat else
                      f"prompt #{index} of the list" if call.many else "the prompt")

@@ -119,6 +119,7 @@ class GenerationParams:
     stop_sequences: Tuple[str, ...] = ()
     seed: Optional[int] = None
     batch_size: Optional[int] = None
+    max_input_length: Optional[int] = None     # tokens of the prompt kept, its first ones (huggingface driver)
 
     @classmethod
     def read(cls, fields: Dict[str, Any], max_output_length: int = DEFAULT_MAX_OUTPUT_LENGTH) -> "GenerationParams":
@@ -137,6 +138,7 @@ class GenerationParams:
             stop_sequences=_stops(param(fields, "stop_sequences")),
             seed=number_param(fields, "seed", None, int),
             batch_size=number_param(fields, "batch_size", None, int, 1),
+            max_input_length=number_param(fields, "max_input_length", None, int, 1),
         )
 
     @property
