@@ -27,7 +27,7 @@ import copy
 import re
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import conint
+from pydantic import ValidationError, conint
 
 from ..binding import Scope, Template, parse_template, render
 from ..errors import ConfigError, choices_text, did_you_mean
@@ -377,6 +377,35 @@ def _rate_shorthand(text: str, path: Path, positions: Positions) -> Dict[str, An
     return {"requests": int(requests), "period": f"{qty}{unit}" if qty is not None else f"1{bare}"}
 
 
+def _validate(cls: type, value: Any, path: Path, positions: Positions) -> Any:
+    """``cls.model_validate(value)``, its first error as a located ConfigError (an unknown key with
+    a did-you-mean and the valid keys). These models are flat, so the error's key is one of theirs."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a mapping here, found {clip(repr(value))}", **positions.where(path))
+    try:
+        return cls.model_validate(value)
+    except ValidationError as e:
+        first = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
+    loc = tuple(x for x in first["loc"] if x in value or isinstance(x, int))[:1] or tuple(first["loc"][:1])
+    where = positions.where(path + loc)
+    key = loc[0] if loc else ""
+    valid = sorted(cls.model_fields)
+    if first["type"] == "extra_forbidden":
+        return _raise(ConfigError(f"unknown key `{positions.written.get(path + loc, clip(key))}`"
+                                  f"{did_you_mean(key, valid)}", **where, hint=f"Valid keys here: {choices_text(valid)}."))
+    if first["type"] == "missing":
+        return _raise(ConfigError(f"the required key `{key}` is missing", **positions.where(path), hint=f"Add `{key}:`."))
+    if first["type"] == "literal_error":
+        expected = first.get("ctx", {}).get("expected", "")
+        return _raise(ConfigError(f"`{clip(first.get('input'))}` is not a valid value for `{key}`", **where,
+                                  hint=f"Valid values: {expected}."))
+    return _raise(ConfigError(f"`{clip(first.get('input'))}` does not fit `{key}`: {clip(first['msg'], 200)}", **where))
+
+
+def _raise(error: ConfigError) -> Any:
+    raise error
+
+
 def _check_duration(value: Any, path: Path, positions: Positions, key: str) -> None:
     try:
         seconds = parse_duration(value)
@@ -388,7 +417,6 @@ def _check_duration(value: Any, path: Path, positions: Positions, key: str) -> N
 
 
 def _check_rate_limit(value: Dict[str, Any], path: Path, positions: Positions) -> None:
-    from .schema import _validate   # the shared pydantic -> ConfigError translation
     limit = _validate(RateLimit, value, path, positions)
     for key in ("period", "interval"):
         if getattr(limit, key) is not None:
@@ -418,7 +446,6 @@ def _completion(value: Any, kind: Any, action: Dict[str, Any], component: Dict[s
                           f"{did_you_mean(value['type'], ['polling', 'callback'])}",
                           **positions.where(cpath + ("type",)), hint="Valid types: `polling` (`callback` is out of "
                                                                       "scope in a notebook).")
-    from .schema import _validate
     poll = _validate(PollingCompletion, value, cpath, positions)
     for key in ("interval", "timeout"):
         if getattr(poll, key) is not None:

@@ -73,11 +73,11 @@ class HttpClient(Driver):
         self.polls = 0     # the polls of the latest completion
 
     def _set_gates(self, config: Any) -> None:
-        rate = getattr(config, "rate_limit", None)
+        rate = config.rate_limit
         self.limiter = None if rate is None else RateLimiter(
             rate.requests, parse_duration(rate.period) if rate.period is not None else 1.0, rate.burst,
             parse_duration(rate.interval) if rate.interval is not None else None)
-        self.concurrency = ConcurrencyLimit(getattr(config, "max_concurrent_count", None))
+        self.concurrency = ConcurrencyLimit(config.max_concurrent_count)
 
     def reconfigure(self, config: Any) -> None:
         super().reconfigure(config)
@@ -146,11 +146,11 @@ class HttpClient(Driver):
         self.polls, status, result, url = 0, None, None, ""
         time.sleep(interval)
         while True:
-            spec = render_late({k: v for k, v in completion.items() if k != "status"}, {"response": response})
-            url = http.check_url(str(spec["endpoint"]), "completion.endpoint") if spec.get("endpoint") else \
-                self.url({"base_url": fields.get("base_url"), "path": spec.get("path")})
-            result, code = http.request_status(spec.get("method") or "GET", url, spec.get("headers") or {},
-                                               spec.get("body"), spec.get("params"), self.timeout(fields))
+            ask = render_late({k: v for k, v in completion.items() if k != "status"}, {"response": response})
+            url = http.check_url(str(ask["endpoint"]), "completion.endpoint") if ask.get("endpoint") else \
+                self.url({"base_url": fields.get("base_url"), "path": ask.get("path")})
+            result, code = http.request_status(ask.get("method") or "GET", url, ask.get("headers") or {},
+                                               ask.get("body"), ask.get("params"), self.timeout(fields))
             self.polls += 1
             if completion.get("status") is not None:
                 status = render_late(completion["status"], {"response": response, "result": result})
