@@ -65,6 +65,22 @@ def _fields(model: type[BaseModel]) -> List[str]:
     return rows
 
 
+def _model_compose_section() -> List[str]:
+    """model-compose 0.4.120's keys that are not this page's own: what each comes to here."""
+    from .config import model_compose
+    out = ["## model-compose's keys", "",
+           "Files written for model-compose 0.4.120 (its `mindor/dsl/schema/`) compose unchanged where they use the "
+           "tasks above. Its keys that are spelled otherwise here are aliases; those that have nothing to do in a "
+           "notebook kernel are *noted* (accepted; the compose prints one line naming them); a value no backend "
+           "here has is *refused* with the reason. A key neither model-compose nor mc_jupyter knows is an error "
+           "with a did-you-mean.", "", "| where | model-compose's key | here |", "|---|---|---|"]
+    out += [f"| {where} | {key} | {what} |" for where, key, what in model_compose.reference_rows()]
+    out += ["", "Tasks of model-compose not built here yet (composing one says so): " +
+            ", ".join(f"`{t}`" for t in model_compose.MODEL_COMPOSE_TASKS
+                      if t not in TASKS and t not in model_compose.TASK_ALIASES) + ".", ""]
+    return out
+
+
 def render() -> str:
     from .magics import McJupyter
     from . import api
@@ -86,6 +102,7 @@ def render() -> str:
     out += ["## YAML keys", ""]
     for title, model in SECTIONS:
         out += [f"### {title}", ""] + _fields(model) + [""]
+    out += _model_compose_section()
     out += ["## Magics", ""]
     for name in ("compose", "run_cell", "mc"):
         doc = inspect.getdoc(getattr(McJupyter, name)) or ""

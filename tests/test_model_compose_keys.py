@@ -89,14 +89,13 @@ components:
     model: {models['causal']}
     on_demand: {{priority: high, idle_timeout: 5m}}
     runtime_spec: {{vram: 2048, ram: 1024}}
-    chat_template: "{{{{ messages }}}}"
     reasoning_parser: {{start_tag: <think>, end_tag: </think>}}
     action:
       messages: ${{input.messages}}
       params: {{num_beams: 1, temperature: 0.5}}
 """)
     note = next(n for n in config.notes if "component `chat`" in n)
-    for key in ("on_demand", "runtime_spec", "chat_template", "reasoning_parser", "params.num_beams"):
+    for key in ("on_demand", "runtime_spec", "reasoning_parser", "params.num_beams"):
         assert f"`{key}`" in note
     action = config.components["chat"].actions[config.components["chat"].default_action]
     assert action.fields["params"] == {"temperature": 0.5}
@@ -291,3 +290,31 @@ def test_qwen_image_and_hunyuan_image_name_their_diffusers_pipelines(registry, t
     config = read_config("component:\n  task: image-generation\n  architecture: qwen-image\n  model: Qwen/Qwen-Image\n"
                          "  prompt: ${input.prompt}\n")
     assert config.components["default"].config.architecture == "qwen-image"
+
+
+def test_chat_template_on_the_component_is_the_template_the_prompt_goes_through(registry, models):
+    from tests import reference
+    template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]"
+    compose(registry, f"""
+components:
+  - id: chat
+    type: model
+    task: chat-completion
+    model: {models['causal']}
+    chat_template: "{template}"
+    action:
+      messages:
+        - role: system
+          content: Be brief.
+        - role: user
+          content: ${{input.question}}
+      params: {{max_output_length: 5, do_sample: false}}
+""")
+    out = mc.run("chat", {"question": "What is 2+2?"}, registry=registry).output
+    text = "[system] Be brief.\n[user] What is 2+2?\n[assistant]"
+    assert out == reference.generate(models["causal"], text, 5, add_special_tokens=False)
+
+
+def test_chat_template_through_llamacpp_is_refused_with_the_reason():
+    message = error_of("component:\n  task: chat-completion\n  driver: llamacpp\n  chat_template: x\n")
+    assert "llama.cpp applies the GGUF's own template" in message

@@ -61,7 +61,6 @@ NOTED_COMPONENT_KEYS: Dict[str, str] = {
     "tools": "tool calling is not built here yet: the reply is the model's text",
     "reasoning_parser": "the reply is the model's whole text (reasoning spans included)",
     "tool_call_parser": "tool calling is not built here yet",
-    "chat_template": "the tokenizer's own chat template is used (not built here yet)",
     "language": "a RapidOCR setting; no OCR family here",
     "default": "name the component in `%%run ID`, or give a workflow `default: true`",
 }

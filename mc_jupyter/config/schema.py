@@ -117,6 +117,7 @@ class ModelComponent(ModelActionFields, Named):
     max_memory: Optional[Dict[Union[int, str], str]] = None
     trust_remote_code: bool = False
     fast_decode: bool = False     # text-generation/chat-completion: the fused, CUDA-graph decode step
+    chat_template: Optional[str] = None   # chat-completion: a Jinja chat template instead of the tokenizer's
     peft_adapters: Optional[List[PeftAdapter]] = None
     labels: Optional[Union[List[str], Dict[int, str]]] = None
     class_: Optional[str] = Field(None, alias="class")       # driver: custom, `module:Class` or `file.py:Class`
@@ -233,7 +234,7 @@ class ComposeConfig:
     positions: Positions = field(default_factory=Positions)
 
 
-LOAD_FIELDS = ("task", "driver", "model", "architecture", "device", "device_mode", "precision",
+LOAD_FIELDS = ("task", "driver", "model", "architecture", "chat_template", "device", "device_mode", "precision",
                 "quantization", "low_cpu_mem_usage", "max_memory", "class", "options", "trust_remote_code", "fast_decode",
                 "peft_adapters", "labels",
                 "preload", "manage", "port", "host")
@@ -436,6 +437,12 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
                 "`peft_adapters`" if comp.peft_adapters else "`device_mode: auto`")
         fail("fast_decode", f"`fast_decode` needs plain weights on one device; this component has {what}",
              "Remove `fast_decode:` (the model then runs through transformers' generate), or the other setting.")
+    if comp.chat_template is not None and (comp.task != "chat-completion"
+                                           or comp.driver not in ("huggingface", "unsloth", "vllm", "custom")):
+        fail("chat_template", f"`chat_template` is for chat-completion through the huggingface, unsloth or vllm "
+             f"driver, not `{comp.driver}` {comp.task}",
+             "llama.cpp applies the GGUF's own template: remove `chat_template:`." if comp.driver == "llamacpp"
+             else "Remove `chat_template:`.")
     names = [a.name for a in comp.peft_adapters or []]
     for i, adapter in enumerate(comp.peft_adapters or []):
         apath = path + ("peft_adapters", i)

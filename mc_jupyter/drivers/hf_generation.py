@@ -235,9 +235,10 @@ class ChatCompletion(ChatCompletionTask, _Transformers):
 
     def after_load(self) -> None:
         super().after_load()
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not (getattr(self.tokenizer, "chat_template", None) or self.config.chat_template):
             raise ModelLoadError(f"the tokenizer of `{self.source.location}` has no chat template, so it cannot do "
-                                 f"chat-completion.\n  Use a chat/instruct model, or `task: text-generation`.")
+                                 f"chat-completion.\n  Use a chat/instruct model, give the component a `chat_template:` "
+                                 f"(a Jinja text), or use `task: text-generation`.")
 
     def engine_text(self, item: Any) -> str:
-        return chat_prompt(self.tokenizer, item)
+        return chat_prompt(self.tokenizer, item, self.config.chat_template)

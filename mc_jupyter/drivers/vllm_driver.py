@@ -68,11 +68,11 @@ def sampling_kwargs(params: GenerationParams) -> Dict[str, Any]:
     return params.engine(NAMES)
 
 
-def engine_prompt(item: Any, tokenizer: Optional[Any] = None) -> str:
+def engine_prompt(item: Any, tokenizer: Optional[Any] = None, template: Optional[str] = None) -> str:
     """What vLLM is handed for one item: a prompt as it is; a conversation (a list of messages from
     :func:`normalise_messages`) through ``tokenizer``'s chat template (vLLM's ``LLM.get_tokenizer()``)."""
     if isinstance(item, list):
-        return chat_prompt(tokenizer, item)
+        return chat_prompt(tokenizer, item, template)
     return item
 
 
@@ -93,7 +93,7 @@ class _Vllm(TextGenerationTask):
         self.dtype = vllm_dtype(self.config.precision)
 
     def engine_input(self, item: Any) -> str:
-        return engine_prompt(item, self.llm.get_tokenizer() if self.chat else None)
+        return engine_prompt(item, self.llm.get_tokenizer() if self.chat else None, self.config.chat_template)
 
     def generate(self, items: List[Any], params: GenerationParams) -> List[Any]:
         from vllm import SamplingParams

@@ -84,10 +84,12 @@ def normalise_messages(messages: Any) -> List[Dict[str, str]]:
     return out
 
 
-def chat_prompt(tokenizer: Any, messages: List[Dict[str, str]]) -> str:
-    """The conversation through a Hugging Face tokenizer's chat template, ready for the reply: the text the
-    transformers and vLLM backends hand their engines (llama.cpp applies the GGUF's template itself)."""
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+def chat_prompt(tokenizer: Any, messages: List[Dict[str, str]], template: Optional[str] = None) -> str:
+    """The conversation through a Hugging Face tokenizer's chat template (or the component's own
+    ``chat_template:``, a Jinja text), ready for the reply: the text the transformers and vLLM backends hand
+    their engines (llama.cpp applies the GGUF's template itself)."""
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         **({"chat_template": template} if template else {}))
 
 
 def _stops(value: Any) -> Tuple[str, ...]:
