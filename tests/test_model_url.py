@@ -29,6 +29,7 @@ class Server:
         self.files = {}
         self.requests = []
         self.delay = 0.0
+        self.cut = set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,11 +47,14 @@ class Server:
                     self.end_headers()
                     self.wfile.write(b"not found")
                     return
+                cut = self.path in outer.cut          # announce it all, send a tenth, hang up
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(data[:len(data) // 10] if cut else data)
+                if cut:
+                    self.close_connection = True
 
             do_GET = do_POST = _answer
 
@@ -331,3 +335,52 @@ def test_default_path_is_model_composes(monkeypatch, tmp_path):
     assert default_path(LocalSource.model_validate({"url": "https://h/m.gguf", "path": "/x/y"})) == "/x/y"
     with pytest.raises(ModelLoadError, match="names no file"):
         default_path(LocalSource.model_validate({"url": "https://h/"}))
+
+
+def test_a_face_pack_zip_wrapped_in_its_own_folder_is_read_as_model_compose_reads_it(server, tmp_path, monkeypatch):
+    """InsightFace's antelopev2.zip holds antelopev2/*.onnx: unpacked to ~/.cache/models/antelopev2/antelopev2/,
+    read from the inner folder (model-compose's InsightFace driver flattens it the same way)."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from tests import tiny_faces
+
+    pack = tiny_faces.build_pack(tmp_path / "src" / "antelopev2")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(pack.iterdir()):
+            zf.write(path, f"antelopev2/{path.name}")
+    server.files["/v0.7/antelopev2.zip"] = buf.getvalue()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    image = Image.fromarray(tiny_faces.image_with_faces((64, 48, 1)))
+
+    def faces(model):
+        reg = Registry()
+        mc.compose(f"""
+components:
+  - id: faces
+    type: model
+    task: face-embedding
+    model: {model}
+    action:
+      image: ${{input.image as image}}
+""", registry=reg)
+        try:
+            return mc.run(inputs={"image": image}, registry=reg).output
+        finally:
+            reg.down()
+
+    fetched = faces(f"{{provider: local, url: '{server.url}/v0.7/antelopev2.zip', bundled: true}}")
+    assert fetched == faces(f"{{provider: local, path: {pack}}}") and len(fetched) == 1
+    assert (tmp_path / "xdg" / "models" / "antelopev2" / "antelopev2" / "det_10g.onnx").is_file()
+    assert len(server.requests) == 1
+
+
+def test_a_download_cut_short_leaves_nothing(server, encoder, tmp_path):
+    server.files["/cut.tar.gz"] = tar_gz(encoder)
+    server.cut.add("/cut.tar.gz")
+    reg = Registry()
+    text = failing_compose(f"{{provider: local, path: {tmp_path / 'dl' / 'cut'}, bundled: true, "
+                           f"url: '{server.url}/cut.tar.gz'}}", reg)
+    assert "could not fetch the model of component `emb`" in text and "Nothing was written" in text
+    assert ("RemoteProtocolError" in text or "stopped after" in text) and leftovers(tmp_path / "dl") == []
