@@ -35,6 +35,8 @@ class Echo(CustomModel):
         if isinstance(value, dict) and "image" in value:
             image = value["image"]
             value = dict(value, image=[image.size, image.mode, image.getpixel((0, 0))])
+        if isinstance(value, dict) and "clip" in value:
+            value = dict(value, clip=[type(value["clip"]).__name__, value["clip"].mime, value["clip"].data])
         if isinstance(value, dict) and value.get("text") == "boom":
             raise ValueError("the echo refuses `boom`")
         return value
@@ -72,7 +74,23 @@ workflows:
         input:
           image: ${input.image as image @(description A photo)}
           note: ${input.note | none}
+          clip: ${input.clip as audio @(description A short recording)}
 """
+
+
+def wav_bytes() -> bytes:
+    """A tenth of a second of a 440 Hz tone, 16-bit mono WAV."""
+    import math
+    import struct
+    import wave
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                               for i in range(800)))
+    return buffer.getvalue()
 
 
 def classifier_yaml(models) -> str:
@@ -247,14 +265,19 @@ def test_an_image_upload_reaches_the_run_as_a_pil_image(settings):
     form = api.form("picture", registry=settings)
     assert widget_kind(form.fields["image"]) == "FileUpload" and form.fields["image"].widget.accept == "image/*"
     assert widget_kind(form.fields["note"]) == "Text" and form.fields["note"].widget.value == "none"
-    assert form.errors() == {"image": "required: give a value."}
+    assert form.errors() == {"image": "required: give a value.", "clip": "required: give a value."}
     picture = Image.new("RGB", (5, 4), (200, 10, 30))
     png = io.BytesIO()
     picture.save(png, format="PNG")
     form.upload("image", png.getvalue(), filename="red.png", mime="image/png")
     assert form.fields["image"].preview.value == png.getvalue()
+    clip = form.fields["clip"]
+    assert widget_kind(clip) == "FileUpload" and clip.widget.accept == "audio/*" and clip.preview is None
+    wav = wav_bytes()
+    form.upload("clip", wav, filename="beep.wav", mime="audio/wav")
     result = form.run(timeout=30)
-    assert result.output == {"image": [(5, 4), "RGB", (200, 10, 30)], "note": "none"}
+    assert result.output == {"image": [(5, 4), "RGB", (200, 10, 30)], "note": "none",
+                             "clip": ["Audio", "audio/wav", wav]}
     body = form.as_run_body()
     assert "image: $image" in body and "form.values['image']" in body
     assert "red.png (" in form.static_html()
@@ -275,6 +298,18 @@ def test_a_real_classifier_through_the_form_gives_the_models_label(registry, mod
     assert result.output["label"] == label and result.output["score"] == pytest.approx(score, abs=1e-5)
     assert label in form.output.outputs[0]["data"]["text/html"]
     assert yaml.safe_load(form.as_run_body()) == {"review": "A wonderful, moving film."}
+
+
+def test_a_component_that_takes_its_whole_input_gets_one_yaml_field(settings):
+    assert api.inputs("echo", registry=settings).rows[0]["name"] == "(the whole input)"
+    form = api.form("echo", registry=settings)
+    (field,) = form.fields.values()
+    assert widget_kind(field) == "Textarea" and field.widget.description == "input (the whole input, YAML) *"
+    field.widget.value = "[1, 2]"
+    assert form.errors() == {"": "the whole input is a YAML mapping of inputs (`name: value`, one a line)."}
+    field.widget.value = "a: 1\nb: [x, y]"
+    assert form.run(timeout=30).output == {"a": 1, "b": ["x", "y"]}
+    assert yaml.safe_load(form.as_run_body()) == {"a": 1, "b": ["x", "y"]}
 
 
 # -- the magics ------------------------------------------------------------------------------------------

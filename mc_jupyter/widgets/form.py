@@ -95,6 +95,8 @@ def kind_of(f: InputField) -> str:
         return "select"
     if t in ("image", "audio") and f.format not in ("path", "url"):
         return t
+    if not f.name:
+        return "yaml"
     if f.is_list:
         return "lines" if t in ("string", "text", "markdown") else "yaml"
     if t in ("integer", "number", "boolean"):
@@ -190,6 +192,7 @@ class Field:
 
     @property
     def name(self) -> str:
+        """The input's path (``""`` for the whole ``${input}``)."""
         return self.input.name
 
 
@@ -218,12 +221,15 @@ def _parse(f: Field) -> Any:
         if not text.strip():
             return _MISSING
         try:
-            return yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
             raise InputError(f"this is not YAML{where}: {getattr(e, 'problem', None) or e}. Write e.g. "
                              f"`[a, b]` or `{{key: value}}`.") from None
+        if not spec.name and not isinstance(value, dict):
+            raise InputError("the whole input is a YAML mapping of inputs (`name: value`, one a line).")
+        return value
     return text if text != "" else _MISSING
 
 
@@ -301,8 +307,8 @@ class FormWidget:
                  values: Optional[Dict[str, Any]] = None):
         import ipywidgets as w
         self.target = target
-        self.inputs = [f for f in fields if f.name]          # ``${input}`` (the whole input) has no field
-        self.whole_input = any(not f.name for f in fields)
+        # ``${input}`` (the whole input, a component that takes it as it is) is one YAML field, named ""
+        self.inputs = list(fields)
         self._runner = runner
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -326,7 +332,7 @@ class FormWidget:
     def _field(self, spec: InputField) -> Field:
         import ipywidgets as w
         kind = kind_of(spec)
-        label = spec.name + (" *" if required(spec) else "")
+        label = (spec.name or "input (the whole input, YAML)") + (" *" if required(spec) else "")
         tip = spec.description or ("required" if required(spec) else "optional")
         style, wide = {"description_width": "initial"}, w.Layout(width="100%")
         default = spec.default if spec.has_default else None
@@ -470,7 +476,9 @@ class FormWidget:
                 continue
             if value is not _MISSING:
                 out[f.name] = value
-        return _nest(out)
+        whole = out.pop("", None)
+        nested = _nest(out)
+        return {**whole, **nested} if isinstance(whole, dict) else nested if whole is None else whole
 
     @property
     def values(self) -> Dict[str, Any]:
