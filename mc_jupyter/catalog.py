@@ -57,7 +57,7 @@ class TaskSpec:
 
 _GENERATION_PARAMS = ("max_output_length", "min_output_length", "temperature", "top_p", "top_k",
                       "repetition_penalty", "num_return_sequences", "do_sample", "stop_sequences",
-                      "batch_size", "seed", "max_input_length")
+                      "batch_size", "seed", "max_input_length", "num_beams", "length_penalty", "early_stopping")
 
 TASKS: Dict[str, TaskSpec] = {
     Task.TEXT_GENERATION: TaskSpec(("text", "prompt"), _GENERATION_PARAMS, streams=True,

@@ -95,10 +95,10 @@ components:
       params: {{num_beams: 1, temperature: 0.5}}
 """)
     note = next(n for n in config.notes if "component `chat`" in n)
-    for key in ("on_demand", "runtime_spec", "reasoning_parser", "params.num_beams"):
+    for key in ("on_demand", "runtime_spec", "reasoning_parser"):
         assert f"`{key}`" in note
     action = config.components["chat"].actions[config.components["chat"].default_action]
-    assert action.fields["params"] == {"temperature": 0.5}
+    assert action.fields["params"] == {"num_beams": 1, "temperature": 0.5}
 
 
 def test_image_upscaling_with_family_and_component_scale_runs_our_real_esrgan(registry, tmp_path, monkeypatch):
@@ -318,3 +318,18 @@ components:
 def test_chat_template_through_llamacpp_is_refused_with_the_reason():
     message = error_of("component:\n  task: chat-completion\n  driver: llamacpp\n  chat_template: x\n")
     assert "llama.cpp applies the GGUF's own template" in message
+
+
+def test_beam_search_params_reach_generate(registry, models):
+    from tests import reference
+    compose(registry, f"""
+component:
+  type: model
+  task: text-generation
+  model: {models['causal']}
+  prompt: ${{input.text}}
+  params: {{max_output_length: 6, do_sample: false, num_beams: 3, length_penalty: 0.5, early_stopping: true}}
+""")
+    out = mc.run(inputs={"text": "The sky is"}, registry=registry).output
+    assert out == reference.generate(models["causal"], "The sky is", 6, num_beams=3, length_penalty=0.5,
+                                     early_stopping=True)

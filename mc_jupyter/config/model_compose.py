@@ -76,9 +76,6 @@ NOTED_ACTION_KEYS: Dict[str, str] = {
 
 #: model-compose's ``params:`` per task that have no effect here (ours are in ``catalog.TASKS``).
 NOTED_PARAMS: Dict[str, Tuple[str, ...]] = {
-    "text-generation": ("num_beams", "length_penalty", "early_stopping"),
-    "chat-completion": ("num_beams", "length_penalty", "early_stopping"),
-    "image-to-text": ("num_beams", "length_penalty", "early_stopping"),
     "image-upscale": ("denoise_strength", "tile_batch_size", "tile_pad_size", "pre_pad_size", "half_precision",
                       "tile_overlap", "window_size", "task", "jpeg_quality", "inference_steps", "eta",
                       "downsample_method"),

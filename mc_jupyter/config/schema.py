@@ -61,7 +61,7 @@ class ChatMessage(Strict):
 
 
 #: The parameters that are not numbers; every other one is a number (or a binding that gives one).
-_PARAM_TYPES: Dict[str, Any] = {"do_sample": Flag, "return_probabilities": Flag, "normalize": Flag,
+_PARAM_TYPES: Dict[str, Any] = {"do_sample": Flag, "early_stopping": Flag, "return_probabilities": Flag, "normalize": Flag,
                                 "stop_sequences": Union[List[str], str], "pooling": Literal["mean", "cls", "max"],
                                 "negative_prompt": str}
 

@@ -70,6 +70,7 @@ class _Transformers(HFDriver, TextGenerationTask):
     auto_class = "AutoModelForCausalLM"
     default_batch_size = 8
     fast = None      # a FastDecoder with `fast_decode: true`
+    max_input_length: Optional[int] = None   # the running call's `max_input_length` (tokens kept), set by check
 
     def after_load(self) -> None:
         tok = self.tokenizer
@@ -93,7 +94,7 @@ class _Transformers(HFDriver, TextGenerationTask):
     def tokenize(self, items: List[Any]) -> Dict[str, Any]:
         """A left-padded batch on the model's device (a chat template carries its own special tokens)."""
         texts = [self.engine_text(item) for item in items]
-        cut = getattr(self, "max_input_length", None)    # the call's `max_input_length` (set by check)
+        cut = self.max_input_length                     # the call's `max_input_length` (set by check)
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat,
                               truncation=cut is not None, max_length=cut).to(self.model.device)
 
@@ -114,7 +115,8 @@ class _Transformers(HFDriver, TextGenerationTask):
     def _fast_args(self, kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """``generate``'s keyword arguments for the fast path, or None where it does not apply
         (``stop_sequences``, ``num_return_sequences``): those calls run through ``generate``."""
-        if self.fast is None or kwargs.get("stop_strings") or int(kwargs.get("num_return_sequences", 1)) != 1:
+        if self.fast is None or kwargs.get("stop_strings") or int(kwargs.get("num_return_sequences", 1)) != 1 \
+                or int(kwargs.get("num_beams", 1)) != 1:
             return None
         g = self.model.generation_config
         sample = bool(kwargs.get("do_sample", g.do_sample))

@@ -122,6 +122,9 @@ class GenerationParams:
     seed: Optional[int] = None
     batch_size: Optional[int] = None
     max_input_length: Optional[int] = None     # tokens of the prompt kept, its first ones (huggingface driver)
+    num_beams: Optional[int] = None            # beam search (huggingface driver; model-compose's params)
+    length_penalty: Optional[float] = None
+    early_stopping: Optional[bool] = None
 
     @classmethod
     def read(cls, fields: Dict[str, Any], max_output_length: int = DEFAULT_MAX_OUTPUT_LENGTH) -> "GenerationParams":
@@ -141,6 +144,9 @@ class GenerationParams:
             seed=number_param(fields, "seed", None, int),
             batch_size=number_param(fields, "batch_size", None, int, 1),
             max_input_length=number_param(fields, "max_input_length", None, int, 1),
+            num_beams=number_param(fields, "num_beams", None, int, 1),
+            length_penalty=number_param(fields, "length_penalty", None, float),
+            early_stopping=flag(param(fields, "early_stopping"), "early_stopping"),
         )
 
     @property
@@ -153,6 +159,9 @@ class GenerationParams:
         this class to the engine's name for it, and is written where that engine is. Every engine gets
         ``max_output_length`` as ``max_tokens`` and ``stop_sequences`` as ``stop``; ``temperature: 0``
         is passed as 0 (greedy in both)."""
+        if (self.num_beams or 1) > 1:
+            raise InputError(f"`num_beams: {self.num_beams}` (beam search) is for the huggingface driver; this "
+                             f"engine samples or decodes greedily.\n  Remove `num_beams`, or use `driver: huggingface`.")
         out: Dict[str, Any] = {"max_tokens": self.max_output_length}
         for name, key in names.items():
             value = getattr(self, name)
@@ -189,6 +198,9 @@ class GenerationParams:
             kwargs["repetition_penalty"] = self.repetition_penalty
         if self.num_return_sequences is not None:
             kwargs["num_return_sequences"] = self.num_return_sequences
+        for name in ("num_beams", "length_penalty", "early_stopping"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
         if self.stop_sequences:
             kwargs["stop_strings"] = list(self.stop_sequences)
             kwargs["tokenizer"] = tokenizer
