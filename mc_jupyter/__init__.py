@@ -9,11 +9,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import REGISTRY, chat, compare, compose, down, logs, read_config, run, status, stop, unload  # noqa: E402
+from .api import (REGISTRY, chat, compare, compose, down, form, inputs, logs, read_config, run, status,  # noqa: E402
+                  stop, unload)
 from .errors import (ConfigError, McJupyterError, MissingPackageError, RunError,  # noqa: E402
                      UserError)
 
-__all__ = ["compose", "run", "chat", "compare", "status", "unload", "stop", "down", "logs", "read_config", "REGISTRY", "McJupyterError",
+__all__ = ["compose", "run", "chat", "compare", "form", "inputs", "status", "unload", "stop", "down", "logs", "read_config", "REGISTRY", "McJupyterError",
            "UserError", "ConfigError", "RunError", "MissingPackageError", "load_ipython_extension"]
 
 

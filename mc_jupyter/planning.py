@@ -240,6 +240,9 @@ def _estimate_for(cid: str, spec: Any, gpu_only: bool) -> Optional[Estimate]:
     if impl is None or missing_packages(impl.requires):
         return None
     try:
+        from .drivers.sources import pending_fetch
+        if pending_fetch(c.model):
+            return None          # a `url:` model not fetched yet: its files are not there to read
         if gpu_only and resolve_device(c.device) == "cpu":
             return None
         auto_class = getattr(driver_class(c.driver, c.task), "auto_class", None)

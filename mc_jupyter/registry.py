@@ -210,9 +210,10 @@ class Registry:
                 plan.reload.append(cid)
             else:
                 plan.load.append(cid)
-            for key in ("max_concurrent_count", "runtime"):
-                if key in spec.config.model_fields_set:
-                    plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook.")
+            for key in ("runtime",) if spec.type.startswith("http-") else ("max_concurrent_count", "runtime"):
+                if key in spec.config.model_fields_set:   # http components limit their concurrent runs for real
+                    plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook"
+                                      f"{' (it runs in this kernel)' if key == 'runtime' else ''}.")
             if isinstance(spec.config, ModelComponent) and spec.config.trust_remote_code:
                 plan.notes.append(f"`trust_remote_code: true` for `{cid}`: the model repository's own Python code "
                                   f"runs in this kernel. Turn it on only for repositories you trust.")
@@ -232,6 +233,8 @@ class Registry:
                               f"(`%%run {clip(plan.undecided[0], 40)}`).")
         elif len(config.components) == 1:
             plan.target = "component:" + next(iter(config.components))
+        elif config.default_component is not None:   # model-compose's `default: true` on a component
+            plan.target = "component:" + config.default_component
         return plan, new_entries, workflows
 
     def apply(self, config: ComposeConfig, auto_install: bool = False, say: Optional[Say] = None) -> Plan:
@@ -286,7 +289,8 @@ class Registry:
                 for cid, entry in new_entries.items():
                     old = self.entries.get(cid)
                     if cid in plan.reuse and old is not None:
-                        if old.driver is not None and old.spec.settings != entry.spec.settings:
+                        if old.driver is not None and (old.spec.settings != entry.spec.settings
+                                                       or old.spec.config != entry.spec.config):
                             old.driver.reconfigure(entry.spec.config)   # e.g. new adapter weights
                         old.actions, old.spec = entry.actions, entry.spec   # new action fields, same model
                         continue

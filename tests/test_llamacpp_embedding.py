@@ -115,9 +115,6 @@ def test_a_model_that_pools_itself_refuses_another_pooling(gguf_file, raw):
         reg.down()
 
 
-@pytest.mark.xfail(reason="needs the schema.py patch of this change's report: model-compose 0.4.120 has no "
-                          "`format:`, so the pytorch default must not be checked against `driver: llamacpp`",
-                   strict=False)
 def test_model_composes_own_shape_without_format(gguf_file, raw):
     reg = compose(gguf_file, fmt="")
     try:

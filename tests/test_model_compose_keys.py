@@ -333,3 +333,32 @@ component:
     out = mc.run(inputs={"text": "The sky is"}, registry=registry).output
     assert out == reference.generate(models["causal"], "The sky is", 6, num_beams=3, length_penalty=0.5,
                                      early_stopping=True)
+
+
+def test_a_component_marked_default_is_what_a_job_and_a_run_without_one_use(registry, models):
+    compose(registry, f"""
+components:
+  - id: other
+    type: model
+    task: text-embedding
+    model: {models['encoder']}
+    text: ${{input.text}}
+  - id: sentiment
+    type: model
+    task: text-classification
+    default: true
+    model: distilbert-base-uncased-finetuned-sst-2-english
+    text: ${{input.text}}
+""")
+    assert mc.run(inputs={"text": "I love this movie, it is wonderful"}, registry=registry).output["label"] == "POSITIVE"
+    config = read_config(f"""
+components:
+  - {{id: a, task: text-embedding, text: x}}
+  - {{id: b, task: text-embedding, text: y, default: true}}
+workflow:
+  job:
+    input: ${{input}}
+""")
+    assert config.workflows["default"].jobs[0].component == "b"
+    assert "2 components are marked `default: true`" in error_of(
+        "components:\n  - {id: a, task: text-embedding, default: true}\n  - {id: b, task: text-embedding, default: true}\n")

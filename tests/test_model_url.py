@@ -230,8 +230,6 @@ def test_dry_run_and_compose_planning_fetch_nothing(server, encoder, tmp_path):
     reg.down()
 
 
-@pytest.mark.xfail(reason="needs the planning.py patch of this change's report (skip the estimate of a model "
-                          "still to fetch)", strict=False)
 def test_dry_run_does_not_refuse_a_model_still_to_fetch(server, tmp_path):
     model = f"{{provider: local, url: {server.url}/tiny-bert.tar.gz, bundled: true, path: {tmp_path / 'x'}}}"
     view = str(mc.compose(embed_yaml(model), dry_run=True, registry=Registry()))

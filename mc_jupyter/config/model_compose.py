@@ -62,7 +62,6 @@ NOTED_COMPONENT_KEYS: Dict[str, str] = {
     "reasoning_parser": "the reply is the model's whole text (reasoning spans included)",
     "tool_call_parser": "tool calling is not built here yet",
     "language": "a RapidOCR setting; no OCR family here",
-    "default": "name the component in `%%run ID`, or give a workflow `default: true`",
 }
 
 #: Action keys (at the action's level) of model-compose with no effect here.

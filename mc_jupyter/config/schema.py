@@ -118,6 +118,7 @@ class ModelComponent(ModelActionFields, Named):
     trust_remote_code: bool = False
     fast_decode: bool = False     # text-generation/chat-completion: the fused, CUDA-graph decode step
     chat_template: Optional[str] = None   # chat-completion: a Jinja chat template instead of the tokenizer's
+    default: bool = False         # model-compose's: the component a job or `%%run` without one uses
     peft_adapters: Optional[List[PeftAdapter]] = None
     labels: Optional[Union[List[str], Dict[int, str]]] = None
     class_: Optional[str] = Field(None, alias="class")       # driver: custom, `module:Class` or `file.py:Class`
@@ -233,6 +234,11 @@ class ComposeConfig:
     notes: List[str] = field(default_factory=list)
     positions: Positions = field(default_factory=Positions)
 
+    @property
+    def default_component(self) -> Optional[str]:
+        """The component marked ``default: true`` (model-compose's), if one is."""
+        return next((cid for cid, c in self.components.items() if (c.config is not None and c.config.default)), None)
+
 
 LOAD_FIELDS = ("task", "driver", "model", "architecture", "chat_template", "device", "device_mode", "precision",
                 "quantization", "low_cpu_mem_usage", "max_memory", "class", "options", "trust_remote_code", "fast_decode",
@@ -279,6 +285,12 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
             raise ConfigError(f"two workflows share the id `{clip(flow.id)}`", **positions.where(path),
                               hint="Give each workflow its own `id:`.")
         config.workflows[flow.id] = flow
+    defaults = [c for c in config.components.values() if (c.config is not None and c.config.default)]
+    if len(defaults) > 1:
+        raise ConfigError(f"{len(defaults)} components are marked `default: true` "
+                          f"({', '.join(f'`{clip(c.id, 40)}`' for c in defaults)})",
+                          **positions.where(defaults[1].path + ("default",)),
+                          hint="Mark one of them: it is the one a job without `component:` uses.")
     marked = [w for w in config.workflows.values() if w.default]
     if len(marked) > 1:
         raise ConfigError(f"{len(marked)} workflows are marked `default: true` "
@@ -475,7 +487,7 @@ def _check_model_source(model: Any, driver: str, path: Path, positions: Position
         raise ConfigError("a local model needs `path:` or `url:`", **positions.where(path),
                           hint="Add `path: ./models/NAME`, or `url:` to fetch it on first load (with `bundled: true` "
                                "for an archive that is unpacked in place).")
-    fmt = getattr(src, "format", None)
+    fmt = src.format if "format" in src.model_fields_set else None   # model-compose 0.4.120 writes none
     if fmt is not None and fmt not in FORMATS.get(driver, FORMAT_NAMES):
         fit = [d for d, fs in FORMATS.items() if fmt in fs]
         raise ConfigError(f"format `{fmt}` does not fit the `{driver}` driver",
@@ -536,7 +548,8 @@ def _workflow(raw: Any, path: Path, positions: Positions, config: ComposeConfig)
         if any(j.id == jid for j in jobs):
             raise ConfigError(f"two jobs share the id `{clip(jid)}`", **positions.where(jpath),
                               hint="Give each job its own `id:`.")
-        component = job.component or (next(iter(config.components)) if len(config.components) == 1 else None)
+        component = job.component or config.default_component or \
+            (next(iter(config.components)) if len(config.components) == 1 else None)
         if component is None:
             raise ConfigError("the job names no `component:`", **positions.where(jpath),
                               hint="Add `component: ID` naming a component of this or an earlier %%compose cell.")
