@@ -362,3 +362,37 @@ workflow:
     assert config.workflows["default"].jobs[0].component == "b"
     assert "2 components are marked `default: true`" in error_of(
         "components:\n  - {id: a, task: text-embedding, default: true}\n  - {id: b, task: text-embedding, default: true}\n")
+
+
+def test_model_composes_architecture_words(models):
+    config = read_config(f"component:\n  task: text-embedding\n  architecture: sbert\n  model: {models['encoder']}\n"
+                         f"  text: x\n")
+    assert config.components["default"].config.architecture is None
+    assert any("`architecture: sbert`" in n for n in config.notes)
+    assert read_config("component:\n  task: text-generation\n  architecture: auto\n  prompt: x\n"
+                       ).components["default"].config.architecture is None
+    assert "BLIP-2 is not built here yet" in error_of("component:\n  task: image-to-text\n  architecture: blip2\n")
+
+
+def test_components_actions_and_jobs_keyed_by_id_are_lists_with_those_ids(registry, models):
+    compose(registry, f"""
+components:
+  sentiment:
+    type: model
+    task: text-classification
+    model: distilbert-base-uncased-finetuned-sst-2-english
+    actions:
+      judge:
+        text: ${{input.text}}
+        output: ${{result.label}}
+workflows:
+  review:
+    jobs:
+      first:
+        component: sentiment
+        action: judge
+        input: ${{input}}
+""")
+    assert mc.run("review", {"text": "I love this movie, it is wonderful"}, registry=registry).output == "POSITIVE"
+    message = error_of("components:\n  a:\n    task: text-classification\n    txt: x\n")
+    assert "line 4" in message and "unknown key `txt`" in message

@@ -91,6 +91,19 @@ PARAM_ALIASES: Dict[str, Dict[str, str]] = {
     "image-generation": {"inference_steps": "num_inference_steps", "num_return_images": "num_images"},
 }
 
+#: model-compose's ``architecture:`` words that are not ours, per task: None = a hint transformers does not
+#: need (its Auto classes read the model's config; taken out, noted), text = refused with that reason.
+ARCHITECTURE_WORDS: Dict[str, Dict[str, Any]] = {
+    "text-embedding": {"bert": None, "sbert": None,
+                       "clip": "CLIP-family text towers are not built here yet (a BERT-like encoder is)",
+                       "siglip": "CLIP-family text towers are not built here yet (a BERT-like encoder is)",
+                       "xclip": "CLIP-family text towers are not built here yet (a BERT-like encoder is)"},
+    "image-to-text": {"blip2": "BLIP-2 is not built here yet; captioners here: blip, git, vit-gpt2",
+                      "pix2struct": "Pix2Struct is not built here yet; captioners here: blip, git, vit-gpt2",
+                      "donut": "Donut is not built here yet; captioners here: blip, git, vit-gpt2",
+                      "kosmos2": "Kosmos-2 is not built here yet; captioners here: blip, git, vit-gpt2"},
+}
+
 #: Values model-compose takes that no backend here has: (key, value) -> the reason.
 REFUSED_VALUES: Dict[Tuple[str, str], str] = {
     ("precision", "float8_e4m3"): "no float8 weights here; use `quantization: int8` (or nf4/int4) for smaller weights",
@@ -130,6 +143,16 @@ def from_model_compose(raw: Dict[str, Any], path: Path, positions: Positions, no
         out["peft_adapters"] = [_adapter(a, i) for i, a in enumerate(adapters if isinstance(adapters, list)
                                                                       else [adapters])]
     _family(out, task, path, positions)
+    arch = out.get("architecture")
+    if arch == "auto":                    # model-compose's default: infer from the model (ours without the key)
+        out.pop("architecture")
+    elif isinstance(arch, str) and arch in ARCHITECTURE_WORDS.get(task, {}):
+        reason = ARCHITECTURE_WORDS[task][arch]
+        if reason:
+            raise ConfigError(f"`architecture: {arch}` is model-compose's, but not supported here",
+                              **positions.where(path + ("architecture",)), hint=reason[0].upper() + reason[1:] + ".")
+        out.pop("architecture")
+        noted.append(f"architecture: {arch}")
     if out.get("driver") == "llamacpp":  # model-compose's older shape: llama.cpp's engine keys on the component
         lifted = {LLAMACPP_KEYS[k]: out.pop(k) for k in list(out) if k in LLAMACPP_KEYS}
         if lifted:
@@ -266,6 +289,10 @@ def reference_rows() -> List[Tuple[str, str, str]]:
              for task, ps in NOTED_PARAMS.items()]
     rows += [(f"params ({task})", f"`{a}`", f"the same as `{b}`") for task, m in PARAM_ALIASES.items()
              for a, b in m.items()]
+    rows += [("component", "`architecture: auto`", "the same as leaving it out (inferred from the model)")]
+    rows += [(f"component ({task})", f"`architecture: {a}`", f"refused: {why}" if why else
+              "noted: transformers reads the architecture from the model's config")
+             for task, words in ARCHITECTURE_WORDS.items() for a, why in words.items()]
     rows += [("component", f"`{k}: {v}`", f"refused: {why}") for (k, v), why in REFUSED_VALUES.items()]
     return rows
 

@@ -269,6 +269,7 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
                               **positions.where((key,)), hint=hint)
     _both_shapes(data, positions, "component", "components")
     _both_shapes(data, positions, "workflow", "workflows")
+    data = _keyed_lists(data, positions)
     for key in IGNORED_SECTIONS:
         if key in data:
             config.notes.append(f"`{key}:` is accepted and ignored: a notebook has no HTTP front end.")
@@ -298,6 +299,59 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
                           **positions.where(marked[1].path + ("default",)),
                           hint="Mark one of them `default: true`: it is the one `%%run` without an id runs.")
     return config
+
+
+#: The keys that say a mapping is one component (or one workflow), not a mapping of them by id.
+_OWN_KEYS = frozenset(ModelComponent.model_fields) | frozenset(HttpComponent.model_fields) | {"class"} | \
+    frozenset(Workflow.model_fields)
+
+
+def _keyed(value: Any) -> bool:
+    """A mapping of mappings by id (model-compose's older `components: {ID: {...}}`), not one item."""
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values()) and \
+        not any(isinstance(k, str) and k in _OWN_KEYS for k in value)
+
+
+def _keyed_lists(data: dict, positions: Positions) -> dict:
+    """model-compose's older shape, items keyed by id (`components:`, `workflows:`, a component's `actions:`,
+    a workflow's `jobs:`), as lists with the key as each item's `id:`; the YAML lines follow the items."""
+    def listed(container: dict, key: str, path: Path) -> None:
+        value = container.get(key)
+        if not _keyed(value):
+            return
+        items = []
+        for i, (item_id, item) in enumerate(value.items()):
+            _copy_lines(positions, path + (key, item_id), path + (key, i))
+            items.append({"id": item_id, **item} if "id" not in item else dict(item))
+        container[key] = items
+
+    data = dict(data)
+    for section, inner in (("components", "actions"), ("workflows", "jobs")):
+        listed(data, section, ())
+        items = data.get(section)
+        if isinstance(items, list):
+            data[section] = [dict(i) if isinstance(i, dict) else i for i in items]
+            for i, item in enumerate(data[section]):
+                if isinstance(item, dict):
+                    listed(item, inner, (section, i))
+        elif isinstance(items, dict):
+            data[section] = dict(items)
+            listed(data[section], inner, (section,))
+    for one, inner in (("component", "actions"), ("workflow", "jobs")):
+        if isinstance(data.get(one), dict):
+            data[one] = dict(data[one])
+            listed(data[one], inner, (one,))
+    return data
+
+
+def _copy_lines(positions: Positions, old: Path, new: Path) -> None:
+    n = len(old)
+    for p, line in list(positions.lines.items()):
+        if p[:n] == tuple(old):
+            positions.lines.setdefault(tuple(new) + p[n:], line)
+    for p, text in list(positions.written.items()):
+        if p[:n] == tuple(old):
+            positions.written.setdefault(tuple(new) + p[n:], text)
 
 
 def _both_shapes(data: dict, positions: Positions, one: str, many: str) -> None:
