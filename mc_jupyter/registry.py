@@ -151,6 +151,19 @@ class Plan:
 Listener = Callable[[str, Dict[str, Any]], None]
 
 
+def _runtime_note(cid: str, runtime: Any) -> str:
+    """What model-compose's ``runtime:`` (native, embedded, process, virtualenv, docker) comes to here."""
+    kind = runtime.get("type") if isinstance(runtime, dict) else runtime
+    kind = kind or "native"
+    where = {"docker": "in a docker container", "virtualenv": "in its own virtualenv",
+             "process": "in a separate process"}.get(str(kind))
+    if where is None:
+        return f"`runtime: {kind}` of `{cid}`: it runs in this kernel, as model-compose's native runtime does."
+    return (f"`runtime: {kind}` of `{cid}`: model-compose would run it {where}; here it runs in this kernel "
+            f"(its packages come from the kernel's environment; `%config McJupyter.auto_install = True` adds "
+            f"what is missing).")
+
+
 class Registry:
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -210,10 +223,11 @@ class Registry:
                 plan.reload.append(cid)
             else:
                 plan.load.append(cid)
-            for key in ("runtime",) if spec.type.startswith("http-") else ("max_concurrent_count", "runtime"):
-                if key in spec.config.model_fields_set:   # http components limit their concurrent runs for real
-                    plan.notes.append(f"`{key}` of `{cid}` has no effect in a notebook"
-                                      f"{' (it runs in this kernel)' if key == 'runtime' else ''}.")
+            if "max_concurrent_count" in spec.config.model_fields_set and not spec.type.startswith("http-"):
+                plan.notes.append(f"`max_concurrent_count` of `{cid}` has no effect in a notebook (its runs take "
+                                  f"turns on the one loaded model).")   # http components limit them for real
+            if "runtime" in spec.config.model_fields_set:
+                plan.notes.append(_runtime_note(cid, spec.config.runtime))
             if isinstance(spec.config, ModelComponent) and spec.config.trust_remote_code:
                 plan.notes.append(f"`trust_remote_code: true` for `{cid}`: the model repository's own Python code "
                                   f"runs in this kernel. Turn it on only for repositories you trust.")

@@ -127,7 +127,7 @@ component:
       text: ${{response.body.text}}
 """
     plan = mc.compose(text, registry=registry)
-    assert "`runtime` of `default` has no effect in a notebook." in repr(plan)
+    assert "`runtime: process` of `default`: model-compose would run it in a separate process" in repr(plan)
     entry = registry.entries["default"]
     assert entry.spec.config.manage.start[0] == PY           # moved under manage:
     pid = entry.driver.process.pid

@@ -396,3 +396,16 @@ workflows:
     assert mc.run("review", {"text": "I love this movie, it is wonderful"}, registry=registry).output == "POSITIVE"
     message = error_of("components:\n  a:\n    task: text-classification\n    txt: x\n")
     assert "line 4" in message and "unknown key `txt`" in message
+
+
+@pytest.mark.parametrize("runtime,says", [
+    ("docker", "model-compose would run it in a docker container; here it runs in this kernel"),
+    ("{type: virtualenv, path: .venv/x}", "model-compose would run it in its own virtualenv; here it runs in this kernel"),
+    ("process", "model-compose would run it in a separate process; here it runs in this kernel"),
+])
+def test_the_plan_says_what_runtime_does_here(registry, models, runtime, says):
+    plan = mc.compose(f"component:\n  id: s\n  task: text-classification\n  runtime: {runtime}\n"
+                      f"  model: distilbert-base-uncased-finetuned-sst-2-english\n  text: ${{input.text}}\n",
+                      registry=registry)
+    assert says in repr(plan)
+    assert mc.run("s", {"text": "I love this movie"}, registry=registry).output["label"] == "POSITIVE"
