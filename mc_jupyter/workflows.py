@@ -135,8 +135,8 @@ def inputs_of(registry: Any, target: Optional[str] = None) -> List[InputField]:
         values += _action_values(component, None)
     else:
         for job in workflow.spec.jobs:
-            if workflow.jobs_input[job.id] is None:
-                entry = registry.entries.get(job.component)
+            if workflow.jobs_input[job.id] is None or _whole_input(workflow.jobs_input[job.id]):
+                entry = registry.entries.get(job.component)   # `input: ${input}` passes it on too (model-compose)
                 if entry is not None:
                     values += _action_values(entry, job.action)
             else:
@@ -144,6 +144,12 @@ def inputs_of(registry: Any, target: Optional[str] = None) -> List[InputField]:
             values.append(workflow.jobs_output[job.id])
         values.append(workflow.output)
     return input_fields(*[v for v in values if v is not None])
+
+
+def _whole_input(value: Any) -> bool:
+    """``${input}`` exactly: the job hands the run's whole input to its component."""
+    single = getattr(value, "single", None)
+    return single is not None and single.source == "input" and not single.path and single.type is None
 
 
 def _action_values(entry: Any, action_id: Optional[str]) -> List[Any]:

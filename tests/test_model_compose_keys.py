@@ -409,3 +409,29 @@ def test_the_plan_says_what_runtime_does_here(registry, models, runtime, says):
                       registry=registry)
     assert says in repr(plan)
     assert mc.run("s", {"text": "I love this movie"}, registry=registry).output["label"] == "POSITIVE"
+
+
+def test_a_job_that_passes_the_whole_input_shows_its_components_inputs(registry, models):
+    compose(registry, f"""
+workflow:
+  title: Compare sentences
+  input: ${{input}}
+  output:
+    run: ${{context.run_id}}
+    dimensions: ${{output[0].dimensions}}
+components:
+  - id: embedder
+    type: model
+    task: text-embedding
+    model: {models['encoder']}
+    action:
+      text: ${{input.sentences @(description Sentences to compare)}}
+      params:
+        normalize: ${{input.normalize as boolean | true @(description Unit-length vectors)}}
+""")
+    from mc_jupyter.workflows import inputs_of
+    found = {f.name: f for f in inputs_of(registry)}
+    assert found["sentences"].description == "Sentences to compare" and not found["sentences"].has_default
+    assert found["normalize"].type == "boolean" and found["normalize"].default is True
+    out = mc.run(inputs={"sentences": ["a b", "c"]}, registry=registry).output
+    assert out["dimensions"] == 32 and len(out["run"]) == 32 and int(out["run"], 16) >= 0
