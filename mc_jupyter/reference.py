@@ -15,7 +15,7 @@ from typing import Any, List
 
 from pydantic import BaseModel
 
-from .config import schema
+from .config import http_schema, schema
 from .catalog import DriverName, Task, ARCHITECTURES, COMPONENT_TYPES, DRIVERS, FORMATS, TASKS, drivers_for
 
 SECTIONS = [
@@ -27,7 +27,10 @@ SECTIONS = [
     ("`peft_adapters:` items", schema.PeftAdapter),
     ("HTTP component (`type: http-server` / `http-client`)", schema.HttpComponent),
     ("`manage:` (http-server)", schema.ManageConfig),
+    ("`manage.scripts:` (http-server; model-compose's shape)", http_schema.ManageScripts),
+    ("`rate_limit:` (http-client; or the shorthand `\"10/1s\"`)", http_schema.RateLimit),
     ("HTTP action fields", schema.HttpAction),
+    ("`completion: {type: polling, ...}` (an HTTP action's)", http_schema.PollingCompletion),
     ("Workflow (`workflow:` / `workflows:` items)", schema.Workflow),
     ("Job (`job:` / `jobs:` items)", schema.Job),
 ]
@@ -65,6 +68,88 @@ def _fields(model: type[BaseModel]) -> List[str]:
     return rows
 
 
+#: Every ``${...}`` form model-compose 0.4.120 writes, and what it does here (binding.py parses them all).
+BINDING_FORMS = [
+    ("`${input.x}`, `${result.a[0]}`, `${jobs.ID.output}`, `${env.NAME}`, `${result[]}`",
+     "dialect §4 (above the table: sources, paths, defaults)"),
+    ("`${result[0]}`, `${result[1:5]}`, `${input[-1]}`, `${input.items[1:3].x}`", "index or slice the source or a path"),
+    ("`${input.x as text[]}`", "a list, each element converted (`object[]/a,b.c` projects each element)"),
+    ("`${input.m as select/a,b,c | a}`", "must be one of the choices at run time (else an error listing them); the "
+                                           "default must be a choice (checked at compose time); a form shows a dropdown"),
+    ("`${input.x @(description Message to send)}`", "an annotation: `%mc inputs`, `mc.form` and help show the description"),
+    ("`${output as stream/text}`, `stream/json`", "the text (chunks joined) / the parsed JSON; live display follows "
+                                                  "`streaming:`"),
+    ("`${input.image as image/png}`, `image/png;base64`, `;data-uri`", "a PIL image; on an image, base64 of its PNG bytes "
+                                                                       "/ a `data:image/png` URI"),
+    ("`${x as audio}`, `audio/wav;base64`, `audio/mp3`", "an `mc_jupyter.media.Audio` (bytes, mime type, sample rate) "
+                                                        "from bytes, a path, base64, a data URI or `(array, rate)`; "
+                                                        "displays as an audio player"),
+    ("`audio/pcm[sample_rate=16000,channels=1]`", "raw PCM samples (attributes may hold `${...}`); plays as WAV"),
+    ("`video`, `file`, `model-3d`", "bytes with a mime type: a video player, or a download link"),
+    ("`markdown`", "text that displays as Markdown"),
+    ("`list`, `object`, `object/a,b.c`", "the shape is checked (JSON text parsed); `object/a,b.c` picks those keys"),
+    ("`string`, `any`, `none`", "text / passed through / passed through"),
+    ("`;path`, `;url`, `;data-uri`, `;base64`", "how a text value holds the data (`url` of non-images: `data:` only)"),
+    ("`${input.q | a \\$ \\{b\\}}`", "escaped characters in a default"),
+    ("`${context.run_id}`, `task_id`, `workflow_id`", "a fresh 32-hex id per run; `task_id` the same; the workflow's id"),
+    ("`${output}` in a workflow's `output:`", "the last job's output"),
+    ("`?: [{input, operator, value, if_true, if_false}]`", "the first condition that holds decides (operators: "
+                                                           "eq, neq, gt, gte, lt, lte, in, not-in, starts-with, "
+                                                           "ends-with, match)"),
+    ("`+: [...]`", "joins lists, merges mappings, concatenates strings"),
+    ("`&: {k: list, ...}`", "zips the lists into a list of mappings"),
+    ("`*: source` (with `where:`), `key: ${item}`, `${index}`", "maps over a list, optionally filtered"),
+    ("`|: source`, `key: ${item.x}`", "splits a list into a mapping of lists"),
+    ("`...: ${x}`, `- ...${x}`", "spreads a mapping into a mapping / a list into a list"),
+    ("`${error...}`", "parsed; there are no `on_error` outputs here yet"),
+    ("`${gateway:...}`", "refused: gateways and tunnels need a public address a notebook does not have"),
+]
+
+
+def _binding_section() -> List[str]:
+    from . import binding
+    out = ["## Binding forms", "", "Types after `as`: " + ", ".join(f"`{t}`" for t in binding.TYPES) +
+           "; formats after `;`: " + ", ".join(f"`{f}`" for f in binding.FORMATS) + "; sources: " +
+           ", ".join(f"`{s}`" for s in binding.SOURCES) + ".", "", "| form | here |", "|---|---|"]
+    out += [f"| {_cell(form)} | {_cell(what)} |" for form, what in BINDING_FORMS]
+    return out + [""]
+
+
+def _cell(text: str) -> str:
+    """A table cell: its pipes escaped (GitHub's tables split on them even inside code)."""
+    return text.replace("|", "\\|")
+
+
+#: model-compose's http-server / http-client keys and what each does here (config/http_schema.py).
+HTTP_KEYS = [
+    ("`start`, `install`, `build`, `clean` (on the component, under `manage:`, or `manage.scripts:`)",
+     "all under `manage:`; giving one in two places is an error"),
+    ("`install`", "one command or a list of them; each runs once (a marker remembers it), before the first start"),
+    ("`build`", "after install, once per command and working folder"),
+    ("`clean`", "after the server's process tree stops (unload, `%mc stop`/`down`, a re-compose that replaces it, "
+                "kernel exit); the next start installs and builds again; a failure is logged, never blocks a stop"),
+    ("`manage.working_dir`, `manage.env`", "the folder and environment of every command"),
+    ("`port`", "required here (model-compose defaults to 8000): the port the start command uses is written"),
+    ("`base_path`", "prefixes every action's `path` and a polling `path` (http-server)"),
+    ("`headers` (component)", "merged under each action's own headers; sent with every request"),
+    ("`base_url` (component)", "folded into every action; an action's own value wins"),
+    ("`rate_limit`", "`\"10/1s\"`, `\"5/m\"` or `{requests, period, burst, interval}`: one gate across the "
+                     "component's actions (polls not counted, as in model-compose)"),
+    ("`max_concurrent_count`", "a real limit on runs at once; 0 is no limit"),
+    ("`default`", "the component a job or `%%run` without one uses"),
+    ("`runtime`", "accepted: the component runs in this kernel (the plan says so)"),
+    ("`endpoint` xor `path`", "both is an error; `path` without `base_url` is an error (model-compose's rule)"),
+    ("`stream_format: json|text`", "streams when `output` reads `${response[]...}`"),
+    ("`stream_fragmented`", "true: events merged, pieces joined; false: `${response}` is the list of events"),
+    ("`completion: {type: polling}`", "waits `interval` (5 s), polls `endpoint`/`path` until the `status` value (or "
+                                      "the HTTP code) is in `success_when` (that reply is the result) or `fail_when` "
+                                      "(an error), up to `timeout` (300 s); durations `300ms`, `5s`, `2m`, `1h`, "
+                                      "`1:30` or seconds"),
+    ("`completion: {type: callback}`", "refused: the server calling back needs a public address a notebook does "
+                                       "not have (gateways and tunnels are out of scope)"),
+]
+
+
 def _model_compose_section() -> List[str]:
     """model-compose 0.4.120's keys that are not this page's own: what each comes to here."""
     from .config import model_compose
@@ -75,6 +160,8 @@ def _model_compose_section() -> List[str]:
            "here has is *refused* with the reason. A key neither model-compose nor mc_jupyter knows is an error "
            "with a did-you-mean.", "", "| where | model-compose's key | here |", "|---|---|---|"]
     out += [f"| {where} | {key} | {what} |" for where, key, what in model_compose.reference_rows()]
+    out += ["", "### http-server and http-client", "", "| model-compose's key | here |", "|---|---|"]
+    out += [f"| {_cell(key)} | {_cell(what)} |" for key, what in HTTP_KEYS]
     out += ["", "Tasks of model-compose not built here yet (composing one says so): " +
             ", ".join(f"`{t}`" for t in model_compose.MODEL_COMPOSE_TASKS
                       if t not in TASKS and t not in model_compose.TASK_ALIASES) + ".", ""]
@@ -102,6 +189,7 @@ def render() -> str:
     out += ["## YAML keys", ""]
     for title, model in SECTIONS:
         out += [f"### {title}", ""] + _fields(model) + [""]
+    out += _binding_section()
     out += _model_compose_section()
     out += ["## Magics", ""]
     for name in ("compose", "run_cell", "mc"):
@@ -109,7 +197,8 @@ def render() -> str:
         out += [f"### `{'%%run' if name == 'run_cell' else ('%mc' if name == 'mc' else '%%compose')}`", "", "```",
                 doc.strip(), "```", ""]
     out += ["## Python API", ""]
-    for name in ("compose", "run", "status", "unload", "stop", "logs", "down", "read_config"):
+    for name in ("compose", "run", "inputs", "form", "chat", "compare", "status", "unload", "stop", "logs", "down",
+                 "read_config"):
         fn = getattr(api, name)
         signature = re.sub(r"<[^>]* object at 0x[0-9a-f]+>", "REGISTRY", str(inspect.signature(fn))).replace("'", "")
         out += [f"### `mc_jupyter.{name}{signature}`", "", inspect.getdoc(fn) or "", ""]

@@ -859,7 +859,7 @@ ROWS = [
          "line 7, at `component.text`: `${input.items[]}`: `[]` is not an index", "Use `[0]`"),
     _row("expr-bad-image-format", probe("${input.photo as image;jpeg}"),
          "line 7, at `component.text`: `${input.photo as image;jpeg}`: `;jpeg` is not a format of `image`",
-         "`base64`, `path`, `url`"),
+         "`base64`, `data-uri`, `path`, `url`"),
     _row("expr-format-on-text", probe("${input.text as text;upper}"),
          "line 7, at `component.text`: `${input.text as text;upper}`: `;upper` is not a format of `text`",
          "Only `image` takes a format"),

@@ -197,7 +197,9 @@ PIECES = ["input", "result", "result[]", "response", "response[]", "jobs", "env"
           " as ", "as", "text", "number", "integer", "boolean", "json", "base64", "image", "image;path", "image;url",
           "image;jpeg", ";", "object[]", "object[]/a,b.c", "object[]x", " | ", "|", "0.7", "false", '"x"', "'", '"',
           "${", "}", "{", "2024-02-30", "!!int x", "!!bool x", "&a", "*a", "[1, 2]", "{a: 1}", ":", " ", "\n", "#",
-          "\\", "$"]
+          "\\", "$", "context", "item", "index", "error", "string", "list", "object", "markdown", "audio", "video",
+          "model-3d", "file", "stream", "select", "any", "none", "stream/text", "select/a,b", "audio/wav;base64",
+          "image/png;data-uri", "[1:3]", "@(description x)", "\\$"]
 expr_text = st.lists(st.sampled_from(PIECES) | st.text(max_size=3), max_size=14).map("".join)
 template_text = st.builds(lambda before, body, after: before + "${" + body + after, st.text(max_size=6), expr_text,
                           st.text(max_size=6))

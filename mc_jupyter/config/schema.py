@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, creat
 from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAMES, FORMATS, TASKS, Device,
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
-from .base import ActionHeader, Flag, Named, Number, Strict
+from .base import ActionHeader, Binding, Flag, Named, Number, Strict
 from .model_compose import from_model_compose
 from .positions import Path, Positions, clip, format_path
 
@@ -62,7 +62,7 @@ class ChatMessage(Strict):
 
 #: The parameters that are not numbers; every other one is a number (or a binding that gives one).
 _PARAM_TYPES: Dict[str, Any] = {"do_sample": Flag, "early_stopping": Flag, "return_probabilities": Flag, "normalize": Flag,
-                                "stop_sequences": Union[List[str], str], "pooling": Literal["mean", "cls", "max"],
+                                "stop_sequences": Union[List[str], str], "pooling": Union[Literal["mean", "cls", "max"], Binding],
                                 "negative_prompt": str}
 
 #: Every parameter any task takes (the names come from ``catalog.TASKS``, written once there); which task
