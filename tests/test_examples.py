@@ -42,3 +42,26 @@ def test_quickstart_semantic_search_ranks_the_photosynthesis_document_first(mode
     assert float(ranking[0].split()[0]) > float(ranking[2].split()[0]) + 0.2
     assert "embedder" in text_of(outputs_of(nb, "%mc status")) and "ready" in text_of(outputs_of(nb, "%mc status"))
     assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded embedder"
+
+
+def test_model_compose_files_compose_unchanged_with_notes_inputs_choices_and_a_form(models):
+    nb = execute("model_compose_files.ipynb")
+    composed = text_of(outputs_of(nb, "controller:"))
+    assert "`controller:` is accepted and ignored" in composed
+    assert "model-compose's `on_demand`, `architecture: sbert` have no effect here" in composed
+    inputs = text_of(outputs_of(nb, "%mc inputs")).splitlines()
+    assert inputs[2].split()[:2] == ["sentences", "text[]"] and "The sentences to embed" in inputs[2]
+    assert "mean, cls, max" in inputs[3] and "How token vectors become one" in inputs[3]
+    ran = text_of(outputs_of(nb, "vectors = np.array")).splitlines()
+    assert ran[0].startswith("run ") and len(ran[0].split()[1]) == 32 and ran[0].endswith("384 dimensions")
+    cat_kitten, cat_markets = (float(x.split()[-1]) for x in ran[1].split(","))
+    assert cat_kitten > cat_markets + 0.2
+    error = outputs_of(nb, "pooling: average")
+    assert "`'average'` is not one of the choices `mean`, `cls`, `max`" in text_of(error) + \
+        "".join(o.get("evalue", "") for o in error)
+    form = outputs_of(nb, "form = mc.form()")
+    assert text_of(form).startswith("384 dimensions, run ")
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) and "text/html" in o.get("data", {})
+               for o in form)
+    body = text_of(outputs_of(nb, "print(form.as_run_body())"))
+    assert "pooling: cls" in body and "- A dog sleeps on the sofa." in body
