@@ -435,3 +435,12 @@ components:
     assert found["normalize"].type == "boolean" and found["normalize"].default is True
     out = mc.run(inputs={"sentences": ["a b", "c"]}, registry=registry).output
     assert out["dimensions"] == 32 and len(out["run"]) == 32 and int(out["run"], 16) >= 0
+
+
+@pytest.mark.parametrize("yaml,expected", [
+    ("component:\n  task: text-generation\n  prompt: x\n  stream: true\n", "Write `streaming: true`"),
+    ("component:\n  type: http-client\n  endpoint: http://x/y\n  response_type: buffer\n", "read by its content type"),
+])
+def test_keys_of_an_older_model_compose_say_what_to_write_instead(yaml, expected):
+    message = error_of(yaml)
+    assert "is a key of an older model-compose; 0.4.120 no longer reads it" in message and expected in message

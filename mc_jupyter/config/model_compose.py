@@ -116,8 +116,29 @@ REFUSED_VALUES: Dict[Tuple[str, str], str] = {
 LLAMACPP_KEYS: Dict[str, str] = {"context_length": "n_ctx", "n_ctx": "n_ctx", "n_batch": "n_batch",
                                  "n_threads": "n_threads", "n_gpu_layers": "n_gpu_layers"}
 
+#: Keys of older model-compose files that 0.4.120 no longer reads (it drops them silently): key -> what to write.
+OLDER_KEYS: Dict[str, str] = {
+    "stream": "write `streaming: true` (model-compose 0.4.120 ignores `stream:`, so the reply would not stream there either)",
+    "response_type": "remove it: the response is read by its content type (JSON, text, or bytes for audio and images)",
+}
+
 #: model-compose's ``quantization: {type, compute_dtype, double_quant}`` keys.
 QUANTIZATION_KEYS = ("type", "compute_dtype", "double_quant")
+
+
+def check_older_keys(raw: Dict[str, Any], path: Path, positions: Positions) -> None:
+    """A key of an older model-compose (``stream:``, ``response_type:``) on a component or its actions: an
+    error that says what 0.4.120 (and mc_jupyter) reads instead."""
+    places = [(path, raw)]
+    if isinstance(raw.get("action"), dict):
+        places.append((path + ("action",), raw["action"]))
+    if isinstance(raw.get("actions"), list):
+        places += [(path + ("actions", i), a) for i, a in enumerate(raw["actions"]) if isinstance(a, dict)]
+    for where, fields in places:
+        for key, fix in OLDER_KEYS.items():
+            if key in fields:
+                raise ConfigError(f"`{key}:` is a key of an older model-compose; 0.4.120 no longer reads it",
+                                  **positions.where(where + (key,)), hint=fix[0].upper() + fix[1:] + ".")
 
 
 def from_model_compose(raw: Dict[str, Any], path: Path, positions: Positions, notes: List[str]) -> Dict[str, Any]:
@@ -289,6 +310,8 @@ def reference_rows() -> List[Tuple[str, str, str]]:
              for task, ps in NOTED_PARAMS.items()]
     rows += [(f"params ({task})", f"`{a}`", f"the same as `{b}`") for task, m in PARAM_ALIASES.items()
              for a, b in m.items()]
+    rows += [("component or action", f"`{k}:`", f"refused (an older model-compose's key): {why}")
+             for k, why in OLDER_KEYS.items()]
     rows += [("component", "`architecture: auto`", "the same as leaving it out (inferred from the model)")]
     rows += [(f"component ({task})", f"`architecture: {a}`", f"refused: {why}" if why else
               "noted: transformers reads the architecture from the model's config")

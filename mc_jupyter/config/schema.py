@@ -20,7 +20,7 @@ from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAME
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
 from .base import ActionHeader, Binding, Flag, Named, Number, Strict
-from .model_compose import from_model_compose
+from .model_compose import check_older_keys, from_model_compose
 from .positions import Path, Positions, clip, format_path
 
 CudaIndex = Annotated[str, StringConstraints(pattern=r"^cuda:\d+$")]
@@ -403,6 +403,7 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
         raise ConfigError(f"unknown component type `{clip(kind)}`{did_you_mean(kind, COMPONENT_TYPES)}",
                           **positions.where(path + ("type",)), hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
     cls = ModelComponent if kind == "model" else HttpComponent
+    check_older_keys(raw, path, positions)
     if cls is ModelComponent:
         raw = from_model_compose(raw, path, positions, notes if notes is not None else [])
         _check_names(raw, path, positions)
