@@ -60,6 +60,8 @@ MEDIA_TYPES = ("image", "audio", "video", "model-3d", "file")
 FORMATS = ("path", "url", "data-uri", "base64")
 IMAGE_FORMATS = ("path", "url", "base64")
 STREAM_FORMATS = ("text", "json")
+#: An older model-compose's stream formats (``as text;sse-text``): read as ``stream/text`` / ``stream/json``.
+OLDER_STREAM_FORMATS = ("sse-text", "sse-json")
 CONTEXT_KEYS = ("run_id", "task_id", "workflow_id")
 STREAM_SOURCES = ("result[]", "response[]")
 #: model-compose's condition operators (``ConditionOperator``), for ``?`` and a map's ``where``.
@@ -384,7 +386,10 @@ def _parse_type(text: str, body: str, yaml_path: Path, line: Optional[int]):
                      "Write them as `audio/pcm[sample_rate=16000,channels=1]`.")
     if rest.startswith(";"):
         fmt, rest = rest[1:].strip(), ""
-        if fmt not in FORMATS:
+        if fmt in OLDER_STREAM_FORMATS and name in ("text", "string", "json", "object") and not subtype:
+            # an older model-compose's `as text;sse-text` / `;sse-json`: today's `as stream/text` / `stream/json`
+            name, subtype, fmt = "stream", fmt[len("sse-"):], None
+        elif fmt not in FORMATS:
             raise _error(f"`${{{body}}}`: `;{fmt}` is not a format of `{name}`{did_you_mean(fmt, FORMATS)}",
                          yaml_path, line, f"Formats (how a text value holds the data): {choices_text(FORMATS)}.")
     if rest.strip():

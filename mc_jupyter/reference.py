@@ -79,6 +79,7 @@ BINDING_FORMS = [
     ("`${input.x @(description Message to send)}`", "an annotation: `%mc inputs`, `mc.form` and help show the description"),
     ("`${output as stream/text}`, `stream/json`", "the text (chunks joined) / the parsed JSON; live display follows "
                                                   "`streaming:`"),
+    ("`${output as text;sse-text}`, `;sse-json`", "an older model-compose's spelling of `stream/text`, `stream/json`"),
     ("`${input.image as image/png}`, `image/png;base64`, `;data-uri`", "a PIL image; on an image, base64 of its PNG bytes "
                                                                        "/ a `data:image/png` URI"),
     ("`${x as audio}`, `audio/wav;base64`, `audio/mp3`", "an `mc_jupyter.media.Audio` (bytes, mime type, sample rate) "

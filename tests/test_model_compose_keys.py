@@ -444,3 +444,30 @@ components:
 def test_keys_of_an_older_model_compose_say_what_to_write_instead(yaml, expected):
     message = error_of(yaml)
     assert "is a key of an older model-compose; 0.4.120 no longer reads it" in message and expected in message
+
+
+def test_an_older_sse_text_format_is_todays_stream_text(registry, models):
+    compose(registry, f"""
+workflow:
+  title: Summarize
+  job:
+    component: writer
+    input: ${{input}}
+    output: ${{output as text;sse-text}}
+component:
+  id: writer
+  type: model
+  task: text-generation
+  model: {models['causal']}
+  text: ${{input.text as text}}
+  streaming: true
+  params: {{max_output_length: 5, do_sample: false}}
+""")
+    from tests import reference
+    out = mc.run(inputs={"text": "The sky is"}, registry=registry).output
+    assert out == reference.generate(models["causal"], "The sky is", 5)
+    from mc_jupyter.errors import UserError
+    with pytest.raises(UserError) as info:
+        mc.compose("component:\n  task: text-generation\n  prompt: ${input.x as text;sse-xml}\n", dry_run=True,
+                   registry=registry)
+    assert "`;sse-xml` is not a format" in str(info.value)
