@@ -471,3 +471,15 @@ component:
         mc.compose("component:\n  task: text-generation\n  prompt: ${input.x as text;sse-xml}\n", dry_run=True,
                    registry=registry)
     assert "`;sse-xml` is not a format" in str(info.value)
+
+
+def test_gateways_and_tunnels_are_said_to_be_out_of_scope_when_composed():
+    config = read_config("gateway:\n  type: ssh-tunnel\n  port: 8090\ncomponent:\n  task: text-embedding\n  text: x\n")
+    assert any("`gateway:` is accepted and ignored: gateways and tunnels are out of scope here" in n
+               for n in config.notes)
+    from mc_jupyter.errors import UserError
+    with pytest.raises(UserError) as info:
+        mc.compose("component:\n  type: http-client\n  endpoint: http://x/y\n"
+                   "  body: {callback: 'http://${gateway:8090.public_address}/cb'}\n", dry_run=True,
+                   registry=__import__("mc_jupyter.registry", fromlist=["Registry"]).Registry())
+    assert "gateway" in str(info.value) and "public address" in str(info.value)

@@ -161,6 +161,17 @@ class Workflow(Named):
 IGNORED_SECTIONS = ("controller", "webui", "listener", "listeners", "gateway", "gateways",
                     "logger", "loggers", "system", "systems", "tracer", "tracers")
 TOP_LEVEL = ("component", "components", "workflow", "workflows") + IGNORED_SECTIONS
+_NO_FRONT_END = "a notebook has no HTTP front end"
+_OUT_OF_SCOPE = ("gateways and tunnels are out of scope here: they give a server a public address, which a notebook "
+                 "does not have (`${gateway:...}` and callback completions are refused where they are used)")
+_IGNORED_WHY = {"gateway": _OUT_OF_SCOPE, "gateways": _OUT_OF_SCOPE,
+                "listener": "a notebook has no HTTP front end to listen for callbacks on",
+                "listeners": "a notebook has no HTTP front end to listen for callbacks on",
+                "logger": "runs log to the notebook (`%mc logs ID` for a server's)",
+                "loggers": "runs log to the notebook (`%mc logs ID` for a server's)",
+                "tracer": "tracing is not built here", "tracers": "tracing is not built here",
+                "system": "model-compose's external systems are not managed here",
+                "systems": "model-compose's external systems are not managed here"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,7 +283,7 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
     data = _keyed_lists(data, positions)
     for key in IGNORED_SECTIONS:
         if key in data:
-            config.notes.append(f"`{key}:` is accepted and ignored: a notebook has no HTTP front end.")
+            config.notes.append(f"`{key}:` is accepted and ignored: {_IGNORED_WHY.get(key, _NO_FRONT_END)}.")
 
     for path, raw in _items(data, "component", "components", positions):
         spec = _component(raw, path, positions, config.notes)
