@@ -282,10 +282,10 @@ def normalize_http(raw: Dict[str, Any], path: Path, positions: Positions) -> Dic
                     action["headers"] = {**value, **own}
                     for k in value:
                         if k not in own:
-                            _copy_lines(positions, path + ("headers", k), apath + ("headers", k))
+                            positions.copy(path + ("headers", k), apath + ("headers", k))
                 elif key not in action:
                     action[key] = copy.deepcopy(value)
-                    _copy_lines(positions, path + (key,), apath + (key,))
+                    positions.copy(path + (key,), apath + (key,))
     places = [p for p in _action_places(out, path) if p[0] != path or top_action]
     base_path = out.get("base_path")
     if base_path is not None and not isinstance(base_path, str):
@@ -314,16 +314,6 @@ def _action_places(out: Dict[str, Any], path: Path) -> List[tuple]:
     return places
 
 
-def _copy_lines(positions: Positions, old: Path, new: Path) -> None:
-    n = len(old)
-    for p, line in list(positions.lines.items()):
-        if p[:n] == tuple(old):
-            positions.lines.setdefault(tuple(new) + p[n:], line)
-    for p, text in list(positions.written.items()):
-        if p[:n] == tuple(old):
-            positions.written.setdefault(tuple(new) + p[n:], text)
-
-
 def _join(prefix: str, rest: Any) -> Any:
     if rest is None or rest == "":
         return prefix
@@ -341,7 +331,7 @@ def _normalize_manage(out: Dict[str, Any], path: Path, positions: Positions) -> 
     if top:
         out["manage"] = {k: out.pop(k) for k in top}
         for k in top:
-            _copy_lines(positions, path + (k,), path + ("manage", k))
+            positions.copy(path + (k,), path + ("manage", k))
         positions.lines.setdefault(path + ("manage",), positions.line(path + (top[0],)))
         return
     if not isinstance(manage, dict) or "scripts" not in manage:
@@ -360,7 +350,7 @@ def _normalize_manage(out: Dict[str, Any], path: Path, positions: Positions) -> 
             raise ConfigError(f"`{k}:` is given under `manage:` and under `manage.scripts:`",
                               **positions.where(spath + (k,)), hint="Keep one of them.")
         manage[k] = scripts[k]
-        _copy_lines(positions, spath + (k,), path + ("manage", k))
+        positions.copy(spath + (k,), path + ("manage", k))
     out["manage"] = manage
 
 

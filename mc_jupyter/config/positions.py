@@ -53,6 +53,17 @@ class Positions:
         """``path=`` and ``line=`` of a :class:`ConfigError` at ``path``."""
         return dict(path=format_path(path, self.written), line=self.line(path))
 
+    def copy(self, old: Path, new: Path) -> None:
+        """Give ``new`` (and everything under it) the lines of ``old``: a key moved by a normalisation
+        (model-compose's shorthands) keeps the line the user wrote it on."""
+        n = len(old)
+        for p, line in list(self.lines.items()):
+            if p[:n] == tuple(old):
+                self.lines.setdefault(tuple(new) + p[n:], line)
+        for p, text in list(self.written.items()):
+            if p[:n] == tuple(old):
+                self.written.setdefault(tuple(new) + p[n:], text)
+
     def shifted(self, prefix: Path) -> "Positions":
         """The same positions seen from inside ``prefix``."""
         n = len(prefix)

@@ -332,7 +332,7 @@ def _keyed_lists(data: dict, positions: Positions) -> dict:
             return
         items = []
         for i, (item_id, item) in enumerate(value.items()):
-            _copy_lines(positions, path + (key, item_id), path + (key, i))
+            positions.copy(path + (key, item_id), path + (key, i))
             items.append({"id": item_id, **item} if "id" not in item else dict(item))
         container[key] = items
 
@@ -353,16 +353,6 @@ def _keyed_lists(data: dict, positions: Positions) -> dict:
             data[one] = dict(data[one])
             listed(data[one], inner, (one,))
     return data
-
-
-def _copy_lines(positions: Positions, old: Path, new: Path) -> None:
-    n = len(old)
-    for p, line in list(positions.lines.items()):
-        if p[:n] == tuple(old):
-            positions.lines.setdefault(tuple(new) + p[n:], line)
-    for p, text in list(positions.written.items()):
-        if p[:n] == tuple(old):
-            positions.written.setdefault(tuple(new) + p[n:], text)
 
 
 def _both_shapes(data: dict, positions: Positions, one: str, many: str) -> None:
