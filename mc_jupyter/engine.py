@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from .binding import Scope, guard_secrets, render, streams as has_stream_source
-from .config.positions import clip
-from .errors import McJupyterError, RunError, WorkflowError, choices_text, did_you_mean
+from .errors import McJupyterError, RunError
 from .registry import CompiledAction, Entry, Registry, State
-from .workflows import CompiledWorkflow
+from .workflows import resolve_target
 
 
 class StreamSink:
@@ -73,31 +72,6 @@ class RunOutcome:
     @property
     def last(self) -> Optional[JobRecord]:
         return self.jobs[-1] if self.jobs else None
-
-
-def resolve_target(registry: Registry, target: Optional[str]) -> tuple[Optional[CompiledWorkflow], Optional[Entry]]:
-    """A workflow, or a component run as a one-job workflow."""
-    with registry.lock:
-        if target is None and registry.undecided:
-            flows, first = registry.undecided, clip(registry.undecided[0], 40)
-            raise WorkflowError(f"the latest %%compose defines {len(flows)} workflows ({choices_text(map(clip, flows))}) "
-                                f"and marks none `default: true`, so a run without an id does not know which to run",
-                                hint=f"Name one: `%%run {first}` (in Python: mc.run(\"{first}\", ...)), or mark one "
-                                     f"`default: true` in the YAML.")
-        target = target or registry.default_target
-        if target is None:
-            raise WorkflowError("there is nothing to run yet",
-                                hint="Run a %%compose cell first, or name a workflow or component: %%run ID.")
-        if target.startswith("component:"):
-            return None, registry.get(target.split(":", 1)[1])
-        if target in registry.workflows:
-            return registry.workflows[target], None
-        if target in registry.entries:
-            return None, registry.entries[target]
-        choices = list(registry.workflows) + list(registry.entries)
-        raise WorkflowError(f"no workflow or component `{target}`{did_you_mean(target, choices)}",
-                            hint=f"Workflows: {choices_text(registry.workflows) or 'none'}; "
-                                 f"components: {choices_text(registry.entries) or 'none'}.")
 
 
 #: Changes a job's evaluated fields before its driver gets them: ``adjust(entry, fields) -> fields``

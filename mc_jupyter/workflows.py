@@ -97,7 +97,7 @@ def resolve_target(registry: Any, target: Optional[str]) -> Tuple[Optional[Compi
     """``(workflow, None)`` or ``(None, entry)``: what a run of ``target`` runs (a workflow id, a component
     id, ``component:ID``, or None for the latest compose's default), with the run's errors for an unknown
     or undecided target. ``registry`` is the kernel's :class:`~mc_jupyter.registry.Registry` (duck-typed:
-    this layer sits below it); :func:`mc_jupyter.engine.resolve_target` resolves the same way."""
+    this layer sits below it); the engine's runs and the forms resolve through it."""
     with registry.lock:
         if target is None and registry.undecided:
             flows, first = registry.undecided, clip(registry.undecided[0], 40)
