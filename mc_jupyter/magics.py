@@ -93,6 +93,9 @@ class McJupyter(Magics):
         works from Python: ``mc.run(inputs={"text": "$docs"})``. The cell's value is a RunResult:
         ``.output`` is the plain Python value.
 
+        Which inputs a workflow reads (types, ``select/`` choices, defaults, ``@(description ...)``):
+        ``%mc inputs [WORKFLOW]``; the same as a form with a Run button: ``%mc form [WORKFLOW]``.
+
         Example::
 
             %%run -o answer
