@@ -68,7 +68,7 @@ def _fields(model: type[BaseModel]) -> List[str]:
     return rows
 
 
-#: Every ``${...}`` form model-compose 0.4.120 writes, and what it does here (binding.py parses them all).
+#: Every ``${...}`` form model-compose 0.4.120 writes, and what it does here (mc_jupyter.binding parses them all).
 BINDING_FORMS = [
     ("`${input.x}`, `${result.a[0]}`, `${jobs.ID.output}`, `${env.NAME}`, `${result[]}`",
      "dialect §4 (above the table: sources, paths, defaults)"),
