@@ -130,7 +130,7 @@ HTTP_KEYS = [
     ("`clean`", "after the server's process tree stops (unload, `%mc stop`/`down`, a re-compose that replaces it, "
                 "kernel exit); the next start installs and builds again; a failure is logged, never blocks a stop"),
     ("`manage.working_dir`, `manage.env`", "the folder and environment of every command"),
-    ("`port`", "required here (model-compose defaults to 8000): the port the start command uses is written"),
+    ("`port`", "8000 when not given (model-compose's default; the plan says so)"),
     ("`base_path`", "prefixes every action's `path` and a polling `path` (http-server)"),
     ("`headers` (component)", "merged under each action's own headers; sent with every request"),
     ("`base_url` (component)", "folded into every action; an action's own value wins"),

@@ -226,6 +226,9 @@ class Registry:
             if "max_concurrent_count" in spec.config.model_fields_set and not spec.type.startswith("http-"):
                 plan.notes.append(f"`max_concurrent_count` of `{cid}` has no effect in a notebook (its runs take "
                                   f"turns on the one loaded model).")   # http components limit them for real
+            if spec.type == "http-server" and spec.config.port is None:
+                plan.notes.append(f"http-server `{cid}` gives no `port:`: 8000, model-compose's default (its start "
+                                  f"command must listen there).")
             if "runtime" in spec.config.model_fields_set:
                 plan.notes.append(_runtime_note(cid, spec.config.runtime))
             if isinstance(spec.config, ModelComponent) and spec.config.trust_remote_code:

@@ -1175,13 +1175,14 @@ ROWS = [
           type: http-server
           port: @FREE@
         """), "http-server `nostart` has no `manage.start` command", "type: http-client"),
-    _row("server-without-port", c("""
+    _row("server-port-out-of-range", c("""
         component:
-          id: noport
+          id: farport
           type: http-server
+          port: 70000
           manage:
             start: [sleep, "30"]
-        """), "http-server `noport` has no `port:`", "e.g. `port: 8000`"),
+        """), "line 5, at `component.port`", "65535"),
 ]
 
 

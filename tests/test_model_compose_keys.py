@@ -483,3 +483,11 @@ def test_gateways_and_tunnels_are_said_to_be_out_of_scope_when_composed():
                    "  body: {callback: 'http://${gateway:8090.public_address}/cb'}\n", dry_run=True,
                    registry=__import__("mc_jupyter.registry", fromlist=["Registry"]).Registry())
     assert "gateway" in str(info.value) and "public address" in str(info.value)
+
+
+def test_an_http_server_without_a_port_takes_model_composes_8000(registry):
+    plan = repr(mc.compose("component:\n  id: s\n  type: http-server\n  start: [python, -m, http.server]\n"
+                           "  path: /\n  method: GET\n", dry_run=True, registry=registry))
+    assert "port 8000" in plan and "gives no `port:`: 8000, model-compose's default" in plan
+    from mc_jupyter.drivers.http_components import DEFAULT_PORT
+    assert DEFAULT_PORT == 8000

@@ -231,7 +231,7 @@ def _describe_component(spec: Any) -> str:
         start = (c.manage.start if c.manage else None) or []
         command = " ".join(map(str, start)) if isinstance(start, list) else str(start)
         command = command if len(command) <= 60 else command[:57] + "..."
-        return f"http-server · start `{command}` · port {c.port}"
+        return f"http-server · start `{command}` · port {8000 if c.port is None else c.port}"
     if spec.type == "http-client":
         fields = spec.actions[spec.default_action].fields
         return f"http-client · {fields.get('endpoint') or fields.get('base_url') or 'no endpoint'}"

@@ -54,6 +54,10 @@ def number(component_id: str, field: str, value: Any, raw: Any = None, integer: 
     raise ConfigError(f"component `{component_id}`: `{field}`{source} must be {kind}; {shown}", hint=fix)
 
 
+#: An http-server's port when the YAML gives none: model-compose's default.
+DEFAULT_PORT = 8000
+
+
 class HttpClient(Driver):
     """A server that already runs: each action's ``endpoint`` (or ``base_url`` and ``path``).
 
@@ -229,9 +233,7 @@ class HttpServer(HttpClient):
                                    "component or under `manage:`, or use `type: http-client` for a server that "
                                    "already runs.")
         if port in (None, ""):
-            raise ConfigError(f"http-server `{cid}` has no `port:`",
-                              hint="Give the port the server listens on, e.g. `port: 8000` (model-compose assumes "
-                                   "8000; here it is written out, so the port the start command uses is explicit).")
+            port = DEFAULT_PORT      # model-compose's default (the plan says so)
         port = number(cid, "port", port, config.port, integer=True, bounds=PORTS)
         ready_timeout = DEFAULT_READY_TIMEOUT if ready_timeout in (None, "") else \
             number(cid, "manage.ready_timeout", ready_timeout, manage.ready_timeout)
