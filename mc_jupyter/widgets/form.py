@@ -68,10 +68,26 @@ LONG_WORDS = ("paragraph", "document", "article", "long", "multi-line", "multili
 #: ``runner(values, sink) -> RunResult``: how the form runs (``mc.form`` passes ``mc.run`` on its target).
 Runner = Callable[[Dict[str, Any], Any], Any]
 
-_HELP = "color:#666;font-size:11px;margin:0 0 2px 8px"
-_MESSAGE = "color:#b00020;font-size:12px;margin:0 0 2px 8px;white-space:pre-wrap"
-_NOTE = "color:#555;font-size:12px;margin:4px 0;white-space:pre-wrap"
+_HELP = "color:#666;font-size:11px;line-height:1.4;white-space:normal;overflow-wrap:anywhere;margin:0 0 2px {indent}"
+_MESSAGE = "color:#b00020;font-size:12px;line-height:1.4;margin:0 0 2px {indent};white-space:pre-wrap"
+_NOTE = "color:#555;font-size:12px;line-height:1.4;margin:4px 0;white-space:pre-wrap"
 _CELL = "border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top"
+#: ipywidgets puts ``2 * --jp-widgets-inline-margin`` (8px) between a description and its input.
+_LABEL_GAP = 8
+#: A short input's own width (a dropdown, a number), beside its description.
+_SHORT_INPUT = 280
+
+
+def label_width(fields: Sequence[InputField]) -> int:
+    """One description width for every field of a form (px), so that the inputs line up under one another
+    and the help lines start under them: the longest label's, about 7.5 px a character, within 4 to 24
+    characters (a longer label is cut with an ellipsis by ipywidgets; its tooltip has it whole)."""
+    longest = max((len(_label(f)) for f in fields), default=4)
+    return int(min(max(longest, 4), 24) * 7.5) + 6
+
+
+def _label(f: InputField) -> str:
+    return (f.name or "input (the whole input, YAML)") + (" *" if required(f) else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -315,6 +331,8 @@ class FormWidget:
         self._error: Optional[BaseException] = None
         self.result: Any = None
         self.error_text = ""
+        self._width = label_width(self.inputs)
+        self._indent = f"{self._width + _LABEL_GAP}px"     # under the inputs: the help and message lines
         self.fields: Dict[str, Field] = {f.name: self._field(f) for f in self.inputs}
         self.button = w.Button(description="Run", button_style="primary", icon="play",
                                tooltip=f"Run {target} with these values")
@@ -324,7 +342,10 @@ class FormWidget:
         title = w.HTML(f"<b>{html.escape(target)}</b>" + ("" if self.inputs else
                        " <span style='color:#666'>(reads no inputs)</span>"))
         self.view = w.VBox([title] + [f.box for f in self.fields.values()] + [self.button, self.status, self.output])
-        self.view.add_class("mc-jupyter-form")
+        for part, name in ((self.view, "mc-jupyter-form"), (title, "mc-jupyter-form-title"),
+                           (self.button, "mc-jupyter-form-run"), (self.status, "mc-jupyter-form-status"),
+                           (self.output, "mc-jupyter-form-output")):
+            part.add_class(name)
         for name, value in _flat(values or {}, self.fields).items():
             self.set(name, value)
 
@@ -332,22 +353,29 @@ class FormWidget:
     def _field(self, spec: InputField) -> Field:
         import ipywidgets as w
         kind = kind_of(spec)
-        label = (spec.name or "input (the whole input, YAML)") + (" *" if required(spec) else "")
+        label = _label(spec)
         tip = spec.description or ("required" if required(spec) else "optional")
-        style, wide = {"description_width": "initial"}, w.Layout(width="100%")
+        style, wide = {"description_width": f"{self._width}px"}, w.Layout(width="100%")
+        short = w.Layout(width=f"{self._width + _LABEL_GAP + _SHORT_INPUT}px", max_width="100%")
+        row = None
         default = spec.default if spec.has_default else None
         preview = None
         if kind == "select":
-            widget = w.Dropdown(options=list(spec.choices), value=None, description=label, style=style)
+            widget = w.Dropdown(options=list(spec.choices), value=None, description=label, style=style, layout=short)
         elif kind == "int":
-            widget = w.IntText(value=_number(default, int), description=label, style=style)
+            widget = w.IntText(value=_number(default, int), description=label, style=style, layout=short)
         elif kind == "float":
-            widget = w.FloatText(value=_number(default, float), description=label, style=style)
+            widget = w.FloatText(value=_number(default, float), description=label, style=style, layout=short)
         elif kind == "bool":
             widget = w.Checkbox(value=bool(default) if default is not None else False, description=label,
-                                indent=False)
+                                indent=True, style=style)       # indented: the box under the other inputs
         elif kind in ("image", "audio"):
-            widget = w.FileUpload(accept=f"{kind}/*", multiple=spec.is_list, description=label)
+            widget = w.FileUpload(accept=f"{kind}/*", multiple=spec.is_list,
+                                  description="Choose files" if spec.is_list else "Choose a file")
+            # the label beside the button, as wide as the other fields' descriptions
+            row = w.HBox([w.HTML(f'<div style="text-align:right">{html.escape(label)}</div>',
+                                 layout=w.Layout(width=f"{self._width}px", margin=f"0 {_LABEL_GAP - 4}px 0 0")),
+                          widget])
             widget.observe(lambda change, name=spec.name: self._uploaded(name, change["new"]), "value")
             if kind == "image":
                 preview = w.Image(format="png", layout=w.Layout(max_width="160px", max_height="160px"))
@@ -365,10 +393,18 @@ class FormWidget:
             widget = w.Text(value="" if default is None else str(default), description=label,
                             placeholder=placeholder, style=style, layout=wide)
         widget.tooltip = tip
-        help_line = w.HTML(f'<div style="{_HELP}">{html.escape(spec.description)}</div>' if spec.description else "")
+        help_line = w.HTML(f'<div style="{self._style(_HELP)}">{html.escape(spec.description)}</div>'
+                           if spec.description else "")       # a VBox stretches it to the form's width
         message = w.HTML()
-        children = [widget] + ([preview] if preview is not None else []) + [help_line, message]
+        if preview is not None:
+            preview.layout.margin = f"2px 0 2px {self._indent}"
+        children = [row or widget] + ([preview] if preview is not None else []) + [help_line, message]
         made = Field(spec, kind, widget, help_line, message, w.VBox(children), preview)
+        # classes a page (and a browser test) can find each part by: the field's box, its help, its message
+        made.box.add_class("mc-jupyter-form-field")
+        made.box.add_class(f"mc-jupyter-form-{kind}")
+        help_line.add_class("mc-jupyter-form-help")
+        message.add_class("mc-jupyter-form-message")
         if kind == "select" and default is not None:
             self._choose(made, default)
         return made
@@ -388,13 +424,15 @@ class FormWidget:
         f.preview.format = (f.uploads[0].type or "image/png").split("/")[-1]
         f.preview.layout.display = ""
 
-    @staticmethod
-    def _choose(f: Field, value: Any) -> None:
+    def _style(self, style: str) -> str:
+        return style.format(indent=self._indent)
+
+    def _choose(self, f: Field, value: Any) -> None:
         if value in f.input.choices:
             f.invalid, f.widget.value = None, value
         else:
             f.invalid, f.widget.value = value, None
-            f.message.value = f'<div style="{_MESSAGE}">' + html.escape(scrub(
+            f.message.value = f'<div style="{self._style(_MESSAGE)}">' + html.escape(scrub(
                 f"`{clip(value, 40)}` is not one of the choices: {', '.join(f.input.choices)}.")) + "</div>"
 
     # -- the Python side -------------------------------------------------------------------------
@@ -464,7 +502,7 @@ class FormWidget:
                 f.message.value = ""
             except InputError as e:
                 found[f.name] = scrub(str(e))
-                f.message.value = f'<div style="{_MESSAGE}">{html.escape(found[f.name])}</div>'
+                f.message.value = f'<div style="{self._style(_MESSAGE)}">{html.escape(found[f.name])}</div>'
         return found
 
     def _values(self) -> Dict[str, Any]:
@@ -573,7 +611,8 @@ class FormWidget:
         self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.value = f'<div style="{_MESSAGE if error else _NOTE}">{html.escape(scrub(text))}</div>'
+        self.status.value = (f'<div style="{_MESSAGE.format(indent="0") if error else _NOTE}">'
+                             f'{html.escape(scrub(text))}</div>')
 
     def close(self) -> None:
         self.view.close()
@@ -612,7 +651,7 @@ class FormWidget:
             for f in self.fields.values())
         out = ""
         if self.error_text:
-            out = f'<div style="{_MESSAGE}">{html.escape(self.error_text)}</div>'
+            out = f'<div style="{_MESSAGE.format(indent="0")}">{html.escape(self.error_text)}</div>'
         elif self.result is not None:
             bundle = self.result._repr_mimebundle_() if hasattr(self.result, "_repr_mimebundle_") else {}
             if bundle.get("text/html"):
