@@ -320,7 +320,8 @@ class FormWidget:
     :meth:`as_run_body`, :meth:`wait`; :attr:`result` is the last RunResult."""
 
     def __init__(self, target: str, fields: Sequence[InputField], runner: Runner,
-                 values: Optional[Dict[str, Any]] = None):
+                 values: Optional[Dict[str, Any]] = None, title: Optional[str] = None,
+                 description: Optional[str] = None):
         import ipywidgets as w
         self.target = target
         # ``${input}`` (the whole input, a component that takes it as it is) is one YAML field, named ""
@@ -330,17 +331,28 @@ class FormWidget:
         self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self.result: Any = None
+        self._display_id: Optional[str] = None      # set when shown: the output a run refreshes
         self.error_text = ""
         self._width = label_width(self.inputs)
         self._indent = f"{self._width + _LABEL_GAP}px"     # under the inputs: the help and message lines
         self.fields: Dict[str, Field] = {f.name: self._field(f) for f in self.inputs}
+        # the button and the status under the inputs, too
         self.button = w.Button(description="Run", button_style="primary", icon="play",
                                tooltip=f"Run {target} with these values")
         self.button.on_click(lambda _: self._clicked())
-        self.status = w.HTML()
+        self.button.layout.margin = f"6px 0 2px {self._indent}"
+        self.status = w.HTML(layout=w.Layout(margin=f"0 0 0 {self._indent}"))
         self.output = w.Output()
-        title = w.HTML(f"<b>{html.escape(target)}</b>" + ("" if self.inputs else
-                       " <span style='color:#666'>(reads no inputs)</span>"))
+        # the workflow's `title:` and `description:` (model-compose's web UI shows them), else its id
+        self.title, self.description = title or target, description or ""
+        heading = f"<b>{html.escape(scrub(self.title))}</b>"
+        if title and title != target:
+            heading += f" <span style='color:#666'>({html.escape(target)})</span>"
+        if not self.inputs:
+            heading += " <span style='color:#666'>(reads no inputs)</span>"
+        if self.description:
+            heading += f"<div style='{_NOTE};margin:0'>{html.escape(scrub(self.description))}</div>"
+        title = w.HTML(heading)
         self.view = w.VBox([title] + [f.box for f in self.fields.values()] + [self.button, self.status, self.output])
         for part, name in ((self.view, "mc-jupyter-form"), (title, "mc-jupyter-form-title"),
                            (self.button, "mc-jupyter-form-run"), (self.status, "mc-jupyter-form-status"),
@@ -570,6 +582,7 @@ class FormWidget:
         except McJupyterError as e:
             self._error = None
             self._say(str(e), error=True)
+            self._refresh_display()
 
     def _start(self) -> None:
         with self._lock:
@@ -605,6 +618,7 @@ class FormWidget:
             self._say(f"Done in {time.perf_counter() - started:.2f} s.")
         finally:
             self.button.disabled = False
+            self._refresh_display()
 
     def _show(self, result: Any) -> None:
         bundle = result._repr_mimebundle_() if hasattr(result, "_repr_mimebundle_") else {"text/plain": repr(result)}
@@ -618,6 +632,27 @@ class FormWidget:
         self.view.close()
 
     # -- display ---------------------------------------------------------------------------------
+    def _ipython_display_(self) -> None:
+        """Shown with a display id, so that a run can refresh the output's static HTML (what a saved
+        notebook and nbconvert show): the bundle built when the cell ran holds the fields as they were
+        then, with no output."""
+        from IPython.display import display
+        if self._display_id is None:
+            self._display_id = f"mc-jupyter-form-{id(self):x}-{time.monotonic_ns():x}"
+        display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
+
+    def _refresh_display(self) -> None:
+        """After a run (or a Run that could not start): the shown output's bundle again, with the values and
+        the last output in its static HTML. The frontend renders the widget's view anew (its state is the
+        same), so a notebook saved now keeps what the form shows."""
+        if self._display_id is None:
+            return
+        try:
+            from IPython.display import update_display
+            update_display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
+        except Exception:           # no kernel to send it to (a form used from a script): nothing to refresh
+            pass
+
     def _repr_mimebundle_(self, include=None, exclude=None) -> Dict[str, Any]:
         bundle = dict(self.view._repr_mimebundle_() or {})
         bundle["text/html"] = self.static_html()
@@ -662,7 +697,8 @@ class FormWidget:
                 out = f"<pre>{html.escape(scrub(str(bundle.get('text/plain', repr(self.result)))))}</pre>"
         table = (f'<table style="border-collapse:collapse;font-size:12px">{rows}</table>' if rows else
                  '<div style="color:#666">(reads no inputs)</div>')
-        return (f'<div class="mc-jupyter-form-static"><b>{html.escape(self.target)}</b> '
+        named = html.escape(scrub(self.title)) + (f" ({html.escape(self.target)})" if self.title != self.target else "")
+        return (f'<div class="mc-jupyter-form-static"><b>{named}</b> '
                 f'<span style="color:#666">(a form: the live widget shows in JupyterLab, Notebook 7, VS Code, '
                 f'Colab)</span>{table}<div>{out}</div></div>')
 
@@ -680,9 +716,11 @@ def _number(value: Any, kind: type, name: str = "") -> Any:
 
 
 def form(target: str, fields: Sequence[InputField], runner: Runner,
-         values: Optional[Dict[str, Any]] = None) -> FormWidget:
-    """A :class:`FormWidget` on ``fields`` (:func:`mc_jupyter.workflows.inputs_of`), run by ``runner``."""
-    return FormWidget(target, fields, runner, values)
+         values: Optional[Dict[str, Any]] = None, title: Optional[str] = None,
+         description: Optional[str] = None) -> FormWidget:
+    """A :class:`FormWidget` on ``fields`` (:func:`mc_jupyter.workflows.inputs_of`), run by ``runner``;
+    ``title`` and ``description`` (a workflow's) head it, else ``target``."""
+    return FormWidget(target, fields, runner, values, title, description)
 
 
 __all__ = ["FormWidget", "InputsTable", "form", "kind_of", "type_text", "Field", "Upload"]
