@@ -330,4 +330,6 @@ def form(target: Optional[str] = None, values: Optional[Mapping[str, Any]] = Non
     def runner(run_values: Dict[str, Any], sink: Optional[StreamSink]) -> RunResult:
         return run(tid, run_values, stream=sink, registry=registry)
 
-    return make_form(tid, fields, runner, dict(values or {}))
+    workflow, _ = resolve_target(registry, tid if target is not None else None)
+    return make_form(tid, fields, runner, dict(values or {}),
+                     title=workflow.spec.title if workflow is not None else None)
