@@ -47,8 +47,10 @@ def _type_name(annotation: Any) -> str:
             return "text"
         return " \\| ".join(f"`{m.value}`" for m in annotation)
     if origin is typing.Union:
-        names = [_type_name(a) for a in args if a is not type(None)]
-        return " or ".join(dict.fromkeys(names))
+        # sorted: typing caches `Union[int, str]` and `Union[str, int]` as one object, so the order written
+        # depends on which was built first (the import order), not on the schema
+        names = [part for a in args if a is not type(None) for part in _type_name(a).split(" or ")]
+        return " or ".join(sorted(dict.fromkeys(names)))
     if origin in (list, List):
         return f"list of {_type_name(args[0])}" if args else "list"
     if origin is dict:
