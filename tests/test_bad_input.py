@@ -681,10 +681,10 @@ ROWS = [
     _row("combo-driver-without-the-task", c("""
         component:
           id: probe
-          task: text-embedding
+          task: image-to-text
           driver: llamacpp
-        """), "line 5, at `component.driver`: the `llamacpp` driver does not do task `text-embedding`",
-         "Drivers for text-embedding: `custom`, `huggingface`."),
+        """), "line 5, at `component.driver`: the `llamacpp` driver does not do task `image-to-text`",
+         "Drivers for image-to-text: `custom`, `huggingface`."),
     _row("combo-text-on-chat", c("""
         component:
           id: probe
@@ -854,7 +854,7 @@ ROWS = [
          "line 7, at `component.text`: the expression `${input.text` has no closing `}`",
          "Write it as `${source.path}`"),
     _row("expr-bad-index", probe("${input.items[abc]}"),
-         "line 7, at `component.text`: `${input.items[abc]}`: `[abc]` is not an index", "Use `[0]`, `[-1]` or `[*]`."),
+         "line 7, at `component.text`: `${input.items[abc]}`: `[abc]` is not an index", "Use `[0]`, `[-1]`, a slice `[1:3]` or `[*]`."),
     _row("expr-empty-index", probe("${input.items[]}"),
          "line 7, at `component.text`: `${input.items[]}`: `[]` is not an index", "Use `[0]`"),
     _row("expr-bad-image-format", probe("${input.photo as image;jpeg}"),
@@ -862,9 +862,10 @@ ROWS = [
          "`base64`, `data-uri`, `path`, `url`"),
     _row("expr-format-on-text", probe("${input.text as text;upper}"),
          "line 7, at `component.text`: `${input.text as text;upper}`: `;upper` is not a format of `text`",
-         "Only `image` takes a format"),
+         "Formats (how a text value holds the data): `base64`, `data-uri`, `path`, `url`."),
     _row("expr-bad-projection", probe("${input.rows as object[]name}"),
-         "line 7, at `component.text`: `${input.rows as object[]name}`: write a projection as `object[]/a,b.c`"),
+         "line 7, at `component.text`: `${input.rows as object[]name}`: unexpected `name` after the type",
+         "Write `as type[]/subtype[attrs];format`"),
     _row("expr-no-source", probe("${}"),
          "line 7, at `component.text`: `${}` does not start with a source", "Valid sources: "),
     _row("expr-env-with-a-path", probe("${env.HOME.dir}"),
