@@ -302,6 +302,10 @@ def test_the_sidebar_follows_the_kernel_through_load_compose_unload_and_restart(
     sidebar_tab = page.locator('.jp-SideBar.jp-mod-right li[data-id="mc-jupyter-sidebar"]')
     sidebar_tab.click()                           # collapsed: nobody is looking, the kernel stops sampling
     assert ui.run(4).strip() == "0"
+    # ... and what it showed is stale: shown again, it says "Connecting" until the kernel's next snapshot
+    # (not a card whose Unload would go to a comm that is not open yet)
+    assert ui.panel.locator(".mc-Sidebar-body").get_attribute("data-status") == "connecting"
+    assert ui.panel.locator(f'[data-component-id="{COMPONENT}"]').count() == 0
     sidebar_tab.click()
     ui.wait_for_status("connected")
     card.wait_for()

@@ -99,6 +99,17 @@ export class SidebarPanel extends Panel {
     super.onAfterHide(msg);
     this._disconnect(true); // nobody is looking: the kernel stops sampling
     this._stopReasking();
+    this._forget();
+  }
+
+  /**
+   * Without a comm the components and figures on screen are stale: say "Connecting" until the next
+   * snapshot (else, shown again, the panel offers Unload on a card the kernel is not yet listening for).
+   */
+  private _forget(): void {
+    if (this._model.status === 'connected' || this._model.status === 'busy') {
+      this._model.setStatus('connecting');
+    }
   }
 
   /** Attach to the notebook's session context (null: no notebook is open). */
@@ -114,6 +125,7 @@ export class SidebarPanel extends Panel {
     this._disconnect(true);
     this._stopReasking();
     this._notLoadedFor = null;
+    this._forget(); // another notebook's components are not this one's
     this._notebook = notebook;
     this._context = notebook?.sessionContext ?? null;
     if (notebook && this._context) {
@@ -135,6 +147,7 @@ export class SidebarPanel extends Panel {
     this._disconnect(true);
     this._stopReasking();
     this._notLoadedFor = null;
+    this._forget();
     this._check();
   }
 
@@ -302,6 +315,7 @@ export class SidebarPanel extends Panel {
         this._model.setStatus('not-loaded', 'The kernel closed the sidebar connection; see its log.');
         return;
       }
+      this._forget();
       this._check(); // e.g. the lease ran out while the page was asleep: open a new comm
     };
     this._comm = comm;
