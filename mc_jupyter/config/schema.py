@@ -20,6 +20,7 @@ from ..catalog import (ARCHITECTURES, COMPONENT_TYPES, DRIVER_NAMES, FORMAT_NAME
                        DeviceMode, DriverName, Format, Precision, Quantization, Task, drivers_for)
 from ..errors import ConfigError, choices_text, did_you_mean
 from .base import ActionHeader, Binding, Flag, Named, Number, Strict
+from .infer_task import infer_task
 from .model_compose import check_older_keys, from_model_compose
 from .positions import Path, Positions, clip, format_path
 
@@ -407,6 +408,10 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
     check_older_keys(raw, path, positions)
     if cls is ModelComponent:
         raw = from_model_compose(raw, path, positions, notes if notes is not None else [])
+        if "task" not in raw:       # spec 8.7: the task the model's files say
+            task = infer_task(raw, path, positions, notes if notes is not None else [])
+            if task is not None:
+                raw = dict(raw, task=task)
         _check_names(raw, path, positions)
         if "task" in raw:           # without one, pydantic's "required key `task` is missing" comes first
             _precheck_params(raw, path, positions)
