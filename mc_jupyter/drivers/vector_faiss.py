@@ -176,6 +176,7 @@ class FaissStore:
             self._rows: Dict[int, Row] = {}
             self._key_to_int: Dict[str, int] = {}
             self._tombstones: set = set()
+            self._norms: Dict[int, float] = {}
             self._next_int, self._generation, self._metadata_bytes = 1, 0, 0
             if self.storage_dir:
                 self._take_folder_lock()
@@ -257,7 +258,10 @@ class FaissStore:
                 self._write(lambda db: self._insert_rows(db, int_ids, ids, keys, matrix, jsons, docs, on_progress),
                             next_int=self._next_int + count)
             self._next_int += count
-            self._add_to_index(matrix, int_ids)
+            for start in range(0, count, _CHUNK):
+                self._add_to_index(matrix[start:start + _CHUNK], int_ids[start:start + _CHUNK])
+                if self._db is None and on_progress is not None and start + _CHUNK < count:
+                    on_progress(start + _CHUNK, count)
             for int_id, value, key, meta, doc, text in zip(int_ids, ids, keys, metadatas, docs, jsons):
                 self._rows[int_id] = (value, meta, doc)
                 self._key_to_int[key] = int_id
@@ -303,7 +307,7 @@ class FaissStore:
                 new = None
                 if matrix is not None:
                     new, next_int = next_int, next_int + 1
-                meta = metadatas[position] if metadatas is not None else self._rows[old][1]
+                meta = metadatas[position] if metadatas is not None else self._rows[old][1] if old is not None else {}
                 plan.append((key, value if old is None else self._rows[old][0], old, new, meta, json.dumps(meta)))
             if self._db is not None:
                 self._write(lambda db: self._update_rows(db, plan, matrix), next_int=next_int)
@@ -438,7 +442,10 @@ class FaissStore:
     def _add_to_index(self, matrix: np.ndarray, int_ids: Sequence[int]) -> None:
         if len(matrix):
             if self.metric == "cosine":
-                matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+                matrix = matrix / norms
+                if self._db is None:  # the index keeps the direction only: keep the length for get()
+                    self._norms.update(zip(int_ids, norms[:, 0].tolist()))
             self._index.add_with_ids(np.ascontiguousarray(matrix, dtype=np.float32), np.asarray(int_ids, np.int64))
 
     def _remove_from_index(self, int_ids: Sequence[int]) -> None:
@@ -511,7 +518,7 @@ class FaissStore:
         if self._db is not None:  # the raw vector (the index holds a normalized one for cosine)
             blob = self._db.execute("SELECT vector FROM vectors WHERE int_id = ?", (int_id,)).fetchone()[0]
             return np.frombuffer(blob, np.float32)
-        return self._index.reconstruct(int_id)
+        return self._index.reconstruct(int_id) * np.float32(self._norms.get(int_id, 1.0))
 
     # ------------------------------------------------------------ SQLite
 
