@@ -267,3 +267,12 @@ def test_bad_streaming_input_fails_before_the_first_chunk(splitter):
         splitter.stream({"text": "x", "chunk_size": 10, "chunk_overlap": 50, "streaming": True}, threading.Event())
     with pytest.raises(InputError, match="`streaming` must be true or false"):
         splitter.wants_stream({"text": "x", "streaming": "maybe"}, False)
+
+
+def test_a_secret_language_is_masked_in_the_message(splitter, monkeypatch):
+    from mc_jupyter.secrets import read_env
+    monkeypatch.setenv("MC_TEST_SPLITTER_SECRET", "pyth0n-s3cret")
+    language = read_env("MC_TEST_SPLITTER_SECRET")
+    with pytest.raises(InputError) as caught:
+        splitter.run({"text": "x", "language": language})
+    assert "pyth0n-s3cret" not in str(caught.value) and "`language: ***`" in str(caught.value)

@@ -16,7 +16,10 @@ With ``streaming: true`` the chunks of one text come one by one, as they are mad
 
 One difference from model-compose, on purpose: when no separator of a custom list (one without
 ``""``) occurs in the text, model-compose returns no chunks at all; here, as in LangChain, the text
-is one piece and is chunked like any other, so nothing is lost.
+is one piece and is chunked like any other, so nothing is lost. And a text that arrives in pieces
+(:func:`iter_chunks`) gives exactly the chunks of the whole text: model-compose's streaming splitter
+settles the separator once ``chunk_size`` characters have come, so a paragraph break that comes later
+is missed there.
 """
 
 from __future__ import annotations
