@@ -148,7 +148,22 @@ COMPONENT_TYPES: Dict[str, Optional[DriverImpl]] = {
     "model": None,
     "http-server": DriverImpl("mc_jupyter.drivers.http_components:HttpServer", (("httpx", "httpx"),)),
     "http-client": DriverImpl("mc_jupyter.drivers.http_components:HttpClient", (("httpx", "httpx"),)),
+    "vector-store": None,    # by its driver: VECTOR_STORES
+    "text-splitter": DriverImpl("mc_jupyter.drivers.text_splitter:TextSplitter"),
 }
+
+#: A vector store's implementation by its ``driver:`` (milvus, qdrant and pinecone are refused at compose).
+VECTOR_STORES: Dict[str, DriverImpl] = {
+    "faiss": DriverImpl("mc_jupyter.drivers.vector_store:FaissVectorStore", (("faiss", "faiss-cpu"),)),
+    "chroma": DriverImpl("mc_jupyter.drivers.vector_store:ChromaVectorStore", (("chromadb", "chromadb"),)),
+}
+
+
+def component_impl(config) -> Optional[DriverImpl]:
+    """The implementation of a component other than a model (its validated ``config``)."""
+    if config.type == "vector-store":
+        return VECTOR_STORES.get(config.driver)
+    return COMPONENT_TYPES.get(config.type)
 
 
 #: Packages a setting needs on top of its driver's.

@@ -227,6 +227,8 @@ def _stream(driver, fields, action: CompiledAction, job_input, sink, job_id, com
             close()
         if sink:
             sink.finish(interrupted)
+    if getattr(driver, "stream_result", "text") == "list":   # a text splitter's chunks: a list, as its run gives
+        return list(raw), list(shown), len(raw), interrupted
     result = "".join(raw) if all(isinstance(c, str) for c in raw) else merge_events(raw)
     output = "".join(shown) if all(isinstance(v, str) for v in shown) else shown
     return result, output, len(raw), interrupted

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .catalog import COMPONENT_TYPES, DRIVERS, DriverImpl, feature_requirements
+from .catalog import DRIVERS, DriverImpl, component_impl, feature_requirements
 from .errors import MissingPackageError, UserError
 
 Say = Callable[[str], None]
@@ -58,7 +58,7 @@ def component_class(config, auto_install: bool = False, say: Optional[Say] = Non
     (driver, task)'s."""
     kind = config.type
     if kind != "model":
-        impl = COMPONENT_TYPES[kind]
+        impl = component_impl(config)
         assert impl is not None
         ensure_packages(impl.requires, f"a `{kind}` component", auto_install, say)
         return _import(impl.target)

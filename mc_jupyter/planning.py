@@ -117,13 +117,13 @@ def refusals(spec: Any) -> List[UserError]:
     """Every refusal a real compose of this component makes before it reads weights, each from the check
     the load itself runs: packages, a driver not built, device / precision / quantization, what a task
     refuses, and a model that is nowhere (a missing path, a hub id outside the cache with the hub off)."""
-    from .catalog import COMPONENT_TYPES, DRIVERS, feature_requirements
+    from .catalog import DRIVERS, component_impl, feature_requirements
     from .errors import MissingPackageError, NotAvailableError
     from .install import missing_packages
 
     config = spec.config
     if spec.type != "model":
-        impl = COMPONENT_TYPES.get(spec.type)
+        impl = component_impl(config)
         missing = missing_packages(impl.requires) if impl is not None else []
         return [MissingPackageError(f"a `{spec.type}` component", [p for _, p in missing], missing[0][0])] \
             if missing else []

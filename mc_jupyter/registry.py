@@ -31,6 +31,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional
 from .binding import compile_value, guard_secrets
 from .config.positions import clip
 from .config.schema import ComponentSpec, ComposeConfig, ModelComponent
+from .config.store_schema import VectorStoreComponent
 from . import progress
 from .devices import human_bytes, release_memory
 from .drivers.base import Driver
@@ -113,8 +114,10 @@ class Entry:
         if self.state is not State.READY:   # a half-done load's figures are not the model's yet; a server's state is
             info = {k: v for k, v in info.items() if k.startswith("server_")}
         m = self.spec.config if isinstance(self.spec.config, ModelComponent) else None
+        store = self.spec.config if isinstance(self.spec.config, VectorStoreComponent) else None
+        driver = _plain(m.driver) if m else (store.driver if store else None)
         return {"id": self.id, "type": self.spec.type, "task": _plain(m.task) if m else None,
-                "driver": _plain(m.driver) if m else None, "model": _model_name(m.model) if m else None,
+                "driver": driver, "model": _model_name(m.model) if m else None, "store": info.get("store"),
                 "device": info.get("device"), "dtype": info.get("dtype"),
                 "quantization": _plain(m.quantization) if m else "none", "parameters": info.get("parameters"),
                 "memory_bytes": info.get("memory_bytes"), "placement": info.get("placement"),

@@ -95,6 +95,7 @@ class Component(TypedDict):
     task: Optional[str]
     driver: Optional[str]
     model: Optional[str]
+    store: Optional[str]           # a vector store: "12 vectors · 384-d · l2 · ./store"
     device: Optional[str]
     dtype: Optional[str]
     quantization: Optional[str]

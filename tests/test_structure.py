@@ -29,7 +29,7 @@ LAYERS = [
     ("errors", ["mc_jupyter.errors"]),
     ("catalog", ["mc_jupyter.catalog", "mc_jupyter.media"]),
     ("config", ["mc_jupyter.config.base", "mc_jupyter.config.http_schema", "mc_jupyter.config.model_compose",
-                "mc_jupyter.config.loader", "mc_jupyter.config.infer_task", "mc_jupyter.config.schema", "mc_jupyter.binding", "mc_jupyter.binding.*"]),
+                "mc_jupyter.config.loader", "mc_jupyter.config.infer_task", "mc_jupyter.config.store_schema", "mc_jupyter.config.schema", "mc_jupyter.binding", "mc_jupyter.binding.*"]),
     ("machine", ["mc_jupyter.devices", "mc_jupyter.install"]),
     ("lifecycle", ["mc_jupyter.drivers.base", "mc_jupyter.drivers.fetch", "mc_jupyter.drivers.sources",
                    "mc_jupyter.servers.*"]),

@@ -17,6 +17,8 @@ export interface IComponent {
   task: string | null;
   driver: string | null;
   model: string | null;
+  /** A vector store: its vectors, dimensions, metric and where it is kept. */
+  store: string | null;
   device: string | null;
   dtype: string | null;
   quantization: string | null;

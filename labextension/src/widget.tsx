@@ -119,6 +119,7 @@ function ComponentCard(props: {
     ['type', c.task ? `${c.type} · ${c.task}` : c.type],
     ['driver', c.driver],
     ['model', c.model],
+    ['store', c.store],
     ['device', placement],
     ['dtype', precision],
     ['memory', c.memory_bytes ? humanBytes(c.memory_bytes) : null],

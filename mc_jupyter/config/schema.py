@@ -133,6 +133,9 @@ class ModelComponent(ModelActionFields, Named):
 
 
 from .http_schema import HttpAction, HttpActionFields, HttpComponent, ManageConfig, normalize_http  # noqa: E402
+from .store_schema import (SPLITTER_ACTION_FIELDS, VECTOR_ACTION_FIELDS, VECTOR_LOAD_FIELDS,  # noqa: E402
+                           SplitterAction, TextSplitterComponent, VectorAction, VectorStoreComponent,
+                           check_vector_action, check_vector_component, implicit_actions)
 
 HTTP_MODELS = (HttpComponent, HttpAction, ManageConfig)
 
@@ -200,7 +203,7 @@ class ComponentSpec:
     default_action: str
     path: Path
     line: Optional[int] = None
-    config: Union["ModelComponent", "HttpComponent", None] = None
+    config: Union["ModelComponent", "HttpComponent", "VectorStoreComponent", "TextSplitterComponent", None] = None
 
     @property
     def task(self) -> Optional[Task]:
@@ -315,6 +318,7 @@ def parse_compose(data: Any, positions: Positions) -> ComposeConfig:
 
 #: The keys that say a mapping is one component (or one workflow), not a mapping of them by id.
 _OWN_KEYS = frozenset(ModelComponent.model_fields) | frozenset(HttpComponent.model_fields) | {"class"} | \
+    frozenset(VectorStoreComponent.model_fields) | frozenset(TextSplitterComponent.model_fields) | \
     frozenset(Workflow.model_fields)
 
 
@@ -404,7 +408,8 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
     if kind not in COMPONENT_TYPES:
         raise ConfigError(f"unknown component type `{clip(kind)}`{did_you_mean(kind, COMPONENT_TYPES)}",
                           **positions.where(path + ("type",)), hint=f"Valid types: {choices_text(COMPONENT_TYPES)}.")
-    cls = ModelComponent if kind == "model" else HttpComponent
+    cls = {"model": ModelComponent, "vector-store": VectorStoreComponent,
+           "text-splitter": TextSplitterComponent}.get(kind, HttpComponent)
     check_older_keys(raw, path, positions)
     if cls is ModelComponent:
         raw = from_model_compose(raw, path, positions, notes if notes is not None else [])
@@ -422,9 +427,16 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
     if isinstance(comp, ModelComponent):
         _check_model_component(comp, path, positions)
         action_fields, action_cls = _MODEL_ACTION_FIELDS, ModelAction
+    elif isinstance(comp, VectorStoreComponent):
+        check_vector_component(comp, raw, path, positions)
+        action_fields, action_cls = VECTOR_ACTION_FIELDS, VectorAction
+    elif isinstance(comp, TextSplitterComponent):
+        action_fields, action_cls = SPLITTER_ACTION_FIELDS, SplitterAction
     else:
         action_fields, action_cls = _HTTP_ACTION_FIELDS, HttpAction
     settings = {k: raw[k] for k in LOAD_FIELDS if k in raw}
+    if isinstance(comp, VectorStoreComponent):
+        settings.update({k: raw[k] for k in VECTOR_LOAD_FIELDS if k in raw})
     if isinstance(comp, ModelComponent):
         settings.setdefault("task", comp.task)
         settings.setdefault("driver", comp.driver)
@@ -453,6 +465,14 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
     if isinstance(comp, ModelComponent):
         for action in actions.values():
             _check_action_fields(comp.task, action, positions)
+    if isinstance(comp, VectorStoreComponent):
+        for action in actions.values():
+            check_vector_action(comp.driver, action.fields, action.path, positions)
+        for method, fields in implicit_actions(actions).items():   # the seed's `action: search` in a job
+            actions[method] = ActionSpec(method, fields, path)
+        if not (top or comp.action is not None or comp.actions):
+            actions.pop("default", None)
+            default_action = "search"
     return ComponentSpec(cid, comp.type, settings, actions, default_action, path, positions.line(path), comp)
 
 

@@ -44,6 +44,12 @@ def as_classification(value: Any) -> Optional[Dict[str, Any]]:
     return None
 
 
+def is_hit(value: Any) -> bool:
+    """A vector store's search hit: ``{id, score, metadata?, distance?, document?}``."""
+    return (isinstance(value, dict) and "id" in value and isinstance(value.get("score"), (int, float))
+            and set(value) <= {"id", "score", "distance", "metadata", "document"})
+
+
 def kind_of(value: Any, task: Optional[str] = None, inputs: Optional[Sequence[Any]] = None) -> str:
     """What ``value`` is, to pick its renderer; ``task`` and the job's input images show some
     outputs beside their inputs (captions, upscaling)."""
@@ -63,6 +69,10 @@ def kind_of(value: Any, task: Optional[str] = None, inputs: Optional[Sequence[An
     if as_embedding(value) is not None:
         return "embedding"
     if isinstance(value, list) and value:
+        if all(is_hit(v) for v in value):
+            return "hits"
+        if all(isinstance(v, list) and all(is_hit(h) for h in v) for v in value) and any(value):
+            return "hit-lists"
         if all(as_classification(v) for v in value):
             return "classifications"
         if all(as_embedding(v) is not None for v in value):
@@ -140,6 +150,46 @@ def render_classifications(results: Sequence[Dict[str, Any]], texts: Optional[Se
         parts.append(render_classification(r, t)["text/html"])
         plain.append(f"{t}: {r['label']} ({r['score']:.3f})")
     return {"text/plain": "\n".join(plain), "text/html": "<hr style='margin:4px 0'>".join(parts)}
+
+
+def _hit_text(hit: Dict[str, Any]) -> str:
+    """The words of a hit: its document, else its metadata's text-like field, else its metadata."""
+    meta = hit.get("metadata") or {}
+    if hit.get("document"):
+        return str(hit["document"])
+    for key in ("text", "document", "content", "chunk", "passage", "title"):
+        if isinstance(meta.get(key), str):
+            return meta[key]
+    return json.dumps(meta, ensure_ascii=False, default=str) if meta else ""
+
+
+def render_hits(hits: Sequence[Dict[str, Any]], title: Optional[str] = None) -> Bundle:
+    """A ranked table of search hits: rank, id, score (a bar), the passage, the other metadata."""
+    top = max((abs(h["score"]) for h in hits), default=1.0) or 1.0
+    rows, plain = [], []
+    for rank, h in enumerate(hits, 1):
+        meta = {k: v for k, v in (h.get("metadata") or {}).items() if _hit_text({"metadata": {k: v}}) != _hit_text(h)}
+        extra = ", ".join(f"{k}: {v}" for k, v in meta.items())
+        text = _hit_text(h)
+        width = max(0.0, h["score"]) / top * 100
+        rows.append(f'<tr><td style="color:#777;text-align:right">{rank}</td><td><code>{_esc(h["id"])}</code></td>'
+                    f'<td style="white-space:nowrap"><span style="display:inline-block;width:60px;background:#eee;'
+                    f'height:10px;border-radius:2px;vertical-align:middle"><span style="display:block;width:{width:.1f}%;'
+                    f'height:10px;background:#2f7ed8;border-radius:2px"></span></span> {h["score"]:.4f}</td>'
+                    f'<td style="white-space:pre-wrap;max-width:520px">{_esc(text if len(text) <= 400 else text[:397] + "...")}'
+                    f'</td><td style="color:#777">{_esc(extra)}</td></tr>')
+        plain.append(f"{rank}. {h['id']}  {h['score']:.4f}  {text[:100]}" + (f"  ({extra})" if extra else ""))
+    head = f'<div style="color:#555;margin-bottom:2px">{_esc(title)}</div>' if title else ""
+    table = (f'<table style="{_BOX};border-collapse:collapse"><thead><tr><th>#</th><th>id</th><th>score</th>'
+             f'<th>passage</th><th>metadata</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return {"text/plain": ((title + "\n") if title else "") + ("\n".join(plain) or "no hits"),
+            "text/html": f'<div style="{_BOX}">{head}{table if hits else "<i>no hits</i>"}</div>'}
+
+
+def render_hit_lists(lists: Sequence[Sequence[Dict[str, Any]]], texts: Optional[Sequence[str]] = None) -> Bundle:
+    parts = [render_hits(hits, texts[i] if texts and i < len(texts) else f"query {i + 1}") for i, hits in enumerate(lists)]
+    return {"text/plain": "\n\n".join(p["text/plain"] for p in parts),
+            "text/html": "<hr style='margin:4px 0'>".join(p["text/html"] for p in parts)}
 
 
 def render_embedding(vector: Sequence[float]) -> Bundle:
@@ -376,6 +426,8 @@ def render(value: Any, texts: Optional[Sequence[str]] = None, footer: str = "", 
         "texts": lambda: render_texts(value, texts),
         "classification": lambda: render_classification(value, texts[0] if texts and len(texts) == 1 else None),
         "classifications": lambda: render_classifications(value, texts),
+        "hits": lambda: render_hits(value),
+        "hit-lists": lambda: render_hit_lists(value, texts),
         "embedding": lambda: render_embedding(as_embedding(value)),
         "embeddings": lambda: render_embeddings([as_embedding(v) for v in value], texts),
         "image": lambda: images.render_image(value),

@@ -162,7 +162,8 @@ class StatusTable:
         device = row.get("device") or ""
         if row.get("placement"):   # a model split by a device map: where each part lives
             device = ", ".join(f"{d} {human_bytes(b)}" for d, b in row["placement"].items())
-        return [row["id"], row["type"], row.get("task") or "", row.get("driver") or "", str(row.get("model") or ""),
+        return [row["id"], row["type"], row.get("task") or "", row.get("driver") or "",
+                str(row.get("model") or row.get("store") or ""),   # a vector store: its vectors, size, place
                 device, row.get("dtype") or "",
                 f"{params / 1e6:.2f} M" if params else "", human_bytes(row.get("memory_bytes")) if row.get(
                     "memory_bytes") else "", row["state"], f"{row['load_seconds']:.2f} s" if row["load_seconds"] else ""]
@@ -235,6 +236,13 @@ def _describe_component(spec: Any) -> str:
     if spec.type == "http-client":
         fields = spec.actions[spec.default_action].fields
         return f"http-client · {fields.get('endpoint') or fields.get('base_url') or 'no endpoint'}"
+    if spec.type == "vector-store":
+        where = c.storage_dir or ("in memory" if c.driver == "faiss" else "./chroma")
+        size = f"{c.dimension}-d · " if c.dimension else ""
+        methods = sorted({a.fields.get("method") for a in spec.actions.values() if a.fields.get("method")})
+        return f"vector-store · {c.driver} · {size}{c.metric} · {where} · methods {', '.join(methods)}"
+    if spec.type == "text-splitter":
+        return "text-splitter · chunks text (model-compose's recursive splitter)"
     model = c.model
     if isinstance(model, dict):
         model = model.get("repository") or model.get("path")
