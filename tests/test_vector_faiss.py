@@ -192,6 +192,19 @@ def test_update_replaces_vectors_and_metadata_and_inserts_unknown_ids():
         assert len(store.search(far, top_k=100)[0]) == 51
 
 
+def test_update_of_documents_keeps_them_across_reopen(tmp_path):
+    vectors, _ = _data(3)
+    with FaissStore(D, storage_dir=str(tmp_path)) as store:
+        store.insert(vectors, ids=[1, 2, 3], documents=["a", "b", "c"], metadata={"k": 0})
+        store.update([2], documents=["B"])
+        store.update([3], vectors=vectors[:1] + 1, metadata={"k": 3})
+    with FaissStore(D, storage_dir=str(tmp_path)) as store:
+        rows = store.get([1, 2, 3, 4])
+        assert [(r["document"], r["metadata"]) for r in rows[:3]] == [("a", {"k": 0}), ("B", {"k": 0}), ("c", {"k": 3})]
+        assert rows[3] is None
+        np.testing.assert_allclose(rows[2]["vector"], vectors[0] + 1, rtol=1e-6)
+
+
 def test_delete_by_ids_by_filter_and_unknown_ids_delete_nothing():
     for index in ("flat", "hnsw"):
         store, vectors, metadata = _store(index=index, n=300)
@@ -315,7 +328,8 @@ BAD_CALLS = [
     (lambda s, v: s.search(v[0], filter=[{"field": 3, "operator": "eq", "value": 1}]), r"`filter\[0\]`: expected"),
     (lambda s, v: s.update([1, 2], vectors=np.ones((2, 4))), r"`vector`: expected dimension 16, got 4"),
     (lambda s, v: s.update([1, 2], vectors=v[:1]), r"`vector`: 1 vectors for 2 ids"),
-    (lambda s, v: s.update([1]), r"update needs `vector` or `metadata`"),
+    (lambda s, v: s.update([1]), r"update needs `vector`, `metadata` or `documents`"),
+    (lambda s, v: s.update([1, 2], documents=["one"]), r"`documents`: 1 texts for 2 vectors"),
     (lambda s, v: s.delete(filter={"cat": {"regex": "a"}}), r"`filter\[0\]\.operator`: unknown operator `regex`"),
 ]
 

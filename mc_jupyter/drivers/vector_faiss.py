@@ -158,7 +158,7 @@ class FaissStore:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"`{name}`: expected a positive integer, got {value!r}")
         self.dimension, self.metric, self.index_kind = dimension, metric, index
-        self.hnsw_m, self.ef_search = hnsw_m, ef_search
+        self.hnsw_m, self._ef_search = hnsw_m, ef_search
         self.storage_dir = os.path.abspath(os.path.expanduser(storage_dir)) if storage_dir else None
         self._lock = threading.RLock()
         self._db: Optional[sqlite3.Connection] = None
@@ -232,6 +232,20 @@ class FaissStore:
                 os.fsync(handle.fileno())
             os.replace(temporary, path)
 
+    @property
+    def ef_search(self) -> int:
+        """hnsw: candidates kept while walking the graph (higher: better recall, slower); settable."""
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"`ef_search`: expected a positive integer, got {value!r}")
+        with self._lock:
+            self._ef_search = value
+            if self._opened and self.index_kind == "hnsw":
+                _faiss().downcast_index(self._index.index).hnsw.efSearch = value
+
     # ------------------------------------------------------------ writes
 
     def insert(self, vectors: Any, ids: Any = None, metadata: Any = None, documents: Any = None,
@@ -271,8 +285,9 @@ class FaissStore:
             return list(ids)
 
     def update(self, ids: Any, vectors: Any = None, metadata: Any = None,
-               insert_if_not_exist: bool = True) -> List[Id]:
-        """Replace the vector and/or metadata of stored ids (metadata is replaced whole, as in model-compose).
+               insert_if_not_exist: bool = True, documents: Any = None) -> List[Id]:
+        """Replace the vector, metadata and/or document of stored ids (metadata is replaced whole, as in
+        model-compose; what is not given is kept).
 
         An unknown id is inserted when ``insert_if_not_exist`` (it then needs a vector), else an error
         naming it; nothing is written on any error. Returns the ids in order.
@@ -287,9 +302,10 @@ class FaissStore:
             matrix = None if vectors is None else self._matrix([vectors] if single else vectors, "vector")
             if matrix is not None and len(matrix) != count:
                 raise InputError(f"`vector`: {len(matrix)} vectors for {count} ids in `vector_id`; give one each")
-            if metadata is None and matrix is None:
-                raise InputError("update needs `vector` or `metadata` (or both) for the ids in `vector_id`")
+            if metadata is None and matrix is None and documents is None:
+                raise InputError("update needs `vector`, `metadata` or `documents` for the ids in `vector_id`")
             metadatas = None if metadata is None else self._metadatas(metadata, count)
+            docs = None if documents is None else self._documents(documents, count)
             keys = [str(i) for i in ids]
             if len(set(keys)) != count:
                 raise InputError(f"`vector_id`: repeated ids {sorted({k for k in keys if keys.count(k) > 1})}")
@@ -300,7 +316,7 @@ class FaissStore:
             if unknown and matrix is None:
                 raise InputError(f"`vector`: ids {_few(unknown)} are not in the store and would be inserted, "
                                  "which needs their vectors; give `vector` or set insert_if_not_exist: false")
-            plan = []  # (key, value, old int id or None, new int id or None, metadata, metadata json)
+            plan = []  # (key, value, old int id or None, new int id or None, metadata, metadata json, document)
             next_int = self._next_int
             for position, (value, key) in enumerate(zip(ids, keys)):
                 old = self._key_to_int.get(key)
@@ -308,23 +324,23 @@ class FaissStore:
                 if matrix is not None:
                     new, next_int = next_int, next_int + 1
                 meta = metadatas[position] if metadatas is not None else self._rows[old][1] if old is not None else {}
-                plan.append((key, value if old is None else self._rows[old][0], old, new, meta, json.dumps(meta)))
+                doc = docs[position] if docs is not None else self._rows[old][2] if old is not None else None
+                plan.append((key, value if old is None else self._rows[old][0], old, new, meta, json.dumps(meta), doc))
             if self._db is not None:
                 self._write(lambda db: self._update_rows(db, plan, matrix), next_int=next_int)
             self._next_int = next_int
-            self._remove_from_index([old for _, _, old, new, _, _ in plan if old is not None and new is not None])
+            self._remove_from_index([step[2] for step in plan if step[2] is not None and step[3] is not None])
             if matrix is not None:
-                self._add_to_index(matrix, [new for _, _, _, new, _, _ in plan])
-            for key, value, old, new, meta, text in plan:
+                self._add_to_index(matrix, [step[3] for step in plan])
+            for key, value, old, new, meta, text, document in plan:
                 int_id = new if new is not None else old
-                document = None
                 if old is not None:
-                    _, old_meta, document = self._rows.pop(old)
-                    self._metadata_bytes -= len(json.dumps(old_meta)) + len(key)
+                    _, old_meta, old_document = self._rows.pop(old)
+                    self._metadata_bytes -= len(json.dumps(old_meta)) + len(key) + len(old_document or "")
                 self._rows[int_id] = (value, meta, document)
                 self._key_to_int[key] = int_id
-                self._metadata_bytes += len(text) + len(key)
-            return [value for _, value, _, _, _, _ in plan]
+                self._metadata_bytes += len(text) + len(key) + len(document or "")
+            return [step[1] for step in plan]
 
     def delete(self, ids: Any = None, filter: Any = None) -> List[Id]:
         """Delete by ids, by ``filter``, or both (the ids that match it); returns the deleted ids.
@@ -630,15 +646,15 @@ class FaissStore:
                 on_progress(stop, total)
 
     def _update_rows(self, db, plan, matrix) -> None:
-        for position, (key, value, old, new, meta, text) in enumerate(plan):
+        for position, (key, value, old, new, meta, text, document) in enumerate(plan):
             if old is None:
-                db.execute("INSERT INTO vectors VALUES (?, ?, ?, ?, ?, NULL)",
-                           (new, key, isinstance(value, int), matrix[position].tobytes(), text))
+                db.execute("INSERT INTO vectors VALUES (?, ?, ?, ?, ?, ?)",
+                           (new, key, isinstance(value, int), matrix[position].tobytes(), text, document))
             elif new is None:
-                db.execute("UPDATE vectors SET metadata = ? WHERE int_id = ?", (text, old))
+                db.execute("UPDATE vectors SET metadata = ?, document = ? WHERE int_id = ?", (text, document, old))
             else:
-                db.execute("UPDATE vectors SET int_id = ?, vector = ?, metadata = ? WHERE int_id = ?",
-                           (new, matrix[position].tobytes(), text, old))
+                db.execute("UPDATE vectors SET int_id = ?, vector = ?, metadata = ?, document = ? WHERE int_id = ?",
+                           (new, matrix[position].tobytes(), text, document, old))
 
     # ------------------------------------------------------------ validation
 
