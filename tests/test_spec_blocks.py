@@ -1,11 +1,16 @@
-"""Every YAML block of sections 8.1 to 8.4 (and 8.5) of the contract does what its text says.
+"""Every YAML block of sections 8.1 to 8.5 and 8.7 of the contract does what its text says.
 
 The blocks are read verbatim from ``tests/data/local-models.md`` (a byte-exact copy of
 ``spec/local-models.md``), named by section and position (``8.3.1#1`` is the first block of 8.3.1),
 and checked against the table :data:`CASES`: one entry per block, so a block added to the chapter
 fails :func:`test_every_block_of_8_1_to_8_5_has_a_case` until it gets an expectation. The only
 edits allowed are the ones a case records in ``replace`` (a huge ``max_output_length`` lowered for a
-CPU test). Sections 8.6 (serving frameworks) and 8.7 (tips) are out of scope here.
+CPU test). Section 8.6 (serving frameworks) is out of scope here.
+
+The 8.7 tips name models by ids no test builds otherwise (``large-model``, ``small-model``, a 13B Llama):
+:func:`stand_ins` lays the tiny Llama out in the offline hub cache under the first two and the real
+published 13B config (no weights) under the third, so the blocks without ``task:`` infer it from
+``config.json`` (:mod:`mc_jupyter.config.infer_task`) the way they would from the real repositories.
 
 Every failing case also checks that the registry is exactly as before: the registry is first given
 a ready ``default`` component, which the failing block would replace, and it must survive intact.
@@ -24,13 +29,12 @@ import torch
 
 import mc_jupyter as mc
 from mc_jupyter.errors import (BindingError, ConfigError, DeviceError, MissingPackageError, ModelLoadError,
-                               NotAvailableError,
                                UserError, WorkflowError)
 from tests import reference
 
 SPEC = Path(__file__).parent / "data" / "local-models.md"
 SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "local-models.md"
-IN_SCOPE = ("8.1", "8.2", "8.3", "8.4", "8.5")
+IN_SCOPE = ("8.1", "8.2", "8.3", "8.4", "8.5", "8.7")
 SECRET = "hf_SECRET_marker_123"
 
 
@@ -169,7 +173,9 @@ def cpu_row(task: str, model: str, dtype: str = "float32") -> Dict[str, Any]:
 NO_SUCH_PATH = ("/path/to/model", "does not exist")
 CUDA = ("`device: cuda`", "no CUDA GPU", "device: cpu")
 PEFT = ("`peft_adapters:`", "not available yet")
-BARE_PEFT = ("unknown section `peft_adapters`", "component")
+# a fragment composed alone: the message says it is part of a component, and where it goes
+BARE_PEFT = ("unknown section `peft_adapters`", "`peft_adapters:` belongs inside a `component:`")
+CACHE_87 = "/data/model-cache"
 
 CASES: Dict[str, Case] = {
     # 8.1 Basic usage
@@ -228,6 +234,20 @@ CASES: Dict[str, Case] = {
     "8.5#5": Case("error", error=ConfigError, message=BARE_PEFT, dry_run_ok=False),
     "8.5#6": Case("error", error=ConfigError, message=BARE_PEFT, dry_run_ok=False),
     "8.5#7": Case("error", error=ConfigError, message=BARE_PEFT, dry_run_ok=False),
+    # 8.7 Performance tips (no `task:` in most: inferred from the stand-ins' config.json)
+    # two alternatives under one `component:` key: YAML keeps only the last, so the loader refuses it;
+    # test_the_two_precision_alternatives_compose_each_alone composes each half
+    "8.7#1": Case("error", error=ConfigError, message=("the key `component` appears twice", "line 9"),
+                  dry_run_ok=False),
+    "8.7#2": Case("error", error=DeviceError, message=CUDA, cuda=True),
+    "8.7#3": Case("load", row=cpu_row("text-classification", "bert-base"), needs="`text:`"),
+    # gpt2 is not in /data/model-cache and composing never downloads: the task cannot be read
+    "8.7#4": Case("error", error=ConfigError,
+                  message=("the required key `task` is missing", "the files of `gpt2` could not be read offline",
+                           f"not in the local Hugging Face cache ({CACHE_87}, revision main)",
+                           f"huggingface-cli download gpt2 --cache-dir {CACHE_87}", "`text-generation`"),
+                  dry_run_ok=False),
+    "8.7#5": Case("error", error=DeviceError, message=CUDA, cuda=True),
 }
 
 
@@ -251,9 +271,23 @@ def preload_default(registry, models) -> None:
     mc.compose(f"component:\n  task: text-classification\n  model: {models['classifier']}\n", registry=registry)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def stand_ins(models, hub_cache, tmp_path_factory) -> None:
+    """The 8.7 blocks' models in the offline hub cache: the tiny Llama as ``large-model`` and
+    ``small-model``, the published 13B Llama config (no weights) as ``meta-llama/Llama-2-13b-hf``
+    (``bert-base``, ``gpt2`` and the 70B id are tiny_models' own)."""
+    from tests import tiny_models
+    for repo in ("large-model", "small-model"):
+        tiny_models.place_in_hub_cache(hub_cache, repo, models["causal"])
+    tiny_models.place_config_only(hub_cache, "meta-llama/Llama-2-13b-hf", tiny_models.LLAMA_13B_CONFIG,
+                                  tmp_path_factory.mktemp("llama-13b"))
+
+
 @pytest.fixture
 def case_env(request, monkeypatch):
     case: Case = CASES[request.param]
+    if CACHE_87 in BLOCKS[request.param] and Path(CACHE_87).exists():
+        pytest.skip(f"{CACHE_87} exists on this machine: the block may find its model there")
     for name, value in case.env.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)
@@ -286,7 +320,7 @@ def test_blocks_are_named_by_section_and_position():
     assert any(b.startswith("8.6#") for b in BLOCKS) and any(b.startswith("8.7#") for b in BLOCKS)
 
 
-def test_every_block_of_8_1_to_8_5_has_a_case():
+def test_every_block_in_scope_has_a_case():
     assert sorted(b for b in BLOCKS if in_scope(b)) == sorted(CASES)
 
 
@@ -427,3 +461,52 @@ def test_the_rag_workflow_names_each_missing_component(registry, models):
     assert "job `search` uses component `vector-store`, which is not defined" in str(failure.value)
     assert failure.value.path == "workflow.jobs[1].component"
     assert registry_state(registry) == before
+
+
+def _inferred_note(cid: str, task: str, arch: str, model: str) -> str:
+    return f"note: component `{cid}` has no `task:`: `{task}`, from config.json (architectures: {arch}) of `{model}`"
+
+
+def test_the_two_precision_alternatives_compose_each_alone(registry, models):
+    """8.7#1 holds two alternatives under one key; each half, composed alone, does what its comment says."""
+    gpu, cpu = BLOCKS["8.7#1"].split("\n# CPU only\n")
+    assert gpu.startswith("# With GPU\ncomponent:") and cpu.startswith("component:\n  type: model\n  model: small-model")
+    # with a GPU: float16 on cuda; the task comes from large-model's config.json (then the device is refused here)
+    dry = mc.compose(gpu, registry=registry, dry_run=True)
+    assert _inferred_note("default", "text-generation", "LlamaForCausalLM", "large-model") in repr(dry)
+    assert dry.plan.components["default"].settings["task"] == "text-generation"
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError) as failure:
+            mc.compose(gpu, registry=registry)
+        assert all(part in str(failure.value) for part in CUDA)
+        assert registry.snapshot() == []
+    # CPU only: float32 on the CPU, loaded for real
+    view = mc.compose(cpu, registry=registry)
+    assert _inferred_note("default", "text-generation", "LlamaForCausalLM", "small-model") in repr(view)
+    [row] = registry.snapshot()
+    assert {k: row[k] for k in cpu_row("text-generation", "small-model")} == cpu_row("text-generation", "small-model")
+
+
+def test_the_quantization_tip_infers_its_task_from_the_13b_config(registry, models):
+    dry = mc.compose(BLOCKS["8.7#2"], registry=registry, dry_run=True)
+    assert _inferred_note("default", "text-generation", "LlamaForCausalLM", "meta-llama/Llama-2-13b-hf") in repr(dry)
+    settings = dry.plan.components["default"].settings
+    assert (settings["task"], settings["quantization"], settings["device"]) == ("text-generation", "int8", "cuda")
+
+
+def test_the_model_caching_tip_says_its_cache_dir_holds_no_gpt2_and_how_to_fill_it(registry, models):
+    if Path(CACHE_87).exists():
+        pytest.skip(f"{CACHE_87} exists on this machine")
+    with pytest.raises(ConfigError) as failure:
+        mc.compose(BLOCKS["8.7#4"], registry=registry, dry_run=True)
+    error = failure.value
+    assert (error.path, error.line) == ("component", 2)       # the block's first line is its comment
+    assert error.bare_message == ("the required key `task` is missing, and the files of `gpt2` could not be read "
+                                  "offline to infer it: it is not in the local Hugging Face cache "
+                                  f"({CACHE_87}, revision main), and composing never downloads")
+    assert error.hint.endswith(f"or download the model first where there is a network (`huggingface-cli download "
+                               f"gpt2 --cache-dir {CACHE_87}`) and compose again.")
+    # with `task:` written, the same block composes and the load says where it looked
+    with_task = BLOCKS["8.7#4"].replace("  type: model\n", "  type: model\n  task: text-generation\n", 1)
+    dry = mc.compose(with_task, registry=registry, dry_run=True)
+    assert "would refuse `default`" in repr(dry) and CACHE_87 in repr(dry) and registry.snapshot() == []
