@@ -234,6 +234,13 @@ def test_persistence_across_close_and_open_and_in_a_fresh_process(tmp_path):
     (tmp_path / CACHE_FILE).unlink()  # a missing cache is rebuilt from SQLite
     with FaissStore(D, "cosine", storage_dir=str(tmp_path), index="hnsw") as store:
         assert [h["id"] for h in store.search(vectors[5], top_k=1)[0]] == ["d5"]
+        store.delete(["d7"])  # a tombstone, kept in the cache
+    stamp = (tmp_path / CACHE_FILE).stat().st_mtime_ns
+    with FaissStore(D, "cosine", storage_dir=str(tmp_path), index="hnsw", ef_search=300) as store:
+        assert store._index.hnsw.efSearch == 300 and store._tombstones  # the hnsw cache, reused
+        assert store.count == 198 and "d7" not in {h["id"] for h in store.search(vectors[7], top_k=5)[0]}
+        store.insert(vectors[7], ids="d7")
+    assert (tmp_path / CACHE_FILE).stat().st_mtime_ns != stamp
     (tmp_path / CACHE_FILE).write_bytes(b"MCFAISS1\nnot json\n")  # a broken one too
     code = f"""
         import numpy as np

@@ -21,7 +21,7 @@ component's Driver, :mod:`mc_jupyter.drivers.vector_store`, turns an action into
   INTO the faiss search (an ``IDSelectorBatch`` in ``SearchParameters``), so ``top_k`` hits come back
   whenever that many rows match (hnsw: an exact pass over the matching rows tops up a graph search that
   found fewer).
-* **index**: ``flat`` is exact (``IndexFlatL2``/``IndexFlatIP`` in an ``IndexIDMap2``); ``hnsw`` is
+* **index**: ``flat`` is exact (``IndexFlatL2``/``IndexFlatIP``, with our own position -> id map); ``hnsw`` is
   ``IndexHNSWFlat(d, hnsw_m)`` searched with ``ef_search``. HNSW cannot remove vectors: deleted and
   replaced ones are tombstones excluded by a selector, compacted away when they pass a fifth of the index.
 
@@ -177,6 +177,7 @@ class FaissStore:
             self._key_to_int: Dict[str, int] = {}
             self._tombstones: set = set()
             self._norms: Dict[int, float] = {}
+            self._ids_at = np.zeros(0, np.int64)
             self._next_int, self._generation, self._metadata_bytes = 1, 0, 0
             if self.storage_dir:
                 self._take_folder_lock()
@@ -223,10 +224,11 @@ class FaissStore:
             header = json.dumps({**self._identity(), "generation": self._generation, "rows": len(self._rows),
                                  "next_int": self._next_int, "tombstones": sorted(self._tombstones)}).encode()
             data = _faiss().serialize_index(self._index)
+            ids = self._ids_at.astype("<i8").tobytes()
             path = os.path.join(self.storage_dir, CACHE_FILE)
             temporary = f"{path}.{os.getpid()}.tmp"
             with open(temporary, "wb") as handle:
-                handle.write(_CACHE_MAGIC + header + b"\n")
+                handle.write(_CACHE_MAGIC + header + b"\n" + len(ids).to_bytes(8, "little") + ids)
                 handle.write(memoryview(data))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -244,7 +246,7 @@ class FaissStore:
         with self._lock:
             self._ef_search = value
             if self._opened and self.index_kind == "hnsw":
-                _faiss().downcast_index(self._index.index).hnsw.efSearch = value
+                self._index.hnsw.efSearch = value
 
     # ------------------------------------------------------------ writes
 
@@ -446,29 +448,38 @@ class FaissStore:
     # ------------------------------------------------------------ faiss
 
     def _new_index(self):
+        """A bare faiss index: rows are positions 0..ntotal-1 and ``self._ids_at[position]`` is the row id.
+        (Not an ``IndexIDMap``: its label translation is an OpenMP loop, and a parallel region on a busy
+        2-core machine costs milliseconds per single-vector search.)"""
         faiss = _faiss()
         flat_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
         if self.index_kind == "hnsw":
-            base = faiss.IndexHNSWFlat(self.dimension, self.hnsw_m, flat_metric)
-            base.hnsw.efSearch = self.ef_search
-        else:
-            base = faiss.IndexFlatL2(self.dimension) if self.metric == "l2" else faiss.IndexFlatIP(self.dimension)
-        return faiss.IndexIDMap2(base)
+            index = faiss.IndexHNSWFlat(self.dimension, self.hnsw_m, flat_metric)
+            index.hnsw.efSearch = self.ef_search
+            return index
+        return faiss.IndexFlatL2(self.dimension) if self.metric == "l2" else faiss.IndexFlatIP(self.dimension)
 
     def _add_to_index(self, matrix: np.ndarray, int_ids: Sequence[int]) -> None:
+        """Append rows; new row ids are always above the stored ones, so ``_ids_at`` stays sorted."""
         if len(matrix):
             if self.metric == "cosine":
                 norms = np.linalg.norm(matrix, axis=1, keepdims=True)
                 matrix = matrix / norms
                 if self._db is None:  # the index keeps the direction only: keep the length for get()
                     self._norms.update(zip(int_ids, norms[:, 0].tolist()))
-            self._index.add_with_ids(np.ascontiguousarray(matrix, dtype=np.float32), np.asarray(int_ids, np.int64))
+            self._index.add(np.ascontiguousarray(matrix, dtype=np.float32))
+            self._ids_at = np.concatenate([self._ids_at, np.asarray(int_ids, np.int64)])
+
+    def _positions(self, int_ids: Any) -> np.ndarray:
+        return np.searchsorted(self._ids_at, np.asarray(int_ids, np.int64)).astype(np.int64)
 
     def _remove_from_index(self, int_ids: Sequence[int]) -> None:
         if not int_ids:
             return
-        if self.index_kind == "flat":
-            self._index.remove_ids(np.asarray(int_ids, np.int64))
+        if self.index_kind == "flat":  # IndexFlat compacts in order: drop the same positions from the map
+            positions = self._positions(int_ids)
+            self._index.remove_ids(_faiss().IDSelectorBatch(positions))
+            self._ids_at = np.delete(self._ids_at, positions)
             return
         self._tombstones.update(int_ids)  # HNSW cannot remove: hide, and compact when they pile up
         if len(self._tombstones) > max(64, self._index.ntotal // 5):
@@ -476,22 +487,23 @@ class FaissStore:
 
     def _compact(self) -> None:
         """Rebuild the hnsw index from its own live vectors, dropping the tombstones."""
-        positions = _faiss().vector_to_array(self._index.id_map)
-        keep = ~np.isin(positions, np.fromiter(self._tombstones, np.int64))
-        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)[keep]
+        keep = ~np.isin(self._ids_at, np.fromiter(self._tombstones, np.int64))
+        vectors = self._index.reconstruct_n(0, self._index.ntotal)[keep]
         self._index, self._tombstones = self._new_index(), set()
-        self._index.add_with_ids(vectors, positions[keep])
+        self._index.add(vectors)
+        self._ids_at = self._ids_at[keep]
 
     def _search_index(self, matrix: np.ndarray, k: int, allowed: Optional[np.ndarray]):
+        """(raw scores, row ids with -1 for none), k per query, best first."""
         faiss = _faiss()
         if self.metric == "cosine":
             matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         hnsw = self.index_kind == "hnsw"
         if allowed is not None:
-            selector = faiss.IDSelectorBatch(allowed)
+            selector = faiss.IDSelectorBatch(self._positions(allowed))
         elif self._tombstones:
-            hidden = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64))
+            hidden = faiss.IDSelectorBatch(self._positions(np.fromiter(self._tombstones, np.int64)))
             selector = faiss.IDSelectorNot(hidden)
         else:
             selector = None
@@ -502,14 +514,15 @@ class FaissStore:
             distances, found = self._index.search(matrix, k, params=params)
         else:
             distances, found = self._index.search(matrix, k, params=faiss.SearchParameters(sel=selector))
+        found = np.where(found >= 0, self._ids_at[np.maximum(found, 0)], -1)
         if hnsw:
             short = np.nonzero((found >= 0).sum(axis=1) < k)[0]
             if len(short):  # a filtered graph walk can miss matches: rank those rows exactly
                 candidates = allowed if allowed is not None else np.fromiter(self._rows, np.int64)
-                exact = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dimension) if self.metric == "l2"
-                                          else faiss.IndexFlatIP(self.dimension))
-                exact.add_with_ids(np.vstack([self._index.reconstruct(int(i)) for i in candidates]), candidates)
-                distances[short], found[short] = exact.search(matrix[short], k)
+                exact = faiss.IndexFlatL2(self.dimension) if self.metric == "l2" else faiss.IndexFlatIP(self.dimension)
+                exact.add(self._index.reconstruct_batch(self._positions(candidates)))
+                distances[short], local = exact.search(matrix[short], k)
+                found[short] = np.where(local >= 0, candidates[np.maximum(local, 0)], -1)
         return distances, found
 
     def _hit(self, int_id: int, raw: Optional[float], output_fields: Optional[Sequence[str]],
@@ -534,7 +547,8 @@ class FaissStore:
         if self._db is not None:  # the raw vector (the index holds a normalized one for cosine)
             blob = self._db.execute("SELECT vector FROM vectors WHERE int_id = ?", (int_id,)).fetchone()[0]
             return np.frombuffer(blob, np.float32)
-        return self._index.reconstruct(int_id) * np.float32(self._norms.get(int_id, 1.0))
+        position = int(self._positions([int_id])[0])
+        return self._index.reconstruct(position) * np.float32(self._norms.get(int_id, 1.0))
 
     # ------------------------------------------------------------ SQLite
 
@@ -609,14 +623,16 @@ class FaissStore:
                 if header != {**self._identity(), "generation": self._generation, "rows": len(self._rows),
                               "next_int": self._next_int, "tombstones": header.get("tombstones")}:
                     return False
+                ids = np.frombuffer(handle.read(int.from_bytes(handle.read(8), "little")), "<i8").astype(np.int64)
                 index = _faiss().deserialize_index(np.frombuffer(handle.read(), np.uint8))
         except (OSError, ValueError, RuntimeError):
             return False
-        if index.ntotal - len(header["tombstones"]) != len(self._rows):
+        tombstones = set(header["tombstones"])
+        if index.ntotal != len(ids) or set(ids.tolist()) != set(self._rows) | tombstones:
             return False
         if self.index_kind == "hnsw":
-            _faiss().downcast_index(index.index).hnsw.efSearch = self.ef_search
-        self._index, self._tombstones = index, set(header["tombstones"])
+            index.hnsw.efSearch = self.ef_search
+        self._index, self._ids_at, self._tombstones = index, ids, tombstones
         return True
 
     def _write(self, body: Callable[[sqlite3.Connection], Any], next_int: Optional[int] = None) -> None:
