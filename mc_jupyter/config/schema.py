@@ -436,7 +436,7 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
         action_fields, action_cls = _HTTP_ACTION_FIELDS, HttpAction
     settings = {k: raw[k] for k in LOAD_FIELDS if k in raw}
     if isinstance(comp, VectorStoreComponent):
-        settings.update({k: raw[k] for k in VECTOR_LOAD_FIELDS if k in raw})
+        settings.update({k: getattr(comp, k) for k in VECTOR_LOAD_FIELDS})   # defaults too: `driver: faiss` or not
     if isinstance(comp, ModelComponent):
         settings.setdefault("task", comp.task)
         settings.setdefault("driver", comp.driver)
