@@ -286,3 +286,18 @@ def test_an_inferred_minilm_embeds_like_sentence_transformers(registry):
     out = mc.run(inputs={"text": "Local models run on your own machine."}, registry=registry).output
     vector = out["embedding"] if isinstance(out, dict) else out
     assert vector == pytest.approx(reference.minilm_embedding("Local models run on your own machine."), abs=1e-5)
+
+
+def test_a_single_pth_file_is_an_upscaler_and_another_lone_file_says_nothing(tmp_path):
+    weights = tmp_path / "RealESRGAN_x4plus.pth"
+    weights.write_bytes(b"\0" * 16)
+    task, [note] = infer({"model": str(weights)})
+    assert task == "image-upscale"
+    assert note == (f"component `default` has no `task:`: `image-upscale`, from the weights file `{weights}` "
+                    f"(.pth: an upscaler's).")
+    other = tmp_path / "weights.bin"
+    other.write_bytes(b"\0" * 16)
+    with pytest.raises(ConfigError) as failure:
+        infer({"model": str(other)})
+    assert failure.value.bare_message == (f"the required key `task` is missing, and the file `{other}` names no "
+                                          f"model that a task here runs")

@@ -470,7 +470,8 @@ def _inferred_note(cid: str, task: str, arch: str, model: str) -> str:
 def test_the_two_precision_alternatives_compose_each_alone(registry, models):
     """8.7#1 holds two alternatives under one key; each half, composed alone, does what its comment says."""
     gpu, cpu = BLOCKS["8.7#1"].split("\n# CPU only\n")
-    assert gpu.startswith("# With GPU\ncomponent:") and cpu.startswith("component:\n  type: model\n  model: small-model")
+    assert gpu.startswith("# With GPU\ncomponent:")
+    assert cpu.startswith("component:\n  type: model\n  model: small-model")
     # with a GPU: float16 on cuda; the task comes from large-model's config.json (then the device is refused here)
     dry = mc.compose(gpu, registry=registry, dry_run=True)
     assert _inferred_note("default", "text-generation", "LlamaForCausalLM", "large-model") in repr(dry)

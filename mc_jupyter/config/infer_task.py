@@ -23,6 +23,7 @@ a diffusers ``model_index.json``              ``image-generation`` (an upscaling
                                               ``image-to-text``; a bare ``*Model`` (no head) →
                                               ``text-embedding``; ``*ForMaskedLM`` → ambiguous
                                               (``text-embedding`` or ``text-classification``)
+a single ``.pth`` file                        ``image-upscale`` (the one task loading one)
 ============================================  ==============================================
 
 Where the files are follows :mod:`mc_jupyter.drivers.sources` (the load-time resolver, which this layer
@@ -122,22 +123,22 @@ def infer_task(raw: dict, path: Path, positions: Positions, notes: List[str]) ->
     tasks = finding.tasks
     allowed = _allowed(driver)
     fitting = tuple(t for t in tasks if t in allowed)
+    of = "" if finding.whole else f" of `{where.name}`"
     if len(fitting) == 1:
         task = fitting[0]
-        of = "" if finding.whole else f" of `{where.name}`"
         extra = finding.extra
         if finding.gguf and driver != "llamacpp":
             extra += "; it needs `driver: llamacpp`"
         notes.append(f"component `{cid}` has no `task:`: `{task}`, from {finding.source}{of}{extra}.")
         return task
     if not tasks:
-        raise ConfigError(f"the required key `task` is missing, and {finding.source} of `{where.name}` names "
+        raise ConfigError(f"the required key `task` is missing, and {finding.source}{of} names "
                           f"no model that a task here runs", **positions.where(path), hint=_hint(allowed))
     if not fitting:
-        raise ConfigError(f"the required key `task` is missing, and {finding.source} of `{where.name}` says "
+        raise ConfigError(f"the required key `task` is missing, and {finding.source}{of} says "
                           f"{_or(tasks)}, which `driver: {driver}` does not do", **positions.where(path),
                           hint=_hint(tasks, driver_note=driver))
-    raise ConfigError(f"the required key `task` is missing, and {finding.source} of `{where.name}` fits more "
+    raise ConfigError(f"the required key `task` is missing, and {finding.source}{of} fits more "
                       f"than one task: {_or(fitting)}", **positions.where(path), hint=_hint(fitting))
 
 
@@ -217,7 +218,10 @@ def _read(where: _Where, driver: Optional[str]) -> Optional[_Finding]:
         if not os.path.exists(folder):
             return None
         if not os.path.isdir(folder):
-            return _Finding((), f"the file `{os.path.basename(folder)}`")
+            if folder.endswith(".pth"):     # a bare PyTorch weights file: only the upscalers load one here
+                return _Finding(("image-upscale",), f"the weights file `{where.name}` (.pth: an upscaler's)",
+                                whole=True)
+            return _Finding((), f"the file `{where.name}`", whole=True)
     else:
         folder = _snapshot(where)
         if folder is None:
