@@ -137,6 +137,29 @@ def test_a_selective_filter_still_returns_top_k_hits_inside_the_faiss_search():
         assert len(store.search(query, top_k=50, filter={"rare": True})[0]) == 12
 
 
+def test_filters_over_mixed_and_missing_values_follow_the_row_rules():
+    from mc_jupyter.drivers.vector_faiss import matches
+
+    values = [3, 3.0, "3", None, True, [3], {"a": 1}, 2021, "zeta"]
+    metadata = [{"v": v} for v in values] + [{}, {"other": 1}]
+    vectors, _ = _data(len(metadata))
+    store = FaissStore(D).open()
+    store.insert(vectors, ids=list(range(len(metadata))), metadata=metadata)
+    def matching(conditions):
+        return [store._rows[i][0] for i in store._matching(conditions).tolist()]
+
+    for value in (3, "3", None, True, [3], 2020, "b"):
+        for operator in ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not-in"):
+            conditions = normalize_filter([{"field": "v", "operator": operator, "value": value}])
+            expected = [i for i, m in enumerate(metadata) if matches(m, conditions)]
+            assert matching(conditions) == expected, (operator, value)
+    assert matching(normalize_filter({"v": 3})) == [0, 1]  # 3 == 3.0, as in Python
+    assert matching(normalize_filter({"v": True})) == [4]
+    assert matching(normalize_filter({"v": {"neq": None}})) == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10]
+    assert matching(normalize_filter({"v": {"gt": 2000}})) == [7]
+    assert matching(normalize_filter({"v": {"in": [[3], "zeta"]}})) == [5, 8]
+
+
 def test_the_shorthand_filter_means_the_same_as_the_condition_list():
     store, vectors, metadata = _store()
     query = vectors[5]

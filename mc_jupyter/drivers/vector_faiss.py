@@ -117,7 +117,7 @@ def _matches_condition(metadata: Dict[str, Any], field: str, operator: str, valu
     if operator == "eq":
         return present and have == value
     if operator == "neq":
-        return have != value
+        return not (present and have == value)
     if operator in ("in", "not-in"):
         choices = value if isinstance(value, (list, tuple, set)) else [value]
         return (present and have in choices) == (operator == "in")
@@ -127,6 +127,43 @@ def _matches_condition(metadata: Dict[str, Any], field: str, operator: str, valu
         return {"gt": have > value, "gte": have >= value, "lt": have < value, "lte": have <= value}[operator]
     except TypeError:  # "abc" > 3: no match, as a database would not match it
         return False
+
+
+class _Missing:
+    """A field a row's metadata lacks (in a cached column); equal to nothing but itself."""
+
+    def __eq__(self, other: Any) -> bool:
+        return other is self
+
+    def __ne__(self, other: Any) -> bool:
+        return other is not self
+
+    __hash__ = object.__hash__
+
+
+_MISSING = _Missing()
+_SCALARS = (str, int, float, bool, type(None))
+_COMPARE = {"gt": np.greater, "gte": np.greater_equal, "lt": np.less, "lte": np.less_equal}
+
+
+def _column_mask(values: np.ndarray, present: np.ndarray, field: str, operator: str, value: Any) -> np.ndarray:
+    """``_matches_condition`` over a column (object array; ``present``: the rows that have the field)."""
+    try:
+        if operator in ("eq", "neq") and isinstance(value, _SCALARS):
+            equal = present & (values == value).astype(bool)
+            return equal if operator == "eq" else ~equal
+        if operator in _COMPARE and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            out = np.zeros(len(values), bool)
+            out[present] = _COMPARE[operator](values[present], value).astype(bool)
+            return out
+        if operator in ("in", "not-in"):
+            choices = set(value if isinstance(value, (list, tuple, set)) else [value])
+            inside = present & np.fromiter((v in choices for v in values), bool, len(values))
+            return inside if operator == "in" else ~inside
+    except TypeError:  # unhashable or incomparable values: the row-by-row rules below
+        pass
+    return np.fromiter((_matches_condition({} if v is _MISSING else {field: v}, field, operator, value)
+                        for v in values), bool, len(values))
 
 
 def matches(metadata: Dict[str, Any], conditions: Sequence[Tuple[str, str, Any]]) -> bool:
@@ -178,6 +215,7 @@ class FaissStore:
             self._tombstones: set = set()
             self._norms: Dict[int, float] = {}
             self._ids_at = np.zeros(0, np.int64)
+            self._columns: Optional[Dict[str, Any]] = None
             self._next_int, self._generation, self._metadata_bytes = 1, 0, 0
             if self.storage_dir:
                 self._take_folder_lock()
@@ -282,6 +320,7 @@ class FaissStore:
                 self._rows[int_id] = (value, meta, doc)
                 self._key_to_int[key] = int_id
                 self._metadata_bytes += len(text) + len(key) + len(doc or "")
+            self._columns = None
             if on_progress is not None:
                 on_progress(count, count)
             return list(ids)
@@ -342,6 +381,7 @@ class FaissStore:
                 self._rows[int_id] = (value, meta, document)
                 self._key_to_int[key] = int_id
                 self._metadata_bytes += len(text) + len(key) + len(document or "")
+            self._columns = None
             return [step[1] for step in plan]
 
     def delete(self, ids: Any = None, filter: Any = None) -> List[Id]:
@@ -363,7 +403,7 @@ class FaissStore:
                 targets = list(dict.fromkeys(self._key_to_int[str(i)] for i in ids))
                 targets = [t for t in targets if matches(self._rows[t][1], conditions)]
             else:
-                targets = [t for t, row in self._rows.items() if matches(row[1], conditions)]
+                targets = self._matching(conditions).tolist()
             if not targets:
                 return []
             if self._db is not None:
@@ -376,6 +416,7 @@ class FaissStore:
                 del self._key_to_int[str(value)]
                 self._metadata_bytes -= len(json.dumps(meta)) + len(str(value)) + len(doc or "")
                 deleted.append(value)
+            self._columns = None
             return deleted
 
     # ------------------------------------------------------------ reads
@@ -397,7 +438,7 @@ class FaissStore:
                 raise InputError(f"`output_fields`: expected a list of metadata keys, got {output_fields!r}")
             conditions = normalize_filter(filter)
             if conditions:
-                allowed = np.fromiter((t for t, row in self._rows.items() if matches(row[1], conditions)), np.int64)
+                allowed = self._matching(conditions)
             else:
                 allowed = None
             live = len(self._rows) if allowed is None else len(allowed)
@@ -444,6 +485,26 @@ class FaissStore:
     def __repr__(self) -> str:
         return (f"FaissStore({self.index_kind}, {self.metric}, d={self.dimension}, vectors={self.count}, "
                 f"{self.storage_dir or 'memory'})")
+
+    def _matching(self, conditions: Sequence[Tuple[str, str, Any]]) -> np.ndarray:
+        """The row ids whose metadata passes every condition (as :func:`matches` decides), sorted.
+
+        Evaluated a column at a time over per-field value arrays cached until the next write: numpy
+        runs the comparisons, and a column whose values do not compare (None, mixed types) falls back
+        to :func:`matches` one row at a time.
+        """
+        if self._columns is None:
+            self._columns = {"": np.fromiter(self._rows, np.int64, len(self._rows))}
+        ids = self._columns[""]
+        mask = np.ones(len(ids), bool)
+        for field, operator, value in conditions:
+            if field not in self._columns:
+                values = np.empty(len(ids), object)
+                values[:] = [self._rows[i][1].get(field, _MISSING) for i in ids.tolist()]
+                self._columns[field] = (values, values != _MISSING)
+            values, present = self._columns[field]
+            mask &= _column_mask(values, present, field, operator, value)
+        return np.sort(ids[mask])
 
     # ------------------------------------------------------------ faiss
 

@@ -97,9 +97,9 @@ def bench_search(store: FaissStore, queries: np.ndarray) -> dict:
         start = time.perf_counter()
         store.search(query, top_k=TOP_K, filter={"cat": 3})
         filtered.append(time.perf_counter() - start)
-    _, found = store._index.search(queries[:5], TOP_K)  # the same answers (faiss ids are the store's row ids)
+    _, found = store._index.search(queries[:5], TOP_K)  # the same answers (faiss positions -> row ids -> ids)
     assert ([[h["id"] for h in hits] for hits in store.search(queries[:5], top_k=TOP_K)]
-            == [[store._rows[int(i)][0] for i in row] for row in found])
+            == [[store._rows[int(store._ids_at[i])][0] for i in row] for row in found])
     return {"direct": direct, "store": through, "filtered": filtered}
 
 
@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--ef", type=int, nargs="*", default=[64, 128, 256, 512])
+    parser.add_argument("--ef", type=int, nargs="*", default=[64, 256, 1024])
     args = parser.parse_args()
     import faiss
 
