@@ -65,3 +65,21 @@ def test_model_compose_files_compose_unchanged_with_notes_inputs_choices_and_a_f
                for o in form)
     body = text_of(outputs_of(nb, "print(form.as_run_body())"))
     assert "pooling: cls" in body and "- A dog sleeps on the sofa." in body
+
+
+def test_rag_chunks_embeds_inserts_and_the_right_passage_ranks_first(models):
+    nb = execute("rag.ipynb")
+    indexed = text_of(outputs_of(nb, "for document, topic in zip")).splitlines()
+    assert indexed == [f"{t} → 2 chunks" for t in ("landmarks", "food", "computing", "biology", "geography")]
+    assert "10 vectors · 384-d · cosine · in memory" in text_of(outputs_of(nb, "%mc status"))
+    found = text_of(outputs_of(nb, "%%run -o found")).splitlines()
+    assert found[0].split()[0] == "1." and "The Eiffel Tower is a wrought-iron tower in Paris." in found[0]
+    assert "330 metres tall" in found[1] and len([line for line in found if line[:2].rstrip(".").isdigit()]) == 5
+    best = text_of(outputs_of(nb, 'best = found.output[0]'))
+    assert best.startswith("best: The Eiffel Tower is a wrought-iron tower in Paris. (score 0.")
+    sources = text_of(outputs_of(nb, 'print("answer:"')).split("sources:\n")[1].splitlines()
+    assert "[biology]  Leaves turn sunlight" in sources[0] and "[biology]  Photosynthesis" in sources[1]
+    assert len(sources) == 3
+    assert text_of(outputs_of(nb, 'in_topic.output]')).strip() == "['geography', 'geography']"
+    assert "reuse `vector-store`" in text_of(outputs_of(nb, "id: in-topic"))
+    assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chunker, embedder, vector-store, chat"

@@ -314,6 +314,7 @@ NOTEBOOKS = {
     "custom_driver.ipynb": (setup_custom_driver, True),
     "serving.ipynb": (setup_serving, True),
     "model_compose_files.ipynb": (setup_models, True),
+    "rag.ipynb": (setup_models, True),
     # a model name that is not a hub id (buffalo_l, RealESRGAN_x4plus): only the environment holds the token
     "upscaling.ipynb": (setup_upscaling, False),
     "face_embedding.ipynb": (setup_faces, False),
