@@ -411,3 +411,26 @@ def test_hnsw_deletes_are_hidden_then_compacted():
     assert store._index.ntotal == 280 and store.count == 280
     hits = store.search(vectors[200], top_k=3)[0]
     assert hits[0]["id"] == 200 and hits[0]["distance"] == pytest.approx(0, abs=1e-5)
+
+
+def test_a_misspelled_condition_key_is_an_error_not_an_empty_result():
+    store = FaissStore(4)
+    store.open()
+    store.insert([[0.0, 0.0, 0.0, float(i)] for i in range(5)], ids=list(range(5)), metadata=[{"i": i} for i in range(5)])
+    with pytest.raises(InputError, match=r"`filter\[0\]`: a condition has the keys .*got \['field', 'op', 'value'\]"):
+        store.search([[0.0, 0.0, 0.0, 1.0]], filter=[{"field": "i", "op": "lt", "value": 3}])
+    hits = store.search([[0.0, 0.0, 0.0, 1.0]], filter=[{"field": "i", "value": 3}])[0]   # operator: eq by default
+    assert [h["id"] for h in hits] == [3]
+
+
+def test_hnsw_with_a_narrow_filter_equals_exact_search_over_the_matching_rows():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(400, 16)).astype("float32")
+    store = FaissStore(16, "l2", index="hnsw")
+    store.open()
+    store.insert(vectors, ids=list(range(400)), metadata=[{"i": i} for i in range(400)])
+    for query in rng.normal(size=(30, 16)).astype("float32"):
+        hits = store.search([query.tolist()], top_k=10, filter={"i": {"lt": 12}})[0]
+        expected = np.argsort(((vectors[:12] - query) ** 2).sum(axis=1))[:10]
+        assert [h["id"] for h in hits] == expected.tolist()
+    assert len(store.search([vectors[0].tolist()], top_k=20, filter={"i": {"lt": 5}})[0]) == 5

@@ -98,9 +98,15 @@ def normalize_filter(filter: Any) -> List[Tuple[str, str, Any]]:
                          f"{{category: news, year: {{gte: 2020}}}}, got {type(filter).__name__} {filter!r}")
     conditions = []
     for position, item in enumerate(filter):
-        if isinstance(item, dict) and set(item) != {"field", "operator", "value"}:
-            conditions += normalize_filter(item)
+        keys = {"field", "operator", "value"}
+        if isinstance(item, dict) and not set(item) & keys:
+            conditions += normalize_filter(item)   # a shorthand mapping inside the list
             continue
+        if isinstance(item, dict) and not {"field", "value"} <= set(item) <= keys:
+            raise InputError(f"`filter[{position}]`: a condition has the keys `field`, `operator` (default eq) and "
+                             f"`value`; got {sorted(map(str, item))}")
+        if isinstance(item, dict):
+            item = {"operator": "eq", **item}
         if not isinstance(item, dict) or not isinstance(item.get("field"), str):
             raise InputError(f"`filter[{position}]`: expected {{field: NAME, operator: OP, value: V}}, got {item!r}")
         operator = str(item["operator"]).lower().replace("_", "-")
@@ -561,6 +567,16 @@ class FaissStore:
             matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         hnsw = self.index_kind == "hnsw"
+        if hnsw and allowed is not None and len(allowed) <= 4096:
+            # few rows match: rank them exactly (a graph walk restricted to them can miss true neighbours)
+            vectors = self._index.reconstruct_batch(self._positions(allowed))
+            metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+            distances, local = faiss.knn(matrix, vectors, min(k, len(allowed)), metric=metric)
+            if distances.shape[1] < k:
+                pad = k - distances.shape[1]
+                distances = np.pad(distances, ((0, 0), (0, pad)), constant_values=np.nan)
+                local = np.pad(local, ((0, 0), (0, pad)), constant_values=-1)
+            return distances, np.where(local >= 0, allowed[np.maximum(local, 0)], -1)
         if allowed is not None:
             selector = faiss.IDSelectorBatch(self._positions(allowed))
         elif self._tombstones:

@@ -251,24 +251,28 @@ class FaissVectorStore(VectorStoreDriver):
         return self.store.search(queries, top_k=top_k, filter=conditions, output_fields=output_fields)
 
     def insert(self, vectors, ids, metadata, documents, batch, fields):
+        """One call, so one transaction: a bad id in the last batch writes nothing; ``batch_size`` (default
+        1000 rows) moves the progress bar, shown when there is more than one batch."""
         from .. import progress
-        out: list = []
-        parts = _batches(len(vectors), batch)
-        if len(parts) == 1:
+        step = batch or 1000
+        if len(vectors) <= step:
             return self.store.insert(vectors, ids=ids, metadata=metadata, documents=documents)
         with progress.bar(f"inserting into {self.component_id}", total=len(vectors),
                           done=f"inserted {len(vectors)} vectors into {self.component_id}") as bar:
-            for part in parts:
-                out += self.store.insert([vectors[i] for i in part],
-                                         ids=None if ids is None else [ids[i] for i in part],
-                                         metadata=None if metadata is None else [metadata[i] for i in part],
-                                         documents=None if documents is None else [documents[i] for i in part])
-                bar.advance(len(part))
-            bar.finish(f"inserted {len(vectors)} vectors into {self.component_id} in {len(parts)} batches")
+            seen = [0]
+
+            def moved(done: int, total: int) -> None:
+                while done - seen[0] >= step or (done == total and done > seen[0]):
+                    n = min(step, done - seen[0])
+                    bar.advance(n)
+                    seen[0] += n
+            out = self.store.insert(vectors, ids=ids, metadata=metadata, documents=documents, on_progress=moved)
+            bar.finish(f"inserted {len(vectors)} vectors into {self.component_id}")
         return out
 
     def update(self, ids, vectors, metadata, documents, insert_missing, fields):
-        return self.store.update(ids, vectors=vectors, metadata=metadata, insert_if_not_exist=insert_missing)
+        return self.store.update(ids, vectors=vectors, metadata=metadata, insert_if_not_exist=insert_missing,
+                                 documents=documents)
 
     def delete(self, ids, conditions, fields):
         return self.store.delete(ids=ids, filter=conditions)
