@@ -155,7 +155,7 @@ COMPONENT_TYPES: Dict[str, Optional[DriverImpl]] = {
 #: A vector store's implementation by its ``driver:`` (milvus, qdrant and pinecone are refused at compose).
 VECTOR_STORES: Dict[str, DriverImpl] = {
     "faiss": DriverImpl("mc_jupyter.drivers.vector_store:FaissVectorStore", (("faiss", "faiss-cpu"),)),
-    "chroma": DriverImpl("mc_jupyter.drivers.vector_store:ChromaVectorStore", (("chromadb", "chromadb"),)),
+    "chroma": DriverImpl("mc_jupyter.drivers.vector_chroma:ChromaVectorStore", (("chromadb", "chromadb"),)),
 }
 
 
