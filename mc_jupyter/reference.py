@@ -15,7 +15,7 @@ from typing import Any, List
 
 from pydantic import BaseModel
 
-from .config import http_schema, schema
+from .config import http_schema, schema, store_schema
 from .catalog import DriverName, Task, ARCHITECTURES, COMPONENT_TYPES, DRIVERS, FORMATS, TASKS, drivers_for
 
 SECTIONS = [
@@ -31,6 +31,9 @@ SECTIONS = [
     ("`rate_limit:` (http-client; or the shorthand `\"10/1s\"`)", http_schema.RateLimit),
     ("HTTP action fields", schema.HttpAction),
     ("`completion: {type: polling, ...}` (an HTTP action's)", http_schema.PollingCompletion),
+    ("Vector store (`type: vector-store`; `driver: faiss`, the default, or `chroma`)", store_schema.VectorStoreComponent),
+    ("Vector-store action fields (`method: insert | update | search | delete`)", store_schema.VectorAction),
+    ("Text splitter (`type: text-splitter`)", store_schema.TextSplitterComponent),
     ("Workflow (`workflow:` / `workflows:` items)", schema.Workflow),
     ("Job (`job:` / `jobs:` items)", schema.Job),
 ]
@@ -171,6 +174,18 @@ def _model_compose_section() -> List[str]:
     return out
 
 
+_VECTOR_NOTE = (
+    "A vector store's action reads, by `method`: " + "; ".join(
+        f"{m}: " + ", ".join(f"`{k}`" for k in keys) for m, keys in store_schema.METHOD_KEYS.items()) +
+    " (each also `id_field`, `vector_field`, `batch_size`; chroma's also `collection`). Filters: "
+    "`{field: value}`, `{field: {operator: value}}` or a list of `{field, operator, value}`, with the operators " +
+    ", ".join(f"`{o}`" for o in store_schema.FILTER_OPERATORS) + ". A job that names a method the component has "
+    "no action for (`action: search`) sends its `input:` as the request (`vector` is a search's `query`). "
+    "Drivers built: " + ", ".join(f"`{d}`" for d in store_schema.BUILT_VECTOR_DRIVERS) + "; " +
+    ", ".join(f"`{d}`" for d in store_schema.VECTOR_DRIVERS if d not in store_schema.BUILT_VECTOR_DRIVERS) +
+    " are refused at compose (they need a server or a service).")
+
+
 def render() -> str:
     from .magics import McJupyter
     from . import api
@@ -189,6 +204,7 @@ def render() -> str:
         out.append(f"| `{driver}` | {', '.join(t for t, _ in impls)} | {', '.join(FORMATS.get(driver, ()))} | "
                    f"{', '.join(needs) or '—'} |")
     out += ["", "Component types: " + ", ".join(f"`{t}`" for t in COMPONENT_TYPES) + ".", ""]
+    out += [_VECTOR_NOTE, ""]
     out += ["## YAML keys", ""]
     for title, model in SECTIONS:
         out += [f"### {title}", ""] + _fields(model) + [""]
