@@ -59,6 +59,11 @@ class McJupyter(Magics):
         component is reloaded and the old one freed; a cell that fails leaves everything as it was.
         As a line magic, ``%compose -f FILE`` composes a YAML file.
 
+        Component types: ``model`` (a ``task:``; left out, it is read from the model's files),
+        ``http-server`` / ``http-client``, ``vector-store`` (``driver: faiss`` or ``chroma``; actions
+        with ``method: insert | update | search | delete``) and ``text-splitter``. Every key:
+        docs/reference.md.
+
         Example::
 
             %%compose
