@@ -188,7 +188,7 @@ class FaissStore:
     """
 
     def __init__(self, dimension: int, metric: str = "l2", storage_dir: Optional[str] = None,
-                 index: str = "flat", hnsw_m: int = 32, ef_search: int = 64):
+                 index: str = "flat", hnsw_m: int = 32, ef_search: int = 1024):
         if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension < 1:
             raise InputError(f"`dimension`: expected a positive integer, got {dimension!r}")
         if metric not in METRICS:
