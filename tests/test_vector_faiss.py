@@ -399,7 +399,7 @@ def test_describe_memory_and_progress():
     assert store.memory_bytes - empty >= 2500 * D * 4
     assert store.describe() == {"driver": "faiss", "metric": "l2", "index": "hnsw", "dimension": D,
                                 "vectors": 2500, "storage_dir": "memory", "memory_bytes": store.memory_bytes,
-                                "hnsw_m": 8, "ef_search": 64}
+                                "hnsw_m": 8, "ef_search": 1024}
 
 
 def test_hnsw_deletes_are_hidden_then_compacted():
