@@ -61,7 +61,7 @@ def notebook(model: str, cells=None) -> dict:
         "from mc_jupyter import sidebar\n"
         "[panel] = sidebar.open_connections()\n"
         "print(json.dumps({'samples': panel.samples, 'cpu_seconds': panel.sampling_cpu_seconds}))",
-        "for _ in range(100):   # the panel's comm_close may take a moment (it can travel on a subshell)\n"
+        "for _ in range(600):   # the panel's comm_close may take a moment (it can travel on a subshell)\n"
         "    if not sidebar.open_connections():\n"
         "        break\n"
         "    time.sleep(0.05)\n"
