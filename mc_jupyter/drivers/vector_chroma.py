@@ -120,6 +120,7 @@ class ChromaVectorStore(VectorStoreDriver):
         super().__init__(component_id, config)
         self.client = None
         self._where = ""
+        self._open_collections: Dict[str, Any] = {}
 
     # -- the client -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -135,10 +136,12 @@ class ChromaVectorStore(VectorStoreDriver):
             path = os.path.abspath(os.path.expanduser(c.storage_dir or "./chroma"))
             self.client = chromadb.PersistentClient(path=path, settings=_settings(), **extra)
             self._where = c.storage_dir or "./chroma"
+        self._open_collections = {}
         self.source_description = f"chroma {c.mode} · {self._where}"
 
     def unload(self) -> None:
         self.client = None
+        self._open_collections = {}
 
     def store_line(self) -> str:
         """``6 vectors · 384-d · cosine · 1 collection · ./chroma`` (the dimension when all collections share one)."""
@@ -187,6 +190,11 @@ class ChromaVectorStore(VectorStoreDriver):
         return name
 
     def _collection(self, name: str, create: bool):
+        """The collection ``name`` (checked once for its distance, then kept until the next load or a chroma
+        error: a search costs one ``query`` call)."""
+        col = self._open_collections.get(name)
+        if col is not None:
+            return col
         try:
             col = self.client.get_collection(name, embedding_function=None)
         except Exception as e:
@@ -197,13 +205,16 @@ class ChromaVectorStore(VectorStoreDriver):
                 raise InputError(f"`collection`: `{name}` does not exist in the chroma store `{self.component_id}` "
                                  f"({self._where}); it has {choices_text(sorted(have)) if have else 'no collections'}."
                                  f"\n  Insert into it first, or name another. Nothing was changed.") from None
-            return self.client.create_collection(name, metadata={"hnsw:space": self.config.metric},
-                                                 embedding_function=None)
+            col = self.client.create_collection(name, metadata={"hnsw:space": self.config.metric},
+                                                embedding_function=None)
+            self._open_collections[name] = col
+            return col
         space = _space_of(col)
         if space != self.config.metric:
             raise InputError(f"the chroma collection `{name}` was made with the distance `{space}`, but the "
                              f"component says `metric: {self.config.metric}`.\n  A collection keeps its "
                              f"distance: write `metric: {space}`, or use a new collection. Nothing was changed.")
+        self._open_collections[name] = col
         return col
 
     def _check_dimensions(self, col, vectors, name: str) -> None:
@@ -250,7 +261,17 @@ class ChromaVectorStore(VectorStoreDriver):
     # -- one run --------------------------------------------------------------------------------
     def run(self, fields: Dict[str, Any]) -> Any:
         self._fields_collection = self._collection_name(fields)
-        return super().run(fields)
+        try:
+            return super().run(fields)
+        except InputError:
+            raise
+        except Exception:
+            self._open_collections.clear()    # e.g. a collection deleted by another client: look it up again
+            raise
+
+    def reconfigure(self, config: Any) -> None:
+        super().reconfigure(config)
+        self._open_collections.clear()
 
     def search(self, queries, top_k, conditions, output_fields):
         col = self._collection(self._fields_collection, create=False)
