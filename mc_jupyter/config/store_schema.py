@@ -32,7 +32,7 @@ METHOD_KEYS: Dict[str, tuple] = {
 }
 #: The keys a job's input may give an action made by :func:`implicit_actions` (``vector`` is the seed's
 #: name for a search's ``query``).
-IMPLICIT_INPUT_KEYS: Dict[str, tuple] = {m: keys + (("vector",) if m == "search" else ()) + ("batch_size",)
+IMPLICIT_INPUT_KEYS: Dict[str, tuple] = {m: keys + (("vector",) if m == "search" else ()) + ("batch_size", "collection")
                                          for m, keys in METHOD_KEYS.items()}
 
 
