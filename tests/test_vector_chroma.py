@@ -328,14 +328,7 @@ def test_a_chroma_action_without_collection_is_a_compose_error_that_keeps_the_re
 # ------------------------------------------------------------------------------------------------
 # The spec's RAG block (8.3.4#2) verbatim, on a chroma store named `vector-store` and the real MiniLM
 
-DOCS = [
-    "The Eiffel Tower stands in Paris and was finished in 1889.",
-    "Bananas are a yellow fruit rich in potassium.",
-    "Python is a programming language loved for its readability.",
-    "The Great Wall of China is thousands of kilometres long.",
-    "Photosynthesis turns sunlight, water and carbon dioxide into sugar.",
-    "The Pacific is the largest and deepest ocean on Earth.",
-]
+from tests.test_vector_store import DOCS  # noqa: E402  (the same passages as the faiss tests)
 
 
 def rag_store(folder, actions: str) -> str:

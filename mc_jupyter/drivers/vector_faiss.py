@@ -50,6 +50,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from ..config.store_schema import normalize_filter as shorthand_filter
 from ..errors import InputError, did_you_mean
 
 METRICS = ("l2", "ip", "cosine")
@@ -85,14 +86,7 @@ def normalize_filter(filter: Any) -> List[Tuple[str, str, Any]]:
         return []
     if isinstance(filter, dict) and set(filter) == {"field", "operator", "value"}:
         filter = [filter]
-    if isinstance(filter, dict):
-        items = []
-        for field, value in filter.items():
-            if isinstance(value, dict):
-                items += [{"field": field, "operator": op, "value": v} for op, v in value.items()]
-            else:
-                items.append({"field": field, "operator": "eq", "value": value})
-        filter = items
+    filter = shorthand_filter(filter)   # {cat: a} / {year: {gte: 2020}} as conditions
     if not isinstance(filter, (list, tuple)):
         raise InputError(f"`filter`: expected a list of {{field, operator, value}} conditions or a dict like "
                          f"{{category: news, year: {{gte: 2020}}}}, got {type(filter).__name__} {filter!r}")
