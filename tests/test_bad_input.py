@@ -550,7 +550,7 @@ ROWS = [
           id: probe
           type: http-srv
         """), "line 4, at `component.type`: unknown component type `http-srv` (did you mean `http-server`?)",
-         "Valid types: `http-client`, `http-server`, `model`."),
+         "Valid types: `http-client`, `http-server`, `model`, `text-splitter`, `vector-store`."),
     _row("unknown-driver", c("""
         component:
           id: probe
