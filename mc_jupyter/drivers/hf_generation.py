@@ -64,6 +64,56 @@ def group_sequences(decoded: List[str], n: int) -> List[Any]:
     return decoded if n == 1 else [decoded[i:i + n] for i in range(0, len(decoded), n)]
 
 
+def stream_generate(driver: Any, inputs: Dict[str, Any], kwargs: Dict[str, Any],
+                    stop: threading.Event) -> Iterator[str]:
+    """``driver.model.generate(**inputs, **kwargs)`` on a thread, its new text as chunks (the prompt, or an
+    encoder-decoder's start token, skipped): a set ``stop`` ends it at the next token, an exception on
+    the thread reaches the caller, and ``driver.tokens_generated`` counts the steps. Every transformers
+    backend that streams (text-generation, chat-completion, text-to-text) goes through here."""
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    driver.tokens_generated = 0
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kw):
+            import torch
+            driver.tokens_generated += 1
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    streamer = TextIteratorStreamer(driver.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=0.1)
+    failure: List[BaseException] = []
+
+    def work() -> None:
+        import torch
+        try:
+            with torch.inference_mode():
+                driver.model.generate(**inputs, **kwargs, streamer=streamer,
+                                      stopping_criteria=StoppingCriteriaList([_Stop()]))
+        except BaseException as e:  # handed to the caller's thread below
+            failure.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=work, name=f"mc_jupyter-generate-{driver.component_id}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                chunk = next(streamer)
+            except StopIteration:
+                break
+            except queue.Empty:
+                if not thread.is_alive() and streamer.text_queue.empty():
+                    break
+                continue
+            if chunk:
+                yield chunk
+    finally:
+        stop.set()
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
 class _Transformers(HFDriver, TextGenerationTask):
     """What both tasks share on transformers: the fast path, batches, the position check, streaming."""
 
@@ -173,8 +223,6 @@ class _Transformers(HFDriver, TextGenerationTask):
             yield pending
 
     def generate_stream(self, item: Any, params: GenerationParams, stop: threading.Event) -> Iterator[str]:
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
         kwargs = params.transformers(self.tokenizer)
         enc = self.tokenize([item])
         fast = self._fast_args(kwargs)
@@ -185,47 +233,7 @@ class _Transformers(HFDriver, TextGenerationTask):
                 stop.set()
             return
 
-        driver = self
-        self.tokens_generated = 0
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kw):
-                import torch
-                driver.tokens_generated += 1
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=0.1)
-        failure: List[BaseException] = []
-
-        def work() -> None:
-            import torch
-            try:
-                with torch.inference_mode():
-                    self.model.generate(**enc, **kwargs, streamer=streamer,
-                                        stopping_criteria=StoppingCriteriaList([_Stop()]))
-            except BaseException as e:  # handed to the caller's thread below
-                failure.append(e)
-                streamer.end()
-
-        thread = threading.Thread(target=work, name=f"mc_jupyter-generate-{self.component_id}", daemon=True)
-        thread.start()
-        try:
-            while True:
-                try:
-                    chunk = next(streamer)
-                except StopIteration:
-                    break
-                except queue.Empty:
-                    if not thread.is_alive() and streamer.text_queue.empty():
-                        break
-                    continue
-                if chunk:
-                    yield chunk
-        finally:
-            stop.set()
-            thread.join()
-        if failure:
-            raise failure[0]
+        yield from stream_generate(self, enc, kwargs, stop)
 
 
 class TextGeneration(_Transformers):
