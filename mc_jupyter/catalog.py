@@ -19,7 +19,10 @@ def _words(name: str, words: str) -> type:
 
 
 Task = _words("Task", "text-generation chat-completion text-classification text-embedding image-to-text "
-                      "image-generation image-upscale face-embedding")
+                      "image-generation image-upscale face-embedding "
+                      "text-to-text image-text-to-text text-reranking speech-to-text image-embedding "
+                      "vision-text-encoding object-detection image-segmentation depth-estimation "
+                      "image-background-removal")
 DriverName = _words("DriverName", "huggingface vllm unsloth llamacpp custom")
 Quantization = _words("Quantization", "none int8 int4 nf4")
 DeviceMode = _words("DeviceMode", "single auto")
@@ -75,6 +78,45 @@ TASKS: Dict[str, TaskSpec] = {
                                 description="Image generation"),
     Task.IMAGE_UPSCALE: TaskSpec(("image",), ("scale", "tile_size", "batch_size"), description="Image upscaling"),
     Task.FACE_EMBEDDING: TaskSpec(("image",), ("batch_size",), description="Face embedding"),
+    # model-compose 0.4.120's own keys for these tasks (mindor/dsl/schema/action/impl/model/tasks/), each
+    # written once here: the inputs, then every other key of the action (on it or under ``params:``).
+    Task.TEXT_TO_TEXT: TaskSpec(("text",), ("max_input_length", "max_output_length", "min_output_length",
+                                            "num_return_sequences", "stop_sequences", "batch_size", "do_sample",
+                                            "temperature", "top_k", "top_p", "num_beams", "length_penalty",
+                                            "early_stopping", "forced_bos_token", "repetition_penalty",
+                                            "no_repeat_ngram_size", "seed"),
+                                streams=True, description="Translation and summarization (seq2seq)"),
+    Task.IMAGE_TEXT_TO_TEXT: TaskSpec(("image", "prompt", "messages", "system_prompt"),
+                                      ("max_input_length", "max_output_length", "min_output_length",
+                                       "num_return_sequences", "stop_sequences", "batch_size", "do_sample",
+                                       "temperature", "top_k", "top_p", "num_beams", "length_penalty",
+                                       "early_stopping", "repetition_penalty", "no_repeat_ngram_size", "seed"),
+                                      streams=True, description="Vision-language chat"),
+    Task.TEXT_RERANKING: TaskSpec(("query", "documents"),
+                                  ("document_field", "top_k", "score_threshold", "return_documents",
+                                   "max_input_length", "batch_size", "normalize"),
+                                  description="Reranking documents against a query (cross-encoder)"),
+    Task.SPEECH_TO_TEXT: TaskSpec(("audio",),
+                                  ("language", "return_timestamps", "timestamp_level", "time_offset", "span",
+                                   "batch_size", "task", "max_output_length", "chunk_length", "num_beams",
+                                   "temperature", "compression_ratio_threshold", "log_prob_threshold",
+                                   "no_speech_threshold"),
+                                  streams=True, description="Speech recognition (Whisper)"),
+    Task.IMAGE_EMBEDDING: TaskSpec(("image",), ("batch_size", "pooling", "normalize"),
+                                   description="Image embedding (CLIP, SigLIP, DINOv2)"),
+    Task.VISION_TEXT_ENCODING: TaskSpec(("text", "images", "frames"),
+                                        ("batch_size", "layer", "add_special_tokens", "max_length"),
+                                        description="A vision-language model's hidden states for a prompt"),
+    Task.OBJECT_DETECTION: TaskSpec(("image",), ("labels", "max_object_count", "bounding_box_padding", "batch_size",
+                                                 "min_confidence", "iou_threshold", "agnostic_nms"),
+                                    description="Object detection (boxes and labels)"),
+    Task.IMAGE_SEGMENTATION: TaskSpec(("image",), ("box_prompt", "max_segment_count", "return_mask", "batch_size",
+                                                   "min_confidence", "min_area"),
+                                      description="Image segmentation (masks)"),
+    Task.DEPTH_ESTIMATION: TaskSpec(("image",), ("invert", "batch_size", "image_size"),
+                                    description="Depth estimation (a depth map)"),
+    Task.IMAGE_BACKGROUND_REMOVAL: TaskSpec(("image",), ("output_format", "batch_size", "image_size"),
+                                            description="Background removal (an RGBA image or a mask)"),
 }
 
 
@@ -105,11 +147,33 @@ DRIVERS.update({
     ("huggingface", "face-embedding"): DriverImpl("mc_jupyter.drivers.face_embedding:FaceEmbedding",
                                                   (("onnxruntime", "onnxruntime"),) + _PIL),
 })
+_AUDIO = (("numpy", "numpy"),)
+DRIVERS.update({
+    ("huggingface", "text-to-text"): DriverImpl("mc_jupyter.drivers.hf_text_to_text:TextToText", _HF_NEEDS),
+    ("huggingface", "image-text-to-text"): DriverImpl("mc_jupyter.drivers.hf_image_text_to_text:ImageTextToText",
+                                                      _HF_NEEDS + _PIL),
+    ("huggingface", "text-reranking"): DriverImpl("mc_jupyter.drivers.hf_reranking:TextReranking", _HF_NEEDS),
+    ("huggingface", "speech-to-text"): DriverImpl("mc_jupyter.drivers.hf_speech_to_text:SpeechToText",
+                                                  _HF_NEEDS + _AUDIO),
+    ("huggingface", "image-embedding"): DriverImpl("mc_jupyter.drivers.hf_image_embedding:ImageEmbedding",
+                                                   _HF_NEEDS + _PIL),
+    ("huggingface", "vision-text-encoding"): DriverImpl(
+        "mc_jupyter.drivers.hf_vision_text_encoding:VisionTextEncoding", _HF_NEEDS + _PIL),
+    ("huggingface", "object-detection"): DriverImpl("mc_jupyter.drivers.hf_object_detection:ObjectDetection",
+                                                    _HF_NEEDS + _PIL),
+    ("huggingface", "image-segmentation"): DriverImpl("mc_jupyter.drivers.hf_image_segmentation:ImageSegmentation",
+                                                      _HF_NEEDS + _PIL),
+    ("huggingface", "depth-estimation"): DriverImpl("mc_jupyter.drivers.hf_depth_estimation:DepthEstimation",
+                                                    _HF_NEEDS + _PIL),
+    ("huggingface", "image-background-removal"): DriverImpl(
+        "mc_jupyter.drivers.hf_background_removal:BackgroundRemoval", _HF_NEEDS + _PIL),
+})
 _VLLM_NEEDS = (("torch", "torch"), ("vllm", "vllm"))
 _UNSLOTH_NEEDS = _HF_NEEDS + (("unsloth", "unsloth"),)
 DRIVERS.update({
     ("vllm", "text-generation"): DriverImpl("mc_jupyter.drivers.vllm_driver:VllmTextGeneration", _VLLM_NEEDS),
     ("vllm", "chat-completion"): DriverImpl("mc_jupyter.drivers.vllm_driver:VllmChatCompletion", _VLLM_NEEDS),
+    ("vllm", "image-text-to-text"): DriverImpl("mc_jupyter.drivers.vllm_driver:VllmImageTextToText", _VLLM_NEEDS),
     ("unsloth", "text-generation"): DriverImpl("mc_jupyter.drivers.unsloth_driver:UnslothTextGeneration",
                                                _UNSLOTH_NEEDS),
     ("unsloth", "chat-completion"): DriverImpl("mc_jupyter.drivers.unsloth_driver:UnslothChatCompletion",
@@ -141,6 +205,12 @@ ARCHITECTURES: Dict[str, Tuple[str, ...]] = {
     "image-to-text": ("blip", "git", "vit-gpt2"),
     "image-generation": ("flux", "sdxl", "hunyuan", "hunyuan-image", "qwen-image"),
     "image-upscale": ("real-esrgan", "esrgan", "swinir", "ldsr"),
+    "text-embedding": ("clip", "siglip"),     # a CLIP-family text tower: vectors in its images' space
+    "text-to-text": ("t5", "bart", "marian", "pegasus", "mbart"),
+    "image-text-to-text": ("qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3", "internvl", "lighton-ocr"),
+    "speech-to-text": ("whisper",),
+    "image-embedding": ("clip", "siglip", "dinov2"),
+    "depth-estimation": ("dpt", "depth-anything"),
 }
 
 #: Component types other than ``model`` (whose implementations come from ``DRIVERS``).

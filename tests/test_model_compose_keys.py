@@ -278,8 +278,8 @@ component:
 
 
 def test_a_model_compose_task_not_built_here_says_so():
-    message = error_of("component:\n  task: speech-to-text\n  family: vibevoice\n")
-    assert "task `speech-to-text` is model-compose's, and not built here yet" in message
+    message = error_of("component:\n  task: text-to-speech\n  family: vibevoice\n")
+    assert "task `text-to-speech` is model-compose's, and not built here yet" in message
     assert "`text-generation`" in message
 
 

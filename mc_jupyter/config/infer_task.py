@@ -20,8 +20,18 @@ a diffusers ``model_index.json``              ``image-generation`` (an upscaling
                                               ``*ForSequenceClassification`` →
                                               ``text-classification``;
                                               ``VisionEncoderDecoderModel``, BLIP, GIT →
-                                              ``image-to-text``; a bare ``*Model`` (no head) →
-                                              ``text-embedding``; ``*ForMaskedLM`` → ambiguous
+                                              ``image-to-text``; Whisper → ``speech-to-text``;
+                                              T5, BART, Marian, Pegasus, MBart, M2M100 →
+                                              ``text-to-text``; Qwen2-VL, LLaVA, Idefics,
+                                              SmolVLM, ``*ForImageTextToText`` →
+                                              ``image-text-to-text``; ``CLIPModel``,
+                                              ``SiglipModel`` → ambiguous (``image-embedding``
+                                              or ``text-embedding``); DINOv2 →
+                                              ``image-embedding``; ``*ForObjectDetection``,
+                                              ``*ForDepthEstimation``, ``*For...Segmentation``
+                                              and SAM, BiRefNet → their vision task; a bare
+                                              ``*Model`` (no head) → ``text-embedding``;
+                                              ``*ForMaskedLM`` → ambiguous
                                               (``text-embedding`` or ``text-classification``)
 a single ``.pth`` file                        ``image-upscale`` (the one task loading one)
 ============================================  ==============================================
@@ -273,9 +283,37 @@ def _from_config(config: Dict[str, Any]) -> _Finding:
     return _Finding(tuple(tasks), source, extra)
 
 
+#: config.json ``architectures`` of the tasks read by their model family (checked before the heads below).
+_FAMILY_TASKS: Tuple[Tuple[Tuple[str, ...], Tuple[str, ...]], ...] = (
+    (("Whisper",), ("speech-to-text",)),
+    (("T5For", "MT5For", "BartFor", "MBartFor", "MarianMT", "PegasusFor", "M2M100For"), ("text-to-text",)),
+    (("Qwen2VL", "Qwen2_5_VL", "Llava", "Idefics", "SmolVLM", "InternVL", "LightOnOcr", "PaliGemma"),
+     ("image-text-to-text",)),
+    (("CLIPModel", "SiglipModel", "Siglip2Model"), ("image-embedding", "text-embedding")),
+    (("CLIPVisionModel", "SiglipVisionModel", "Dinov2Model"), ("image-embedding",)),
+    (("BiRefNet",), ("image-background-removal",)),
+    (("SamModel", "Sam2Model"), ("image-segmentation",)),
+)
+#: config.json ``architectures`` heads of the dense vision tasks.
+_HEAD_TASKS: Tuple[Tuple[str, str], ...] = (
+    ("ForObjectDetection", "object-detection"),
+    ("ForDepthEstimation", "depth-estimation"),
+    ("ForSemanticSegmentation", "image-segmentation"),
+    ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForInstanceSegmentation", "image-segmentation"),
+    ("ForImageTextToText", "image-text-to-text"),
+)
+
+
 def _arch_tasks(arch: str) -> Tuple[str, ...]:
     if arch.startswith(("Blip", "Git")) or arch == "VisionEncoderDecoderModel":
         return ("image-to-text",)
+    for prefixes, tasks in _FAMILY_TASKS:
+        if arch.startswith(prefixes):
+            return tasks
+    for head, task in _HEAD_TASKS:
+        if arch.endswith(head):
+            return (task,)
     if arch.endswith(("ForCausalLM", "LMHeadModel")):
         return ("text-generation",)
     if arch.endswith("ForSequenceClassification"):

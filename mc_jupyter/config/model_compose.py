@@ -95,9 +95,7 @@ PARAM_ALIASES: Dict[str, Dict[str, str]] = {
 #: need (its Auto classes read the model's config; taken out, noted), text = refused with that reason.
 ARCHITECTURE_WORDS: Dict[str, Dict[str, Any]] = {
     "text-embedding": {"bert": None, "sbert": None,
-                       "clip": "CLIP-family text towers are not built here yet (a BERT-like encoder is)",
-                       "siglip": "CLIP-family text towers are not built here yet (a BERT-like encoder is)",
-                       "xclip": "CLIP-family text towers are not built here yet (a BERT-like encoder is)"},
+                       "xclip": "X-CLIP (video) text towers are not built here; `clip` and `siglip` are"},
     "image-to-text": {"blip2": "BLIP-2 is not built here yet; captioners here: blip, git, vit-gpt2",
                       "pix2struct": "Pix2Struct is not built here yet; captioners here: blip, git, vit-gpt2",
                       "donut": "Donut is not built here yet; captioners here: blip, git, vit-gpt2",

@@ -64,7 +64,15 @@ class ChatMessage(Strict):
 #: The parameters that are not numbers; every other one is a number (or a binding that gives one).
 _PARAM_TYPES: Dict[str, Any] = {"do_sample": Flag, "early_stopping": Flag, "return_probabilities": Flag, "normalize": Flag,
                                 "stop_sequences": Union[List[str], str], "pooling": Union[Literal["mean", "cls", "max"], Binding],
-                                "negative_prompt": str}
+                                "negative_prompt": str, "forced_bos_token": str, "document_field": str,
+                                "return_documents": Flag, "language": str, "return_timestamps": Flag,
+                                "timestamp_level": Union[Literal["segment", "word"], Binding], "time_offset": Any,
+                                "span": Any, "task": Union[Literal["transcribe", "translate"], Binding],
+                                "add_special_tokens": Flag, "labels": Union[List[str], str], "agnostic_nms": Flag,
+                                "box_prompt": Any, "return_mask": Flag, "invert": Flag,
+                                "output_format": Union[Literal["rgba", "mask"], Binding]}
+#: Every task's input fields (``catalog.TASKS``): values of any shape, read by the task (``tasks/*``).
+INPUT_NAMES = tuple(dict.fromkeys(i for spec in TASKS.values() for i in spec.inputs))
 
 #: Every parameter any task takes (the names come from ``catalog.TASKS``, written once there); which task
 #: takes which is checked against ``TASKS`` (:func:`_check_action_fields`).
@@ -73,24 +81,19 @@ Params = create_model("Params", __base__=Strict, **{
     for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params)})
 
 
-class _ModelActionInputs(Strict):
-    """The fields of a model action: at a component's top level, under ``action:`` or ``actions:``."""
-
-    text: Any = None
-    prompt: Any = None
-    messages: Optional[Union[str, List[Union[ChatMessage, str]]]] = None
-    image: Any = None
-    negative_prompt: Any = None
-    params: Optional[Params] = None
-    streaming: Optional[Union[bool, str]] = None
-    output: Any = None
+_ModelActionInputs = create_model(
+    "_ModelActionInputs", __base__=Strict,
+    __doc__="The fields of a model action: at a component's top level, under ``action:`` or ``actions:``.",
+    messages=(Optional[Union[str, List[Union[ChatMessage, str]]]], None),
+    params=(Optional[Params], None), streaming=(Optional[Union[bool, str]], None), output=(Any, None),
+    **{name: (Any, None) for name in INPUT_NAMES if name != "messages"})
 
 
 #: model-compose writes a task's parameters on the action too (``max_output_length``, ``return_probabilities``,
 #: dialect §1): every parameter name is a field here; which task takes which is checked against ``TASKS``.
 ModelActionFields = create_model("ModelActionFields", __base__=_ModelActionInputs, **{
     name: (Optional[_PARAM_TYPES.get(name, Number)], None)
-    for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params) if name not in ("negative_prompt",)})
+    for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params) if name not in INPUT_NAMES})
 
 
 class ModelAction(ModelActionFields, ActionHeader):
@@ -443,7 +446,9 @@ def _component(raw: Any, path: Path, positions: Positions, notes: Optional[List[
     settings["type"] = comp.type
 
     actions: Dict[str, ActionSpec] = {}
-    top = {k: raw[k] for k in action_fields if k in raw}
+    # `task:` and `labels:` at a model component's top level are the component's own (an action's `task:` is
+    # Whisper's transcribe/translate, an action's `labels:` a detector's classes)
+    top = {k: raw[k] for k in action_fields if k in raw and not (cls is ModelComponent and k in ("task", "labels"))}
     default_action = "default"
     if top or (comp.action is None and not comp.actions):
         actions["default"] = ActionSpec("default", top, path)
@@ -582,7 +587,7 @@ def _check_action_fields(task: str, action: ActionSpec, positions: Positions) ->
     if spec is None:
         return
     allowed_inputs = set(spec.inputs)
-    for key in ("text", "prompt", "messages", "image", "negative_prompt"):
+    for key in INPUT_NAMES:
         if key in action.fields and key not in allowed_inputs:
             p = action.path + (key,)
             raise ConfigError(f"task `{task}` takes no `{key}:`", **positions.where(p),
@@ -596,7 +601,7 @@ def _check_action_fields(task: str, action: ActionSpec, positions: Positions) ->
     if "streaming" in action.fields and not spec.streams and action.fields["streaming"] is not False:
         p = action.path + ("streaming",)
         raise ConfigError(f"task `{task}` does not stream", **positions.where(p),
-                          hint="Streaming is for `text-generation` and `chat-completion`.")
+                          hint=f"Streaming is for {choices_text([t for t, s in TASKS.items() if s.streams])}.")
     for key in action.fields.get("params") or {}:
         if key not in spec.params:
             p = action.path + ("params", key)
@@ -657,6 +662,9 @@ def _translate(error: ValidationError, cls: type[BaseModel], raw: Any, path: Pat
         valid = sorted(f.alias or name for name, f in owner.model_fields.items()) if owner else []
         written = positions.written.get(full, clip(key))
         shown = [k for k in valid if k not in _PARAM_NAMES or k in _ACTION_LEVEL_SHOWN]
+        task = raw.get("task") if isinstance(raw, dict) else None
+        if isinstance(task, str) and task in TASKS:    # the inputs of this task, not of every task
+            shown = [k for k in shown if k not in INPUT_NAMES or k in TASKS[task].inputs]
         more = " and the task's parameters (also accepted under `params:`)" if len(shown) < len(valid) else ""
         return ConfigError(f"unknown key `{written}`{did_you_mean(key, valid)}"
                            f"{' (a number, not a word)' if kind == 'invalid_key' else ''}", **where,

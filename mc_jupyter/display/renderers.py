@@ -416,10 +416,42 @@ def render_value(value: Any) -> Bundle:
     return {"text/plain": text, "text/html": f'<pre style="{_BOX}">{_esc(text)}</pre>'}
 
 
+#: A task's own picture of its result (boxes drawn on the image, a transcript beside its audio, a ranking):
+#: ``"module:function"``, imported on first use and called as ``function(value, fields)`` with the job's
+#: evaluated fields; it returns a bundle, or None to fall back to the renderers by kind below.
+TASK_RENDERERS: Dict[str, str] = {
+    "text-reranking": "mc_jupyter.display.reranking:render_ranking",
+    "speech-to-text": "mc_jupyter.display.speech:render_transcript",
+    "image-text-to-text": "mc_jupyter.display.vision_chat:render_reply",
+    "image-embedding": "mc_jupyter.display.image_embedding:render_image_embeddings",
+    "object-detection": "mc_jupyter.display.dense_vision:render_detections",
+    "image-segmentation": "mc_jupyter.display.dense_vision:render_segments",
+    "depth-estimation": "mc_jupyter.display.dense_vision:render_depth",
+    "image-background-removal": "mc_jupyter.display.dense_vision:render_cutout",
+}
+
+
+def task_renderer(task: Optional[str]) -> Optional[Callable[[Any, Dict[str, Any]], Optional[Bundle]]]:
+    """The task's own renderer (:data:`TASK_RENDERERS`), or None."""
+    import importlib
+
+    target = TASK_RENDERERS.get(task or "")
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def render(value: Any, texts: Optional[Sequence[str]] = None, footer: str = "", task: Optional[str] = None,
-           inputs: Optional[Sequence[Any]] = None) -> Bundle:
+           inputs: Optional[Sequence[Any]] = None, fields: Optional[Dict[str, Any]] = None) -> Bundle:
     """The bundle for any output value; ``texts`` label list outputs; ``task`` and ``inputs`` (the
-    job's input images) put image outputs beside their inputs."""
+    job's input images) put image outputs beside their inputs; ``fields`` (the job's evaluated fields)
+    go to the task's own renderer (:data:`TASK_RENDERERS`) when it has one."""
+    own = task_renderer(task)
+    if own is not None:
+        bundle = own(value, dict(fields or {}))
+        if bundle is not None:
+            return bundle
     kind = kind_of(value, task, inputs)
     renderers: Dict[str, Callable[[], Bundle]] = {
         "text": lambda: render_text(value, footer),

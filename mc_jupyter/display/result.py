@@ -79,7 +79,7 @@ class RunResult:
         if last is None:
             bundle = renderers.render(self.output)
         else:
-            bundle = renderers.render(self.output, last.texts, task=last.task, inputs=last.images)
+            bundle = renderers.render(self.output, last.texts, task=last.task, inputs=last.images, fields=last.fields)
         # a secret read through ${env.*} never shows, even when a server echoes it back
         bundle = {k: scrub(v) if k in ("text/plain", "text/html") and isinstance(v, str) else v
                   for k, v in bundle.items()}

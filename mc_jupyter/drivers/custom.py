@@ -56,6 +56,16 @@ TASK_CLASSES: Dict[str, str] = {
     Task.IMAGE_GENERATION: "mc_jupyter.tasks.image_generation:ImageGenerationTask",
     Task.IMAGE_UPSCALE: "mc_jupyter.tasks.upscale:ImageUpscaleTask",
     Task.FACE_EMBEDDING: "mc_jupyter.tasks.face_embedding:FaceEmbeddingTask",
+    Task.TEXT_TO_TEXT: "mc_jupyter.tasks.text_to_text:TextToTextTask",
+    Task.IMAGE_TEXT_TO_TEXT: "mc_jupyter.tasks.image_text_to_text:ImageTextToTextTask",
+    Task.TEXT_RERANKING: "mc_jupyter.tasks.reranking:TextRerankingTask",
+    Task.SPEECH_TO_TEXT: "mc_jupyter.tasks.speech_to_text:SpeechToTextTask",
+    Task.IMAGE_EMBEDDING: "mc_jupyter.tasks.image_embedding:ImageEmbeddingTask",
+    Task.VISION_TEXT_ENCODING: "mc_jupyter.tasks.vision_text_encoding:VisionTextEncodingTask",
+    Task.OBJECT_DETECTION: "mc_jupyter.tasks.object_detection:ObjectDetectionTask",
+    Task.IMAGE_SEGMENTATION: "mc_jupyter.tasks.image_segmentation:ImageSegmentationTask",
+    Task.DEPTH_ESTIMATION: "mc_jupyter.tasks.depth_estimation:DepthEstimationTask",
+    Task.IMAGE_BACKGROUND_REMOVAL: "mc_jupyter.tasks.background_removal:BackgroundRemovalTask",
 }
 
 
