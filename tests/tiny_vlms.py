@@ -1,0 +1,126 @@
+"""Tiny random vision-language models with the real classes (Idefics3/SmolVLM, LLaVA), built from configs.
+
+Each has 2 layers of width 32 over 32x32 images (patches of 8), a byte-level BPE tokenizer trained on a
+few sentences with the model's own special tokens, the real model card's chat template, and its real
+processor class; it is seeded, saved with ``save_pretrained`` and laid into the test Hugging Face cache
+under the real repo ids. The weights are initialised wide (``initializer_range``) so that different
+images give different greedy replies, and the generation config has no end-of-sequence token, so every
+reply runs to ``max_output_length`` (a random model would stop at a random point).
+
+Qwen2-VL is not here: transformers 5.25 builds its processor with a video processor that needs
+torchvision, which this machine does not have (design.md); the driver says so when it is loaded here.
+transformers is imported inside the functions (see ``tiny_models.use_offline_cache``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Sequence
+
+from tests.tiny_models import CORPUS, place_in_hub_cache
+
+REPOS = {"idefics3": ("HuggingFaceTB/SmolVLM-256M-Instruct", "HuggingFaceTB/SmolVLM-Instruct"),
+         "llava": ("llava-hf/llava-1.5-7b-hf",)}
+IMAGE_SIZE, PATCH = 32, 8
+_SPREAD = 0.2   # initializer_range: random weights large enough for the image to steer the text
+_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             max_position_embeddings=512, initializer_range=_SPREAD)
+_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+               image_size=IMAGE_SIZE, patch_size=PATCH, initializer_range=_SPREAD)
+
+#: HuggingFaceTB/SmolVLM-256M-Instruct's chat template.
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == "
+    "'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}"
+    "{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+#: llava-hf/llava-1.5-7b-hf's chat template.
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% if message['role'] != 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', "
+    "'text') %}{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr("
+    "'type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+
+
+def build_tokenizer(specials: Sequence[str], **roles: str):
+    """A BPE tokenizer over the test corpus in SentencePiece's style (``▁`` for spaces: replies decode to
+    readable word pieces), ``<unk>`` and ``specials`` first, with ``roles`` (bos/eos/pad tokens)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", *specials], show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **roles)
+
+
+def _generation_config(tokenizer):
+    from transformers import GenerationConfig
+    return GenerationConfig(bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def build_idefics3(folder: Path, seed: int = 0) -> Path:
+    """SmolVLM-256M-Instruct's classes (Idefics3): SigLIP-like vision tower, pixel shuffle, Llama text model."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+
+    tokenizer = build_tokenizer(["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>",
+                                 "<image>", "<global-img>"],
+                                bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
+    scale = 2
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": IMAGE_SIZE}, do_image_splitting=False,
+                                             max_image_size={"longest_edge": IMAGE_SIZE})
+    processor = Idefics3Processor(image_processor, tokenizer, chat_template=SMOLVLM_TEMPLATE,
+                                  image_seq_len=(IMAGE_SIZE // PATCH) ** 2 // scale ** 2)
+    torch.manual_seed(seed)
+    config = Idefics3Config(vision_config=_VISION, scale_factor=scale, initializer_range=_SPREAD,
+                            text_config=dict(_TEXT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+                            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id)
+    model = Idefics3ForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def build_llava(folder: Path, seed: int = 0) -> Path:
+    """llava-1.5's classes: a CLIP vision tower, a two-layer projector, a Llama text model."""
+    import torch
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    tokenizer = build_tokenizer(["<s>", "</s>", "<pad>", "<image>"], bos_token="<s>", eos_token="</s>",
+                                pad_token="<pad>")
+    image_processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = LlavaProcessor(image_processor, tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
+    torch.manual_seed(seed)
+    config = LlavaConfig(vision_config=dict(_VISION, model_type="clip_vision_model", projection_dim=32),
+                         text_config=dict(_TEXT, model_type="llama", vocab_size=len(tokenizer),
+                                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                          eos_token_id=tokenizer.eos_token_id),
+                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+                         vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+BUILDERS = {"idefics3": build_idefics3, "llava": build_llava}
+
+
+def build_all(root: Path, hub_cache: Path) -> Dict[str, Path]:
+    """Build the tiny VLMs under ``root`` and place them in ``hub_cache``; returns the folders."""
+    folders = {}
+    for architecture, build in BUILDERS.items():
+        folders[architecture] = build(root / f"tiny-{architecture}")
+        for repo in REPOS[architecture]:
+            place_in_hub_cache(hub_cache, repo, folders[architecture])
+    return folders
