@@ -7,8 +7,9 @@ under the real repo ids. The weights are initialised wide (``initializer_range``
 images give different greedy replies, and the generation config has no end-of-sequence token, so every
 reply runs to ``max_output_length`` (a random model would stop at a random point).
 
-Qwen2-VL is not here: transformers 5.25 builds its processor with a video processor that needs
-torchvision, which this machine does not have (design.md); the driver says so when it is loaded here.
+Qwen2-VL (:func:`build_qwen2_vl`) is built apart: transformers 5.25 builds its processor with a video
+processor that needs torchvision, which this machine does not have (design.md), so its processor files
+are written as ``save_pretrained`` lays them out, and loading it here fails with the driver's message.
 transformers is imported inside the functions (see ``tiny_models.use_offline_cache``).
 """
 
@@ -34,6 +35,18 @@ SMOLVLM_TEMPLATE = (
     "'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}"
     "{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+#: Qwen/Qwen2-VL-2B-Instruct's chat template.
+QWEN2_VL_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}"
+    "<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in "
+    "content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] "
+    "== 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content "
+    "%}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt "
+    "%}<|im_start|>assistant\n{% endif %}")
 #: llava-hf/llava-1.5-7b-hf's chat template.
 LLAVA_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
@@ -110,6 +123,39 @@ def build_llava(folder: Path, seed: int = 0) -> Path:
     model.generation_config = _generation_config(tokenizer)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
+    """Qwen2-VL's classes: a patch-merging vision tower and a Qwen2 text model with multimodal rotary positions.
+    The processor's files are written one by one (its class cannot be built without torchvision)."""
+    import json
+
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                "<|video_pad|>"]
+    tokenizer = build_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    patch, merge = 4, 2
+    torch.manual_seed(seed)
+    config = Qwen2VLConfig(
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=patch,
+                           spatial_merge_size=merge, temporal_patch_size=2, initializer_range=_SPREAD),
+        text_config=dict(_TEXT, vocab_size=len(tokenizer), num_attention_heads=2, num_key_value_heads=1,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    model.save_pretrained(folder)
+    Qwen2VLImageProcessor(patch_size=patch, merge_size=merge, temporal_patch_size=2, min_pixels=IMAGE_SIZE ** 2,
+                          max_pixels=IMAGE_SIZE ** 2).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(QWEN2_VL_TEMPLATE)
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2VLProcessor"}))
     return folder
 
 

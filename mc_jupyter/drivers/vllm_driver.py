@@ -7,8 +7,10 @@ quantization -> vLLM's methods (nf4/int4 -> in-flight ``bitsandbytes`` 4-bit, in
 weights), ``device_mode: auto`` -> tensor parallelism over every visible GPU, ``options:`` -> any
 other engine argument (``max_model_len``, ``gpu_memory_utilization``, ...). The task owns prompts,
 messages and parameters (:func:`sampling_kwargs`); a conversation reaches vLLM as the text of the
-model's chat template (:func:`engine_prompt`). Streaming steps vLLM's engine and yields the new text
-of each step. vLLM needs CUDA (and cannot be installed on CPU-only machines).
+model's chat template (:func:`engine_prompt`); a conversation with images (image-text-to-text) as the
+text of the model's processor's chat template, each image its placeholder, with the images as
+``multi_modal_data`` (:func:`vision_prompt`, vLLM's offline multimodal input). Streaming steps vLLM's
+engine and yields the new text of each step. vLLM needs CUDA (and cannot be installed on CPU-only machines).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any, Dict, Iterator, List, Optional
 from ..catalog import Device, DeviceMode, Precision, Quantization
 from ..devices import require_cuda
 from ..errors import DeviceError
+from ..tasks.image_text_to_text import Conversation, ImageTextToTextTask
 from ..tasks.text_generation import ChatCompletionTask, GenerationParams, TextGenerationTask, chat_prompt
+from .hf_common import _from_pretrained
 from .sources import ModelSource, resolve_source
 
 _QUANTIZATION = {Quantization.NONE: None, Quantization.NF4: "bitsandbytes", Quantization.INT4: "bitsandbytes",
@@ -134,3 +138,37 @@ class VllmTextGeneration(_Vllm):
 
 class VllmChatCompletion(ChatCompletionTask, _Vllm):
     pass
+
+
+def vision_prompt(processor: Any, conversation: Conversation, template: Optional[str] = None) -> Dict[str, Any]:
+    """What vLLM is handed for one conversation with images: the processor's chat template applied as text (each
+    image part becomes the model's image placeholder) and the images, in the conversation's order, as
+    ``multi_modal_data`` (the form of vLLM's offline multimodal examples; ``LLM.generate`` and the engine's
+    ``add_request`` both take it, so streaming works as for text)."""
+    messages = [dict(message) for message in conversation]     # the processor rewrites each `content` list
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                         **({"chat_template": template} if template else {}))
+    images = [part["image"] for message in conversation for part in message["content"] if part["type"] == "image"]
+    return {"prompt": text, "multi_modal_data": {"image": images}}
+
+
+class VllmImageTextToText(ImageTextToTextTask, _Vllm):
+    """image-text-to-text on vLLM: the task's conversations through :func:`vision_prompt`."""
+
+    default_batch_size = _Vllm.default_batch_size
+
+    def load(self) -> None:
+        from transformers import AutoProcessor
+
+        super().load()
+        source = resolve_source(self.config.model, self.config.task)
+        self.processor = _from_pretrained(AutoProcessor, source, {k: v for k, v in source.kwargs.items()
+                                                                  if k != "use_safetensors"})
+
+    def engine_input(self, item: Conversation) -> Dict[str, Any]:
+        return vision_prompt(self.processor, item, self.config.chat_template)
+
+    def unload(self) -> None:
+        if hasattr(self, "processor"):
+            del self.processor
+        super().unload()

@@ -185,6 +185,36 @@ def image_groups(image: Any, prompts: int) -> Tuple[List[List[Any]], bool]:
     return [[im] for im in images], False
 
 
+def conversations_of(fields: Dict[str, Any]) -> Tuple[List[Conversation], bool]:
+    """The action's conversations (:func:`conversation_of`, :func:`prompt_conversation`; the pairing rule in the
+    module's docstring), and whether the result is a list (a list of prompts, of image groups or of
+    conversations)."""
+    system = fields.get("system_prompt")
+    if system is not None and not isinstance(system, str):
+        raise InputError(f"`system_prompt:` must be a text, not {_shown(system)}.")
+    messages = fields.get("messages")
+    if messages is not None:
+        extra = [] if fields.get("image") is None else image_groups(fields["image"], 1)[0][0]
+        many = _is_list(messages) and bool(messages) and all(_is_list(m) for m in messages)   # conversations
+        items = [conversation_of(m, extra, system) for m in (messages if many else [messages])]
+        for number, conversation in enumerate(items, 1):
+            if not any(p["type"] == "image" for m in conversation for p in m["content"]):
+                raise InputError(NO_IMAGE + (f"\n  Conversation #{number} of the list has none." if many else ""))
+        return items, many
+    prompt = fields.get("prompt")
+    prompts = list(prompt) if _is_list(prompt) else [prompt]
+    if any(p is not None and not isinstance(p, str) for p in prompts):
+        raise InputError(f"`prompt:` must be a text or a list of texts, not {_shown(prompt)}.")
+    groups, grouped = image_groups(fields.get("image"), len(prompts))
+    if grouped and len(prompts) == 1:
+        prompts = prompts * len(groups)     # one question about each group of images
+    elif grouped and len(groups) != len(prompts):
+        raise InputError(f"`prompt:` is a list of {len(prompts)} and `image:` a list of {len(groups)} groups: "
+                         f"each prompt takes one group.\n  Give as many groups as prompts.")
+    items = [prompt_conversation(p, g, system) for p, g in zip(prompts, groups)]
+    return items, _is_list(prompt) or grouped
+
+
 class ImageTextToTextTask(ModelTask):
     """Backends fill :meth:`load`, :meth:`generate` (a reply per conversation, or a list of
     ``num_return_sequences`` replies) and :meth:`generate_stream`."""
@@ -193,35 +223,7 @@ class ImageTextToTextTask(ModelTask):
     streams = True
     default_batch_size = 1          # model-compose's default: vision inputs are large
 
-    def conversations(self, fields: Dict[str, Any]) -> Tuple[List[Conversation], bool]:
-        """The action's conversations (:func:`conversation_of`, :func:`prompt_conversation`), and whether
-        the result is a list."""
-        system = fields.get("system_prompt")
-        if system is not None and not isinstance(system, str):
-            raise InputError(f"`system_prompt:` must be a text, not {_shown(system)}.")
-        messages = fields.get("messages")
-        if messages is not None:
-            extra = [] if fields.get("image") is None else image_groups(fields["image"], 1)[0][0]
-            if _is_list(messages) and messages and all(_is_list(m) for m in messages):   # a list of conversations
-                return [conversation_of(m, extra, system) for m in messages], True
-            conversation = conversation_of(messages, extra, system)
-            if not any(p["type"] == "image" for m in conversation for p in m["content"]):
-                raise InputError(NO_IMAGE)
-            return [conversation], False
-        prompt = fields.get("prompt")
-        prompts = list(prompt) if _is_list(prompt) else [prompt]
-        if any(p is not None and not isinstance(p, str) for p in prompts):
-            raise InputError(f"`prompt:` must be a text or a list of texts, not {_shown(prompt)}.")
-        groups, grouped = image_groups(fields.get("image"), len(prompts))
-        if grouped and len(prompts) == 1:
-            prompts = prompts * len(groups)     # one question about each group of images
-        elif grouped and len(groups) != len(prompts):
-            raise InputError(f"`prompt:` is a list of {len(prompts)} and `image:` a list of {len(groups)} groups: "
-                             f"each prompt takes one group.\n  Give as many groups as prompts.")
-        items = [prompt_conversation(p, g, system) for p, g in zip(prompts, groups)]
-        return items, _is_list(prompt) or grouped
-
     def prepare(self, fields: Dict[str, Any]) -> Call:
-        items, many = self.conversations(fields)
+        items, many = conversations_of(fields)
         params = VisionGenerationParams.read(fields)
         return Call(items, many, params, params.batch_size or self.default_batch_size)
