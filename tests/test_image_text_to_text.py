@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import io
 import json
 import re
@@ -376,6 +377,17 @@ def test_the_renderer_thumbnails_big_images_and_leaves_other_values_alone():
     assert render_reply("a", {"prompt": "no image"}) is None
 
 
+def test_mc_chat_talks_about_the_picture_of_inputs_over_several_turns(registry, vlms):
+    mc.compose(component(tiny_vlms.REPOS["idefics3"][0], "idefics3",
+                         inputs="image: ${input.image}\n  messages: ${input.messages}"), registry=registry)
+    w = mc.chat("vlm", inputs={"image": PICTURES[1]}, registry=registry)
+    first = w.send(QUESTION)
+    assert first == raw(vlms["idefics3"], user(PICTURES[1], QUESTION))
+    second = w.send("What colours?")
+    assert second == raw(vlms["idefics3"], user(PICTURES[1], QUESTION), assistant(first), user("What colours?"))
+    assert [m["role"] for m in w.messages] == ["user", "assistant", "user", "assistant"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input names the field, and changes nothing
 
@@ -438,9 +450,7 @@ def test_qwen2_vl_loads_where_torchvision_is_and_says_what_is_missing_where_it_i
     folder = tiny_vlms.build_qwen2_vl(tmp_path / "tiny-qwen2-vl")
     place_in_hub_cache(hub_cache, "Qwen/Qwen2-VL-2B-Instruct", folder)
     text = component("Qwen/Qwen2-VL-2B-Instruct", "qwen2-vl")
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torchvision") is None:
         with pytest.raises(ModelLoadError) as info:
             mc.compose(text, registry=registry)
         assert "could not load the processor of `Qwen/Qwen2-VL-2B-Instruct`" in str(info.value)

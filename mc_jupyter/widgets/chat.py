@@ -6,6 +6,9 @@
     mc.chat("assistant", messages="chat.json")   # resume a saved conversation
     mc.chat(["base", "lora"])           # one question, a pane per component (see mc.compare)
 
+An image-text-to-text component with ``messages: ${input.messages}`` chats too: ``mc.chat("vlm",
+inputs={"image": photo})`` shows it the picture with the first question, and each turn asks about it.
+
 **The conversation rule.** Each turn sends the whole conversation. The component's ``messages:`` template
 is rendered as for a ``%%run`` with the new turn's inputs: the variable of its *last user message* (e.g.
 ``content: ${input.prompt}``) gets what was typed, its system message's variable the system-prompt field,
@@ -45,6 +48,9 @@ from ..tasks.text_generation import DEFAULT_MAX_OUTPUT_LENGTH
 MAX_UPDATES_PER_SECOND = 30
 #: The keys an HTTP body may use for the reply's length (OpenAI/vLLM/TGI, Ollama's options).
 _LENGTH_KEYS = ("max_tokens", "max_new_tokens", "max_completion_tokens", "num_predict", "max_output_length")
+#: The model tasks a chat talks to: an image-text-to-text component's ``image:`` (from ``inputs=``) opens the
+#: conversation, and every turn asks about it (:func:`mc_jupyter.tasks.image_text_to_text.conversation_of`).
+CHAT_TASKS = ("chat-completion", "image-text-to-text")
 #: Room kept for a chat template's role markers, per message, when the history is fitted to the positions.
 _TOKENS_PER_MESSAGE = 8
 
@@ -87,9 +93,9 @@ class ChatShape:
         action = entry.actions[action_id or entry.spec.default_action]
         fields = action.fields
         model = entry.spec.type == "model"
-        if model and entry.task not in ("chat-completion",):
-            raise InputError(f"mc.chat needs a chat-completion component; `{entry.id}` is "
-                             f"{entry.task or entry.spec.type}.\n  Compose one with `task: chat-completion` and "
+        if model and entry.task not in CHAT_TASKS:
+            raise InputError(f"mc.chat needs a chat-completion component (or an image-text-to-text one); `{entry.id}` "
+                             f"is {entry.task or entry.spec.type}.\n  Compose one with `task: chat-completion` and "
                              f"`messages:`, or use %%run for this component.")
         for path in (("messages",), ("body", "messages")):
             value: Any = fields
