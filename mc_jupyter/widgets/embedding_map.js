@@ -1,9 +1,10 @@
 // The embedding map's view (anywidget ES module, no build step): scatter + heatmap + query box.
-// The model holds points [{x, y, text}], sim (n×n or []), method, the last query's point and
-// neighbours; a query is sent to the kernel as {type: "query", text}.
+// The model holds points [{x, y, text, image?}] (image: a data URI, drawn as the point's thumbnail and
+// shown whole on hover), sim (n×n or []), method, the last query's point and neighbours; a query is
+// sent to the kernel as {type: "query", text}.
 
 const SVG = "http://www.w3.org/2000/svg";
-const W = 460, H = 340, PAD = 22, R = 9;
+const W = 460, H = 340, PAD = 22, R = 9, THUMB = 34;
 
 function svg(tag, attrs, parent) {
   const el = document.createElementNS(SVG, tag);
@@ -60,8 +61,16 @@ function render({ model, el }) {
   list.className = "mc-map-neighbours";
   root.appendChild(list);
 
-  function showTip(event, text) {
-    tip.textContent = text;
+  function showTip(event, text, image) {
+    tip.replaceChildren();
+    if (image) {
+      const img = document.createElement("img");
+      img.src = image;
+      img.alt = text;
+      img.className = "mc-map-tip-image";
+      tip.append(img, document.createElement("br"));
+    }
+    tip.append(text);
     tip.hidden = false;
     const box = root.getBoundingClientRect();
     const x = event.clientX - box.left + 12, y = event.clientY - box.top + 12;
@@ -74,8 +83,19 @@ function render({ model, el }) {
     const xs = points.map(p => p.x).concat(extra ? [extra[0]] : []);
     const ys = points.map(p => p.y).concat(extra ? [extra[1]] : []);
     const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-    const sx = (W - 2 * PAD) / ((x1 - x0) || 1), sy = (H - 2 * PAD) / ((y1 - y0) || 1);
-    return [x => PAD + (x - x0) * sx, y => H - PAD - (y - y0) * sy];
+    const pad = points.some(p => p.image) ? PAD + THUMB / 2 : PAD;   // a thumbnail stays inside the frame
+    const sx = (W - 2 * pad) / ((x1 - x0) || 1), sy = (H - 2 * pad) / ((y1 - y0) || 1);
+    return [x => pad + (x - x0) * sx, y => H - pad - (y - y0) * sy];
+  }
+
+  function thumbnail(g, p, i, cx, cy) {   // an image point: its picture in a frame, its number in a corner
+    const half = THUMB / 2;
+    svg("rect", { x: cx - half - 1, y: cy - half - 1, width: THUMB + 2, height: THUMB + 2, class: "mc-map-frame" }, g);
+    svg("image", { href: p.image, x: cx - half, y: cy - half, width: THUMB, height: THUMB,
+                   preserveAspectRatio: "xMidYMid meet" }, g);
+    svg("text", { x: cx + half - 2, y: cy + half - 3, "text-anchor": "end", class: "mc-map-thumb-number" }, g)
+      .textContent = i + 1;
+    return { x0: cx - half, x1: cx + half, y0: cy - half, y1: cy + half };
   }
 
   function drawScatter() {
@@ -83,22 +103,28 @@ function render({ model, el }) {
     const points = model.get("points"), q = model.get("query_point");
     const near = new Map(model.get("neighbours").map((n, rank) => [n.index, rank]));
     const [fx, fy] = scale(points, q && q.length === 2 ? q : null);
+    const pictures = points.some(p => p.image);
     svg("text", { x: 6, y: 14, class: "mc-map-title" }, scatter).textContent =
-      `2-D projection (${model.get("method")}) · hover a point for its text`;
+      `2-D projection (${model.get("method")}) · hover a point for its ${pictures ? "image" : "text"}`;
     const taken = [];
     const layer = svg("g", {}, scatter), labels = svg("g", {}, scatter);
     points.forEach((p, i) => {
       const cx = fx(p.x), cy = fy(p.y);
       const g = svg("g", { class: "mc-map-point" + (near.has(i) ? " mc-near" : ""), "data-index": i }, layer);
-      svg("circle", { cx, cy, r: R }, g);
-      const box = { x0: cx - R, x1: cx + R, y0: cy - R, y1: cy + R };
-      if (!taken.some(b => overlaps(b, box))) {
-        svg("text", { x: cx, y: cy + 3.5, "text-anchor": "middle", class: "mc-map-number" }, g).textContent = i + 1;
+      if (p.image) {
+        taken.push(thumbnail(g, p, i, cx, cy));
+      } else {
+        svg("circle", { cx, cy, r: R }, g);
+        const box = { x0: cx - R, x1: cx + R, y0: cy - R, y1: cy + R };
+        if (!taken.some(b => overlaps(b, box))) {
+          svg("text", { x: cx, y: cy + 3.5, "text-anchor": "middle", class: "mc-map-number" }, g).textContent = i + 1;
+        }
+        taken.push(box);
       }
-      taken.push(box);
-      g.addEventListener("mousemove", e => showTip(e, `${i + 1}. ${p.text}`));
+      g.addEventListener("mousemove", e => showTip(e, `${i + 1}. ${p.text}`, p.image));
       g.addEventListener("mouseleave", hideTip);
     });
+    if (pictures) return drawQueryPoint(fx, fy, q);   // thumbnails are their own labels
     points.forEach((p, i) => {   // a text beside its point (right, else left) only where it overlaps nothing
       const label = short(p.text, 26), width = label.length * 6.1, cy = fy(p.y);
       for (const [x0, anchor] of [[fx(p.x) + R + 3, "start"], [fx(p.x) - R - 3 - width, "end"]]) {
@@ -110,6 +136,10 @@ function render({ model, el }) {
         break;
       }
     });
+    drawQueryPoint(fx, fy, q);
+  }
+
+  function drawQueryPoint(fx, fy, q) {
     if (q && q.length === 2) {
       const cx = fx(q[0]), cy = fy(q[1]);
       const star = svg("path", {
@@ -167,7 +197,15 @@ function render({ model, el }) {
       const score = document.createElement("span");
       score.className = "mc-map-score";
       score.textContent = n.score.toFixed(3);
-      li.append(score, ` ${n.index + 1}. ${points[n.index].text}`);
+      li.append(score);
+      if (points[n.index].image) {   // an image map lists each neighbour's picture
+        const img = document.createElement("img");
+        img.src = points[n.index].image;
+        img.alt = points[n.index].text;
+        img.className = "mc-map-neighbour-image";
+        li.append(" ", img);
+      }
+      li.append(` ${n.index + 1}. ${points[n.index].text}`);
       list.appendChild(li);
     }
     if (model.get("neighbours").length) {
@@ -175,6 +213,7 @@ function render({ model, el }) {
     }
   }
 
+  if (model.get("points").some(p => p.image)) input.placeholder = "Embed a text and find the nearest images";
   form.addEventListener("submit", e => {
     e.preventDefault();
     const text = input.value.trim();
