@@ -1,4 +1,5 @@
-"""Tiny random image embedders with the real architectures (CLIP, SigLIP, DINOv2), built from configs.
+"""Tiny random image embedders with the real architectures (CLIP, SigLIP, DINOv2), built from configs, and a
+tiny SmolVLM (Idefics3) for vision-text-encoding.
 
 Each is 2 layers of width 32 over 32x32 images (DINOv2: 28x28, patches of 14), seeded, saved with its
 processor (image processor and, for CLIP and SigLIP, tokenizer) by ``save_pretrained`` and laid into the
@@ -6,7 +7,10 @@ test Hugging Face cache under the real repo ids. The CLIP tokenizer is the real 
 character vocabulary (``a</w>``-style end-of-word pieces, as CLIP's); SigLIP's real tokenizer needs
 sentencepiece (not installed here), so its stand-in is a tokenizers-library tokenizer that behaves as
 SigLIP's does: ``</s>`` appended and used as padding, ``input_ids`` only (SigLIP attends to its padding),
-at most 16 tokens. transformers is imported inside the functions (see ``tiny_models.use_offline_cache``).
+at most 16 tokens. The SmolVLM stand-in is SmolVLM-256M-Instruct's own architecture (``Idefics3``: a SigLIP-like
+vision tower, pixel shuffle, a Llama) at width 32, with its chat template and image splitting (32x32 tiles
+of images up to 64 pixels, 4 tokens a tile; Qwen2-VL's processor cannot be built without torchvision).
+transformers is imported inside the functions (see ``tiny_models.use_offline_cache``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict
 
-from tests.tiny_models import CORPUS, place_in_hub_cache
+from tests.tiny_models import CORPUS, build_tokenizer, place_in_hub_cache
 
 REPOS = {"clip": "openai/clip-vit-base-patch32",
          "siglip": "google/siglip-base-patch16-224",
@@ -107,6 +111,46 @@ def build_dinov2(folder: Path, seed: int = 0) -> Path:
 
 
 BUILDERS = {"clip": build_clip, "siglip": build_siglip, "dinov2": build_dinov2}
+
+VLM_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
+#: SmolVLM-256M-Instruct's chat template, as published.
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == "
+    "'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}"
+    "{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+
+
+def build_smolvlm(folder: Path, seed: int = 0) -> Path:
+    """A tiny Idefics3 (SmolVLM's architecture) with its processor: image splitting, row/column tags,
+    4 ``<image>`` tokens per 32x32 tile."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor
+
+    from tokenizers import processors
+
+    tokenizer = build_tokenizer()
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)   # a Llama tokenizer's BOS, given with add_special_tokens
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(single=f"{bos[0]} $A",
+                                                                        pair=f"{bos[0]} $A {bos[0]} $B",
+                                                                        special_tokens=[bos])
+    tags = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<fake_token_around_image>", "<image>",
+                                                                "<end_of_utterance>", "<global-img>"] + tags})
+    text = dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(Idefics3Config(
+        text_config=text, vision_config=dict(_LAYERS, image_size=IMAGE_SIZE, patch_size=8), scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(folder)
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 2 * IMAGE_SIZE},
+                                                max_image_size={"longest_edge": IMAGE_SIZE})
+    Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
+                      chat_template=SMOLVLM_TEMPLATE).save_pretrained(folder)
+    return folder
 
 
 def build_all(root: Path, hub_cache: Path) -> Dict[str, Path]:
