@@ -333,20 +333,20 @@ def test_nllb_s_language_tokens_are_named_when_the_forced_token_is_unknown(regis
 
 
 def test_a_text_longer_than_the_model_reads_names_max_input_length(registry, seq2seq):
-    long_text = " ".join(TEXTS * 6)                       # more than the tiny Marian's 64 positions
+    long_text = " ".join(TEXTS * 12)                      # more than the tiny Marian's 128 positions
     compose(registry, "marian")
-    with pytest.raises(InputError, match=re.escape("Set `max_input_length: 64` to keep its first 64 tokens")):
+    with pytest.raises(InputError, match=re.escape("Set `max_input_length: 128` to keep its first 128 tokens")):
         write(registry, long_text)
-    compose(registry, "marian", params=f"max_output_length: {TOKENS}, max_input_length: 64")
+    compose(registry, "marian", params=f"max_output_length: {TOKENS}, max_input_length: 128")
     tokenizer, model = _loaded(seq2seq["marian"])
-    enc = tokenizer([long_text], return_tensors="pt", truncation=True, max_length=64)
+    enc = tokenizer([long_text], return_tensors="pt", truncation=True, max_length=128)
     expected = tokenizer.batch_decode(model.generate(**enc, **BEAMS), skip_special_tokens=True)[0]
     assert write(registry, long_text) == expected
 
 
 def test_max_output_length_past_the_decoder_s_positions_is_an_input_error(registry, seq2seq):
-    compose(registry, "marian", params="max_output_length: 64")
-    with pytest.raises(InputError, match=re.escape("Lower `max_output_length` to 63 or less")):
+    compose(registry, "marian", params="max_output_length: 128")
+    with pytest.raises(InputError, match=re.escape("Lower `max_output_length` to 127 or less")):
         write(registry, TEXTS[0])
 
 

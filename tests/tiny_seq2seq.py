@@ -86,7 +86,7 @@ def build_marian(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = MarianConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                          decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                          decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
                           eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
                           forced_eos_token_id=tokenizer.eos_token_id, scale_embedding=False,
                           init_std=_SPREAD["marian"])
@@ -97,7 +97,7 @@ def build_marian(folder: Path, seed: int = 0) -> Path:
 
 def _bart_config(cls, vocab: int, tokenizer, spread: float, **extra):
     return cls(vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-               decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+               decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=512,
                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                eos_token_id=tokenizer.eos_token_id, init_std=spread, **extra)
 
