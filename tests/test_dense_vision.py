@@ -5,7 +5,9 @@ pictures the renderers draw."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
+import json
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -257,6 +259,18 @@ def test_a_model_of_another_task_is_refused_and_the_registry_stays_as_it_was(reg
                                        f"object detector (`*ForObjectDetection`): object-detection cannot run it.")
     assert "hustvl/yolos-tiny" in str(error.value)
     assert registry_state(registry) == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("timm") is not None, reason="timm is installed here")
+def test_a_detr_with_a_timm_backbone_asks_for_timm(registry, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["DetrForObjectDetection"], "model_type": "detr",
+                                                      "use_timm_backbone": True, "backbone": "resnet50"}))
+    with pytest.raises(ModelLoadError) as error:
+        mc.compose(component("object-detection", str(tmp_path)), registry=registry)
+    assert str(error.value) == (f"`{tmp_path}` is a `DetrForObjectDetection` model whose backbone comes from timm, "
+                                f"which is not installed.\n  Install it (`pip install timm`), or give a model with a "
+                                f"transformers backbone, such as hustvl/yolos-tiny or PekingU/rtdetr_r18vd.")
+    assert registry.snapshot() == []
 
 
 def test_precision_is_honoured(registry, vision):

@@ -91,14 +91,15 @@ class ImageSegmentation(VisionDriver, ImageSegmentationTask):
                                  input_labels=torch.ones(1, len(batch), 1, dtype=torch.long, device=self.model.device))
             low = out.pred_masks[0].flatten(0, 1).float().cpu()        # (points x 3, h, w) logits
             iou = out.iou_scores[0].flatten().float().cpu()
-            confident = iou >= min_confidence
-            for chunk in range(0, int(confident.sum()), UPSCALE_CHUNK):
-                part = low[confident][chunk:chunk + UPSCALE_CHUNK]
+            confident = iou >= min_confidence    # cheap to test at low resolution: only these are upscaled
+            low, iou = low[confident], iou[confident]
+            for chunk in range(0, len(low), UPSCALE_CHUNK):
                 logits = self.processor.image_processor.post_process_masks(
-                    [part[:, None]], inputs["original_sizes"], inputs["reshaped_input_sizes"], binarize=False)[0][:, 0]
+                    [low[chunk:chunk + UPSCALE_CHUNK, None]], inputs["original_sizes"], inputs["reshaped_input_sizes"],
+                    binarize=False)[0][:, 0]
                 stable = stability(logits) > STABILITY_THRESHOLD
                 masks += list((logits[stable] > 0).numpy())
-                scores += iou[confident][chunk:chunk + UPSCALE_CHUNK][stable].tolist()
+                scores += iou[chunk:chunk + UPSCALE_CHUNK][stable].tolist()
         return self.distinct(masks, scores)
 
     @staticmethod

@@ -11,6 +11,7 @@ image size (so a batch gives what each image gives alone), and non-maximum suppr
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import ModelLoadError
@@ -67,7 +68,13 @@ class VisionDriver(HFDriver):
         # HFDriver's first step, before the weights: the class to load them with is decided here
         import transformers
 
-        self.choose_model(read_config(source), source)
+        model_json = read_config(source)
+        self.choose_model(model_json, source)
+        if model_json.get("use_timm_backbone") and importlib.util.find_spec("timm") is None:
+            raise ModelLoadError(f"`{source.location}` is a `{model_name(model_json)}` model whose backbone comes "
+                                 f"from timm, which is not installed.\n  Install it (`pip install timm`), or give a "
+                                 f"model with a transformers backbone, such as hustvl/yolos-tiny or "
+                                 f"PekingU/rtdetr_r18vd.")
         self.processor = None
         if self.processor_class is not None:
             self.processor = _from_pretrained(getattr(transformers, self.processor_class), source,
