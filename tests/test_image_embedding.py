@@ -270,6 +270,21 @@ def test_the_static_map_draws_each_image_as_a_thumbnail(registry, embedders):
     assert 'src="data:image/png;base64,' in bundle["text/html"]
 
 
+def test_images_given_as_files_are_labelled_by_their_names(registry, embedders, tmp_path):
+    paths = []
+    for name, image in zip(["red", "green", "blue", "magenta"], PICTURES):
+        image.save(tmp_path / f"{name}.png")
+        paths.append(str(tmp_path / f"{name}.png"))
+    mc.compose(f"component:\n  id: images\n  type: model\n  task: image-embedding\n"
+               f"  model: {tiny_clip.REPOS['clip']}\n  image: ${{input.image}}\n", registry=registry)
+    outcome = mc.run("images", inputs={"image": paths}, registry=registry).outcome
+    assert np.allclose(vectors(outcome.output), vectors(run(registry, "images", image=PICTURES)), atol=TOLERANCE)
+    bundle = RunResult(outcome)._repr_mimebundle_()
+    assert ["#1 red.png", "#2 green.png", "#3 blue.png", "#4 magenta.png"] == [
+        line.strip().split("  ")[0] for line in bundle["text/plain"].splitlines()[1:]]
+    assert near_colour(decode(bundle["image/png"]), COLOURS[3]) >= 20 * 20
+
+
 def test_without_the_images_the_thumbnails_are_left_out_and_other_values_are_not_drawn(embedders):
     rng = np.random.default_rng(0)
     value = [{"embedding": list(rng.normal(size=16)), "dimensions": 16} for _ in range(3)]

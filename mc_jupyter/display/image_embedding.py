@@ -42,14 +42,16 @@ def input_images(fields: Dict[str, Any], count: int) -> List[Optional[Any]]:
 
 
 def image_labels(fields: Dict[str, Any], images: Sequence[Optional[Any]]) -> List[str]:
-    """A label per image: ``#1 photo.jpg`` for a file path, else ``#1 640x480`` (its size), else ``#1``."""
+    """A label per image: ``#1 photo.jpg`` for a file (a path, or a PIL image opened from one), else
+    ``#1 640x480`` (its size), else ``#1``."""
     value = fields.get("image")
     items = value if isinstance(value, (list, tuple)) else [value]
     labels = []
     for i, image in enumerate(images):
         item = items[i] if i < len(items) else None
-        if isinstance(item, str) and len(item) < 300 and os.path.isfile(os.path.expanduser(item.strip())):
-            labels.append(f"#{i + 1} {os.path.basename(item.strip())}")
+        path = item.strip() if isinstance(item, str) and len(item) < 300 else getattr(item, "filename", "")
+        if isinstance(path, str) and path and os.path.isfile(os.path.expanduser(path)):
+            labels.append(f"#{i + 1} {os.path.basename(path)}")
         elif image is not None:
             labels.append(f"#{i + 1} {image.size[0]}x{image.size[1]}")
         else:
