@@ -2,6 +2,8 @@
 
 import functools
 import re
+import sys
+import textwrap
 from pathlib import Path
 from typing import List
 
@@ -176,6 +178,43 @@ def test_a_model_compose_file_composes_and_runs_unchanged(registry, encoders):
     out = mc.run(inputs={"query": QUERY, "passages": PASSAGES}, registry=registry).output
     want = expected(raw_scores(encoders["cross-encoder"], QUERY, PASSAGES, normalize=False), PASSAGES)[:2]
     assert_ranking(out, want)
+
+
+def test_a_custom_class_that_fills_generate_scores_pairs_in_batches_and_gets_the_ranking(registry, tmp_path,
+                                                                                          monkeypatch):
+    (tmp_path / "overlap.py").write_text(textwrap.dedent('''
+        from mc_jupyter.drivers.custom import CustomModel
+
+        class Overlap(CustomModel):
+            batches = []
+
+            def load(self):
+                pass
+
+            def generate(self, pairs, params):
+                Overlap.batches.append(list(pairs))
+                return [len(set(q.lower().split()) & set(d.lower().split())) for q, d in pairs]
+    '''))
+    monkeypatch.chdir(tmp_path)
+    mc.compose("""
+component:
+  id: overlap
+  type: model
+  task: text-reranking
+  driver: custom
+  class: ./overlap.py:Overlap
+  query: ${input.query}
+  documents: ${input.documents}
+  batch_size: 2
+  top_k: 2
+""", registry=registry)
+    documents = ["a tower", "the eiffel tower is tall", "bananas"]
+    out = rerank(registry, documents, "the eiffel tower")
+    assert out == [{"index": 1, "score": 3.0, "document": documents[1]},
+                   {"index": 0, "score": 1.0, "document": documents[0]}]
+    module = sys.modules[type(registry.entries["overlap"].driver.impl).__module__]
+    query = "the eiffel tower"
+    assert module.Overlap.batches == [[(query, d) for d in documents[:2]], [(query, "bananas")]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -315,6 +315,7 @@ def test_a_missing_or_wrong_text_is_an_input_error(text, message, registry, seq2
 @pytest.mark.parametrize("params, message", [
     ('max_output_length: "${input.n}"', "`max_output_length` must be a whole number of at least 1, not 'lots'"),
     ("num_beams: 2, num_return_sequences: 3", "`num_return_sequences: 3` is more than `num_beams: 2`"),
+    ("num_beams: 1, num_return_sequences: 2", "`num_return_sequences: 2` with `num_beams: 1` and no sampling"),
     ("forced_bos_token: xyz_Latn", "`forced_bos_token: xyz_Latn` is not a token of this model's tokenizer"),
     ('no_repeat_ngram_size: "${input.n}"', "`no_repeat_ngram_size` must be a whole number of at least 1, not 'lots'"),
 ])

@@ -50,10 +50,13 @@ class TextToTextParams:
         if streaming and n > 1:
             raise InputError(f"`num_return_sequences: {n}` cannot stream: a stream shows one text as it grows.\n  "
                              f"Remove `num_return_sequences`, or set `streaming: false`.")
-        if beams > 1 and not generation.do_sample and n > beams:
+        if beams > 1 and n > beams:
             raise InputError(f"`num_return_sequences: {n}` is more than `num_beams: {beams}`: beam search returns "
-                             f"at most one text per beam.\n  Raise `num_beams` to {n} or more, or set "
-                             f"`do_sample: true`.")
+                             f"at most one text per beam.\n  Raise `num_beams` to {n} or more.")
+        if beams == 1 and n > 1 and not (generation.do_sample and generation.temperature != 0):
+            raise InputError(f"`num_return_sequences: {n}` with `num_beams: 1` and no sampling would give {n} copies "
+                             f"of one greedy text.\n  Set `num_beams: {n}` (the {n} best beams) or "
+                             f"`do_sample: true` ({n} draws).")
         token = param(fields, "forced_bos_token")
         if token is not None and (not isinstance(token, str) or not token.strip()):
             raise InputError(f"`forced_bos_token` must be a token of the model's tokenizer, such as `fra_Latn` "
