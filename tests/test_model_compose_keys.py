@@ -491,3 +491,14 @@ def test_an_http_server_without_a_port_takes_model_composes_8000(registry):
     assert "port 8000" in plan and "gives no `port:`: 8000, model-compose's default" in plan
     from mc_jupyter.drivers.http_components import DEFAULT_PORT
     assert DEFAULT_PORT == 8000
+
+
+def test_family_sam_is_transformers_sam_and_yolo_says_what_to_write_instead():
+    config = read_config("component:\n  type: model\n  task: image-segmentation\n  driver: custom\n  family: sam\n"
+                         "  model: facebook/sam-vit-base\n  image: ${input.image as image}\n")
+    assert config.components["default"].config.driver == "huggingface"
+    message = error_of("component:\n  type: model\n  task: object-detection\n  driver: custom\n  family: yolo\n"
+                       "  model: yolo11n.pt\n")
+    assert "line 5" in message and "`family: yolo`" in message and "hustvl/yolos-tiny" in message
+    message = error_of("component:\n  task: speech-to-text\n  driver: custom\n  family: faster-whisper\n")
+    assert "openai/whisper-small" in message

@@ -43,6 +43,17 @@ MODEL_COMPOSE_TASKS: Tuple[str, ...] = tuple("""
 FAMILIES: Dict[str, Dict[str, str]] = {
     "image-upscale": {"esrgan": "esrgan", "real-esrgan": "real-esrgan", "swinir": "swinir", "ldsr": "ldsr"},
     "face-embedding": {"insightface": ""},
+    "image-segmentation": {"sam": ""},      # SAM in transformers' format (facebook/sam-vit-base), box prompts alike
+}
+
+#: model-compose's built-in families with no counterpart here, per task: what to write instead.
+FAMILY_INSTEAD: Dict[str, str] = {
+    "yolo": "Ultralytics YOLO weights need the ultralytics package; detection here runs transformers detectors: "
+            "`driver: huggingface` with e.g. `model: hustvl/yolos-tiny` (the same keys and result shape)",
+    "faster-whisper": "CTranslate2 weights are not read here; transcription runs Whisper through transformers: "
+                      "`driver: huggingface` with e.g. `model: openai/whisper-small` (the same keys)",
+    "crisper-whisper": "transcription here runs Whisper through transformers: `driver: huggingface` with a "
+                       "transformers Whisper checkpoint (e.g. `model: nyrahealth/CrisperWhisper`)",
 }
 
 #: Component keys of model-compose with no effect here: key -> why (shown in the compose's note).
@@ -237,10 +248,12 @@ def _family(out: Dict[str, Any], task: Any, path: Path, positions: Positions) ->
         if known:
             raise ConfigError(f"unknown family `{clip(family)}` for task `{task}`", **where,
                               hint=f"Families here: {choices_text(known)}.")
+        instead = FAMILY_INSTEAD.get(family) if isinstance(family, str) else None
         raise ConfigError(f"`family: {clip(family)}` names one of model-compose's built-in custom models; "
                           f"task `{task}` has none here", **where,
-                          hint="Use `driver: huggingface` with the model's weights, or `driver: custom` with "
-                               "`class:` (your own Python class).")
+                          hint=(instead[0].upper() + instead[1:] + "." if instead else
+                                "Use `driver: huggingface` with the model's weights, or `driver: custom` with "
+                                "`class:` (your own Python class)."))
     if out.get("architecture") not in (None, known[family]) and known[family]:
         raise ConfigError(f"`family: {family}` and `architecture: {clip(out['architecture'])}` disagree",
                           **positions.where(path + ("family",)), hint="Give one of them.")
