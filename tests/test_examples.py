@@ -67,7 +67,9 @@ def test_model_compose_files_compose_unchanged_with_notes_inputs_choices_and_a_f
     assert "pooling: cls" in body and "- A dog sleeps on the sofa." in body
 
 
-def test_rag_chunks_embeds_inserts_and_the_right_passage_ranks_first(models):
+def test_rag_chunks_embeds_inserts_and_the_right_passage_ranks_first(models, hub_cache, tmp_path_factory):
+    from tests import test_examples_text2text, tiny_seq2seq
+    rerankers = tiny_seq2seq.build_all(tmp_path_factory.mktemp("rerankers"), hub_cache, ("cross-encoder",))
     nb = execute("rag.ipynb")
     indexed = text_of(outputs_of(nb, "for document, topic in zip")).splitlines()
     assert indexed == [f"{t} → 2 chunks" for t in ("landmarks", "food", "computing", "biology", "geography")]
@@ -83,3 +85,4 @@ def test_rag_chunks_embeds_inserts_and_the_right_passage_ranks_first(models):
     assert text_of(outputs_of(nb, 'in_topic.output]')).strip() == "['geography', 'geography']"
     assert "reuse `vector-store`" in text_of(outputs_of(nb, "id: in-topic"))
     assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chunker, embedder, vector-store, chat"
+    test_examples_text2text.check_the_rerank_section(nb, rerankers["cross-encoder"])   # its last section

@@ -1,5 +1,5 @@
-"""The translation and summarization lesson, and the rerank section of the RAG lesson, run top to bottom on
-tiny stand-ins placed under the real ids; their outputs equal plain transformers on the same stand-ins.
+"""The translation and summarization lesson runs top to bottom on tiny stand-ins placed under the real ids, and
+its outputs equal plain transformers on the same stand-ins (the RAG lesson's rerank section: check_the_rerank_section).
 
 The stand-ins are laid into the test Hugging Face cache before the kernel starts (it inherits this
 process's ``HF_HOME`` and ``HF_HUB_OFFLINE``); the expected texts and scores are computed here, in the
@@ -99,15 +99,15 @@ def test_translation_and_summarization_lesson(stand_ins):
     assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded translator, summarizer, t5"
 
 
-def test_rag_lesson_reranks_the_retrieved_passages(stand_ins):
-    nb = execute("rag.ipynb")
-    assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chunker, embedder, vector-store, chat"
+def check_the_rerank_section(nb, cross_encoder: Path) -> None:
+    """The RAG lesson's last section (run by tests/test_examples.py's RAG test, which executes the lesson once):
+    the reranker's scores equal the plain cross-encoder's on the retrieved passages."""
     retrieved = text_of(outputs_of(nb, "retrieved = [hit")).splitlines()
     assert [line.split(": ", 1)[0] for line in retrieved] == [f"vector rank {k}" for k in range(1, 6)]
     assert retrieved[0] == "vector rank 1: The Eiffel Tower is a wrought-iron tower in Paris."
     passages = [line.split(": ", 1)[1] for line in retrieved]
 
-    scores = relevance(stand_ins["cross-encoder"], "How tall is the Eiffel Tower?", passages)
+    scores = relevance(cross_encoder, "How tall is the Eiffel Tower?", passages)
     best = sorted(range(5), key=lambda i: -scores[i])[:3]
     printed = text_of(outputs_of(nb, "for item in reranked.output")).splitlines()
     assert printed == [f"{scores[i]:.4f}  (vector rank {i + 1})  {passages[i]}" for i in best]

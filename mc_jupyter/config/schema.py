@@ -535,10 +535,10 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
                 "`peft_adapters`" if comp.peft_adapters else "`device_mode: auto`")
         fail("fast_decode", f"`fast_decode` needs plain weights on one device; this component has {what}",
              "Remove `fast_decode:` (the model then runs through transformers' generate), or the other setting.")
-    if comp.chat_template is not None and (comp.task != "chat-completion"
+    if comp.chat_template is not None and (comp.task not in ("chat-completion", "vision-text-encoding")
                                            or comp.driver not in ("huggingface", "unsloth", "vllm", "custom")):
-        fail("chat_template", f"`chat_template` is for chat-completion through the huggingface, unsloth or vllm "
-             f"driver, not `{comp.driver}` {comp.task}",
+        fail("chat_template", f"`chat_template` is for chat-completion (huggingface, unsloth or vllm driver) and "
+             f"vision-text-encoding, not `{comp.driver}` {comp.task}",
              "llama.cpp applies the GGUF's own template: remove `chat_template:`." if comp.driver == "llamacpp"
              else "Remove `chat_template:`.")
     names = [a.name for a in comp.peft_adapters or []]

@@ -424,6 +424,7 @@ TASK_RENDERERS: Dict[str, str] = {
     "speech-to-text": "mc_jupyter.display.speech:render_transcript",
     "image-text-to-text": "mc_jupyter.display.vision_chat:render_reply",
     "image-embedding": "mc_jupyter.display.image_embedding:render_image_embeddings",
+    "vision-text-encoding": "mc_jupyter.display.vision_text_encoding:render_encodings",
     "object-detection": "mc_jupyter.display.dense_vision:render_detections",
     "image-segmentation": "mc_jupyter.display.dense_vision:render_segments",
     "depth-estimation": "mc_jupyter.display.dense_vision:render_depth",
