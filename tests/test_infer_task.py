@@ -123,6 +123,18 @@ def test_a_diffusers_folder_is_image_generation_and_an_upscaling_pipeline_image_
     ({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}, "text-generation"),
     ({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}, "text-generation"),
     ({"architectures": ["RobertaForSequenceClassification"], "model_type": "roberta"}, "text-classification"),
+    ({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "id2label": {"0": "LABEL_0"},
+      "sbert_ce_default_activation_function": "torch.nn.modules.activation.Sigmoid"}, "text-reranking"),
+    ({"architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper"}, "speech-to-text"),
+    ({"architectures": ["MarianMTModel"], "model_type": "marian"}, "text-to-text"),
+    ({"architectures": ["T5ForConditionalGeneration"], "model_type": "t5"}, "text-to-text"),
+    ({"architectures": ["Idefics3ForConditionalGeneration"], "model_type": "idefics3"}, "image-text-to-text"),
+    ({"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava"}, "image-text-to-text"),
+    ({"architectures": ["Dinov2Model"], "model_type": "dinov2"}, "image-embedding"),
+    ({"architectures": ["YolosForObjectDetection"], "model_type": "yolos"}, "object-detection"),
+    ({"architectures": ["DepthAnythingForDepthEstimation"], "model_type": "depth_anything"}, "depth-estimation"),
+    ({"architectures": ["SegformerForSemanticSegmentation"], "model_type": "segformer"}, "image-segmentation"),
+    ({"architectures": ["SamModel"], "model_type": "sam"}, "image-segmentation"),
 ])
 def test_architectures_in_config_json(tmp_path, config, task):
     folder = write_config(tmp_path / "m", "config.json", config)
@@ -186,6 +198,13 @@ def test_a_masked_lm_fits_two_tasks_and_the_error_lists_both(registry, tmp_path)
                                   f"`text-classification`")
     assert error.hint == "Add `task: text-embedding` (or `task: text-classification`)."
     assert registry.snapshot() == []
+
+
+def test_clip_fits_image_and_text_embedding_and_the_error_lists_both(tmp_path):
+    folder = write_config(tmp_path / "clip", "config.json", {"architectures": ["CLIPModel"], "model_type": "clip"})
+    with pytest.raises(ConfigError) as e:
+        infer({"model": str(folder), "id": "c"})
+    assert "`image-embedding`" in str(e.value) and "`text-embedding`" in str(e.value)
 
 
 def test_two_architectures_of_different_tasks_are_ambiguous(tmp_path):

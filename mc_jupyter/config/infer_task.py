@@ -18,7 +18,9 @@ a diffusers ``model_index.json``              ``image-generation`` (an upscaling
 ``config.json`` ``architectures``:            ``*ForCausalLM``, ``*LMHeadModel`` →
                                               ``text-generation``;
                                               ``*ForSequenceClassification`` →
-                                              ``text-classification``;
+                                              ``text-classification`` (one score written by
+                                              sentence-transformers' CrossEncoder, ``sbert_ce_*``:
+                                              ``text-reranking``);
                                               ``VisionEncoderDecoderModel``, BLIP, GIT →
                                               ``image-to-text``; Whisper → ``speech-to-text``;
                                               T5, BART, Marian, Pegasus, MBart, M2M100 →
@@ -277,10 +279,21 @@ def _from_config(config: Dict[str, Any]) -> _Finding:
         for task in _arch_tasks(arch):
             if task not in tasks:
                 tasks.append(task)
+    if tasks == ["text-classification"] and _cross_encoder(config):
+        return _Finding(("text-reranking",), source + " with one relevance score (a cross-encoder)")
     extra = ""
     if tasks == ["text-generation"]:
         extra = " (`task: chat-completion` fits too if it has a chat template)"
     return _Finding(tuple(tasks), source, extra)
+
+
+def _cross_encoder(config: Dict[str, Any]) -> bool:
+    """A sequence classifier with one output that sentence-transformers' CrossEncoder wrote (``sbert_ce_*``
+    keys) or that says it ranks: a reranker, not a classifier."""
+    labels = config.get("id2label") or {}
+    one_score = config.get("num_labels") == 1 or (isinstance(labels, dict) and len(labels) == 1)
+    return one_score and (any(str(k).startswith("sbert_ce_") for k in config)
+                          or "rerank" in str(config.get("_name_or_path", "")).lower())
 
 
 #: config.json ``architectures`` of the tasks read by their model family (checked before the heads below).
