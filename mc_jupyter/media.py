@@ -461,3 +461,145 @@ def encode_image(image: Any, subtype: Optional[str] = None) -> bytes:
         raise InputError(f"`image/{subtype}`: the image cannot be written as {fmt} ({e}).\n  Use png, jpeg or "
                          f"webp.") from None
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# Audio as samples: what a speech model reads (WAV decoded here, mono, resampled)
+
+#: The sample rates taken as real audio (a rate outside is a mistake, such as a rate in kHz).
+AUDIO_RATES = (1000, 768000)
+
+
+def read_wav(data: bytes, what: str = "the audio") -> "tuple[Any, int]":
+    """``(samples, sample_rate)`` of WAV bytes: float32 in [-1, 1], shape (n,) or (n, channels). Reads PCM
+    (8, 16, 24, 32-bit), float (32, 64-bit) and WAVE_FORMAT_EXTENSIBLE, which the standard library's
+    ``wave`` (PCM only) does not; integers scale as :meth:`Audio.samples` scales them."""
+    import struct
+    import numpy as np
+
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise InputError(f"{what} is not WAV audio (no RIFF/WAVE header).\n  Give a WAV file, or samples with "
+                         f"their rate: (array, 16000).")
+    fmt, body, pos = None, None, 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if chunk == b"fmt ":
+            fmt = data[pos + 8:pos + 8 + size]
+        elif chunk == b"data":
+            body = data[pos + 8:pos + 8 + size]    # a streamed WAV's size may be unset: the rest of the file
+            break
+        pos += 8 + size + (size & 1)
+    if fmt is None or len(fmt) < 16 or body is None:
+        raise InputError(f"{what} is a WAV file without its `fmt` or `data` chunk (cut short?).\n  Check the "
+                         f"file, or write it again (e.g. with the wave module or soundfile).")
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == 0xFFFE and len(fmt) >= 26:           # WAVE_FORMAT_EXTENSIBLE: the real format in the sub-format
+        tag = struct.unpack("<H", fmt[24:26])[0]
+    width = bits // 8
+    dtypes = {(1, 8): "u1", (1, 16): "<i2", (1, 32): "<i4", (3, 32): "<f4", (3, 64): "<f8"}
+    if channels == 0 or (tag, bits) not in dtypes and (tag, bits) != (1, 24):
+        kind = {1: "PCM", 3: "float", 6: "A-law", 7: "mu-law"}.get(tag, f"format {tag}")
+        raise InputError(f"{what} is {bits}-bit {kind} WAV with {channels} channel(s), which is not read here (PCM "
+                         f"8/16/24/32-bit and float WAV are).\n  Convert it, e.g. `ffmpeg -i in.wav -ac 1 -c:a "
+                         f"pcm_s16le out.wav`.")
+    body = body[:len(body) - len(body) % (width * channels)]
+    if (tag, bits) == (1, 24):                     # three bytes, little-endian, signed: widened to int32
+        b = np.frombuffer(body, np.uint8).reshape(-1, 3).astype(np.int32)
+        arr = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8) / float(2 ** 23)
+    else:
+        arr = np.frombuffer(body, dtypes[(tag, bits)]).astype(np.float64)
+        if tag == 1:
+            arr = (arr - 128) / 128 if bits == 8 else arr / float(2 ** (bits - 1))
+    arr = arr.astype(np.float32)
+    return (arr if channels == 1 else arr.reshape(-1, channels)), int(rate)
+
+
+def audio_samples(value: Any) -> "tuple[Any, int]":
+    """``(samples, sample_rate)`` of one audio, as float32 (shape (n,) or (n, channels)), from an
+    :class:`Audio`, WAV bytes, a path, base64 or a ``data:`` URI, an ``(array, sample_rate)`` pair, or a
+    mapping ``{"array"|"audio"|"samples": ..., "sampling_rate"|"sample_rate": ...}`` (as 🤗 datasets gives).
+    Numpy arrays keep their precision (``as audio`` would round them to 16-bit WAV)."""
+    if isinstance(value, dict) and any(k in value for k in ("array", "audio", "samples")):
+        arr = next(value[k] for k in ("array", "audio", "samples") if k in value)
+        return _array_samples(arr, value.get("sampling_rate", value.get("sample_rate")))
+    if isinstance(value, (tuple, list)) and len(value) == 2 and _is_array(value[0]):
+        return _array_samples(*value)
+    if _is_array(value):
+        raise InputError(f"audio samples ({type(value).__module__.split('.')[0]} array of shape "
+                         f"{tuple(value.shape)}) without a sample rate cannot be read.\n  Give (array, sample_rate), "
+                         f"e.g. `(samples, 16000)`, or {{\"array\": samples, \"sampling_rate\": 16000}}.")
+    if not isinstance(value, (Audio, bytes, bytearray, str)):
+        raise InputError(f"cannot read audio from a {type(value).__name__}.\n  Give a WAV file's path or bytes, "
+                         f"base64 text, a data URI, (numpy array, sample_rate), or `${{input.x as audio}}`.")
+    audio = to_audio(value)
+    if audio.mime not in ("audio/wav", "audio/pcm"):
+        raise InputError(f"{audio.mime} audio is not decoded here: WAV (and raw PCM with its rate) is read without "
+                         f"extra packages.\n  Convert it to WAV, e.g. `ffmpeg -i speech.mp3 -ar 16000 -ac 1 "
+                         f"speech.wav`, or give the samples: (array, sample_rate).")
+    what = "the audio" if not isinstance(value, str) or len(value) > 200 else f"`{value.strip()[:80]}`"
+    return read_wav(audio.playable(), what)
+
+
+def _is_array(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "shape")
+
+
+def _array_samples(arr: Any, rate: Any) -> "tuple[Any, int]":
+    """Samples of an array as float32 (integers scaled to [-1, 1]) and its rate, both checked."""
+    import numpy as np
+
+    if type(arr).__module__.split(".")[0] == "torch":
+        arr = arr.detach().cpu().numpy()
+    arr = np.asarray(arr)
+    if rate is None:
+        raise InputError("audio samples without a sample rate cannot be read.\n  Give (array, sample_rate), e.g. "
+                         "`(samples, 16000)`, or {\"array\": samples, \"sampling_rate\": 16000}.")
+    try:
+        whole = float(rate) == int(float(rate))
+    except (TypeError, ValueError):
+        whole = False
+    if isinstance(rate, bool) or not whole or not AUDIO_RATES[0] <= int(float(rate)) <= AUDIO_RATES[1]:
+        raise InputError(f"the sample rate {rate!r} is not one audio is recorded at.\n  Give the samples per second "
+                         f"as a whole number from {AUDIO_RATES[0]:,} to {AUDIO_RATES[1]:,}, e.g. 16000 or 44100.")
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"audio samples of dtype {arr.dtype} cannot be read.\n  Give float samples in [-1, 1] or "
+                         f"integer PCM (int16, int32, uint8).")
+    if arr.dtype.kind in "iu":
+        scale = {1: 128.0, 2: 32768.0, 4: float(2 ** 31)}.get(arr.dtype.itemsize, float(2 ** (8 * arr.dtype.itemsize - 1)))
+        arr = (arr.astype(np.float64) - (128 if arr.dtype == np.uint8 else 0)) / scale
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise InputError("the audio samples hold NaN or infinite values.\n  Check what made them (a division by "
+                         "zero while normalising?).")
+    return arr, int(float(rate))
+
+
+def to_mono(samples: Any) -> Any:
+    """One channel: (n,) as it is; (n, channels) or (channels, n) (at most 8 channels: the shorter side)
+    averaged."""
+    import numpy as np
+
+    arr = np.asarray(samples)
+    if arr.ndim == 1:
+        return arr
+    if arr.ndim == 2 and min(arr.shape) <= 8 and arr.shape[0] != arr.shape[1]:
+        return arr.mean(axis=int(np.argmin(arr.shape))).astype(arr.dtype)
+    raise InputError(f"audio samples of shape {arr.shape} are not one recording.\n  Give shape (n,) for mono, or "
+                     f"(n, channels) with at most 8 channels.")
+
+
+def resample(samples: Any, rate: int, target: int) -> Any:
+    """``samples`` (mono) at ``target`` Hz: a polyphase filter (scipy's ``resample_poly``), as Whisper's and
+    other speech models' feature extractors need their own rate."""
+    import math
+    import numpy as np
+
+    if rate == target:
+        return samples
+    try:
+        from scipy.signal import resample_poly
+    except ImportError:
+        raise InputError(f"the audio is at {rate:,} Hz and the model reads {target:,} Hz: resampling needs scipy, "
+                         f"which is not installed.\n  `pip install scipy`, or give {target:,} Hz audio.") from None
+    g = math.gcd(int(rate), int(target))
+    return resample_poly(samples, target // g, rate // g).astype(np.float32)
