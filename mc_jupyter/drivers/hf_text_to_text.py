@@ -5,7 +5,7 @@ text models: the texts are encoded (padded; cut to ``max_input_length`` tokens w
 generates, and every output token is decoded with the special ones dropped (the decoder's start token,
 a forced language token, the end). ``architecture:`` is checked against the model's config when given.
 Without ``max_output_length`` the model's own generation config says how long, where it says (BART-CNN's
-142 tokens), else 256 new tokens.
+142 tokens), else 256 new tokens (fewer when the decoder has fewer positions).
 """
 
 from __future__ import annotations
@@ -104,8 +104,11 @@ class TextToText(HFDriver, TextToTextTask):
         g = params.generation
         sample = bool(g.do_sample) and g.temperature != 0.0      # temperature 0 is greedy, as in text-generation
         kwargs: Dict[str, Any] = {"num_beams": params.num_beams, "do_sample": sample}
-        if params.max_output_given or "max_length" not in self.model.generation_config.to_diff_dict():
+        if params.max_output_given:
             kwargs["max_new_tokens"] = g.max_output_length
+        elif "max_length" not in self.model.generation_config.to_diff_dict():
+            found = max_positions(self.model)      # the default never runs past the decoder's positions
+            kwargs["max_new_tokens"] = min(g.max_output_length, found[0] - 1) if found else g.max_output_length
         if g.min_output_length is not None:
             kwargs["min_new_tokens"] = g.min_output_length
         if sample:
