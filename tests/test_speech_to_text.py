@@ -446,9 +446,10 @@ def test_bad_parameters_are_input_errors_naming_the_key(registry, whisper, extra
 
 
 def test_max_output_length_past_the_decoder_is_refused_before_generating(registry, whisper):
-    mc.compose(component().replace(f"max_output_length: {TOKENS}", "max_output_length: 61"), registry=registry)
-    with pytest.raises(InputError, match=r"`max_output_length: 61` is more than this model writes in one window: "
-                                         r"its decoder has 64 positions"):
+    mc.compose(component().replace(f"max_output_length: {TOKENS}", "max_output_length: 445"), registry=registry)
+    with pytest.raises(InputError, match=r"`max_output_length: 445` is more than this model writes in one window: "
+                                         r"its decoder has 448 positions, 4 of them for its prompt.\n  Lower "
+                                         r"`max_output_length` to 444 or less"):
         transcribe(registry, (SOUNDS[0], RATE))
 
 

@@ -61,7 +61,7 @@ def build(folder: Path, seed: int = 1) -> Path:
     suppress += list(range(no_timestamps + 1 + WINDOW * 50 + 1, len(tokenizer)))   # no time past the window
     config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                           max_source_positions=WINDOW * 50, max_target_positions=64, pad_token_id=eos, bos_token_id=eos,
+                           max_source_positions=WINDOW * 50, max_target_positions=448, pad_token_id=eos, bos_token_id=eos,
                            eos_token_id=eos, decoder_start_token_id=start, init_std=0.5)
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()
