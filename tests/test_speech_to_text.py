@@ -456,18 +456,25 @@ def test_max_output_length_past_the_decoder_is_refused_before_generating(registr
 def test_a_model_without_alignment_heads_or_languages_says_what_it_cannot_do(registry, whisper, tmp_path):
     import json
     import shutil
+    from transformers import AutoProcessor, WhisperForConditionalGeneration
     folder = tmp_path / "whisper-tiny.en"
     shutil.copytree(whisper, folder)
     config = json.loads((folder / "generation_config.json").read_text())
     del config["alignment_heads"]
     config["is_multilingual"] = False
     (folder / "generation_config.json").write_text(json.dumps(config))
-    mc.compose(component(model=str(folder), extra="\n  return_timestamps: true\n  timestamp_level: word\n"
-                                                   "  language: ${input.language | null}"), registry=registry)
+    mc.compose(component(model=str(folder), extra="\n  return_timestamps: ${input.times | false}\n"
+                                                   "  timestamp_level: word\n  language: ${input.language}\n"
+                                                   "  task: ${input.task | transcribe}"), registry=registry)
+    english = raw_texts((AutoProcessor.from_pretrained(folder), WhisperForConditionalGeneration.from_pretrained(folder)),
+                        SOUNDS[:1])[0]
+    assert transcribe(registry, (SOUNDS[0], RATE), language="english") == english   # English, transcribed: as it is
+    with pytest.raises(InputError, match="is an English-only Whisper: it takes no `language: de`"):
+        transcribe(registry, (SOUNDS[0], RATE), language="de")
+    with pytest.raises(InputError, match="is an English-only Whisper: it takes no `task: translate`"):
+        transcribe(registry, (SOUNDS[0], RATE), language="en", task="translate")
     with pytest.raises(InputError, match="word timestamps need Whisper's alignment heads"):
-        transcribe(registry, (SOUNDS[0], RATE))
-    with pytest.raises(InputError, match="is an English-only Whisper: it takes no `language:`"):
-        transcribe(registry, (SOUNDS[0], RATE), language="en")
+        transcribe(registry, (SOUNDS[0], RATE), language="en", times=True)
 
 
 @pytest.mark.parametrize("extra, params, message", [

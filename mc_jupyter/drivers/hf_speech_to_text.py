@@ -93,11 +93,13 @@ class SpeechToText(HFDriver, SpeechToTextTask):
         """The parameters against this model, so a mistake fails before any audio is transcribed."""
         params: TranscribeParams = call.params
         generation = self.model.generation_config
-        if not getattr(generation, "is_multilingual", True) and (params.language or params.task):
-            key = "language" if params.language else "task"
-            raise InputError(f"`{self.source.location}` is an English-only Whisper: it takes no `{key}:`.\n  Remove "
-                             f"`{key}:`, or use a multilingual model (e.g. openai/whisper-small, not the `.en` one).")
-        if params.language is not None:
+        if self.english_only:
+            if params.task == "translate" or (params.language and self.language_code(params.language) != "en"):
+                key = f"task: {params.task}" if params.task == "translate" else f"language: {params.language}"
+                raise InputError(f"`{self.source.location}` is an English-only Whisper: it takes no `{key}`.\n  "
+                                 f"Remove it, or use a multilingual model (e.g. openai/whisper-small, not the `.en` "
+                                 f"one).")
+        elif params.language is not None:
             self.language_token(params.language)
         if params.chunk_length is not None and params.chunk_length > self.window_seconds:
             raise InputError(f"`chunk_length: {params.chunk_length:g}` is longer than the {self.window_seconds:g} s "
@@ -117,13 +119,23 @@ class SpeechToText(HFDriver, SpeechToTextTask):
                              f"config), which `{self.source.location}` does not list.\n  Use `timestamp_level: "
                              f"segment`, or a checkpoint that lists them (the openai/whisper-* ones do).")
 
-    def language_token(self, language: str) -> str:
-        """``language`` (a code, a name or ``<|xx|>``) as the model's language token; an InputError if unknown."""
+    @property
+    def english_only(self) -> bool:
+        """Whether the model knows English only (the ``.en`` checkpoints: no language or task tokens)."""
+        return not getattr(self.model.generation_config, "is_multilingual", True)
+
+    @staticmethod
+    def language_code(language: str) -> str:
+        """``en`` for ``en``, ``english`` or ``<|en|>``: Whisper's code of a language code, name or token."""
         from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
+        text = language.strip().lower()
+        return text[2:-2] if text.startswith("<|") and text.endswith("|>") else TO_LANGUAGE_CODE.get(text, text)
+
+    def language_token(self, language: str) -> str:
+        """``language`` as the model's language token (``<|de|>``); an InputError when the model lacks it."""
         known = getattr(self.model.generation_config, "lang_to_id", None) or {}
-        text = language.lower()
-        token = text if text in known else f"<|{TO_LANGUAGE_CODE.get(text, text)}|>"
+        token = f"<|{self.language_code(language)}|>"
         if token not in known:
             codes = ", ".join(t[2:-2] for t in list(known)[:12])
             raise InputError(f"`language: {language}` is not a language this model knows.\n  Give a code or a name it "
@@ -136,9 +148,9 @@ class SpeechToText(HFDriver, SpeechToTextTask):
         ``logprob_threshold``; temperature 0, greedy, unless given; a temperature above 0 samples; without
         ``max_output_length`` the model's generation config says how long)."""
         kwargs: Dict[str, Any] = {}
-        if params.language is not None:
+        if params.language is not None and not self.english_only:   # English-only: English, transcribed
             kwargs["language"] = self.language_token(params.language)
-        if params.task is not None:
+        if params.task is not None and not self.english_only:
             kwargs["task"] = params.task
         if params.max_output_length is not None:
             kwargs["max_new_tokens"] = params.max_output_length
@@ -185,22 +197,18 @@ class SpeechToText(HFDriver, SpeechToTextTask):
     # -- the backend's hooks ---------------------------------------------------------------------
     def generate(self, recordings: List[Recording], params: TranscribeParams) -> List[Any]:
         """Every window of every clip, ``batch_size`` windows per ``generate``; then each clip's transcript."""
-        clips = [(samples, windows) for r in recordings for samples, windows in
-                 ((c.samples, self.windows(c.samples, params.chunk_length)) for c in r.clips)]
-        flat = [window for _, windows in clips for window, _ in windows]
-        outputs: List[Dict[str, Any]] = []
-        for start in range(0, len(flat), params.batch_size):
-            outputs += self._generate(flat[start:start + params.batch_size], params)
+        clips = [clip for recording in recordings for clip in recording.clips]
+        cuts = [self.windows(clip.samples, params.chunk_length) for clip in clips]
+        flat = [window for cut in cuts for window, _ in cut]
+        outputs = [output for start in range(0, len(flat), params.batch_size)
+                   for output in self._generate(flat[start:start + params.batch_size], params)]
         transcripts, at = [], 0
-        for samples, windows in clips:
-            mine, at = outputs[at:at + len(windows)], at + len(windows)
-            transcripts.append(self.transcript(mine, [stride for _, stride in windows],
-                                               len(samples) / self.sampling_rate, params))
-        per_recording, at = [], 0
-        for recording in recordings:
-            per_recording.append(transcripts[at:at + len(recording.clips)])
-            at += len(recording.clips)
-        return per_recording
+        for clip, cut in zip(clips, cuts):
+            transcripts.append(self.transcript(outputs[at:at + len(cut)], [stride for _, stride in cut],
+                                               len(clip.samples) / self.sampling_rate, params))
+            at += len(cut)
+        each = iter(transcripts)
+        return [[next(each) for _ in recording.clips] for recording in recordings]
 
     def _generate(self, windows: List[Any], params: TranscribeParams) -> List[Dict[str, Any]]:
         """``generate`` on a batch of windows: per window its tokens (and token times, for words)."""
@@ -222,7 +230,6 @@ class SpeechToText(HFDriver, SpeechToTextTask):
                 times = [s["token_timestamps"] for s in out["segments"][i]] or [torch.zeros(0)]
                 item["token_timestamps"] = torch.cat(times).unsqueeze(0).cpu()
             found.append(item)
-        self.tokens_generated = int(sequences.shape[0] * sequences.shape[1])
         return found
 
     def transcript(self, outputs: List[Dict[str, Any]], strides: List[Any], duration: float,
@@ -280,6 +287,7 @@ class SpeechToText(HFDriver, SpeechToTextTask):
             [output] = self._generate([window], params)
             outputs.append(output)
             texts.append([t for t in output["tokens"][0].tolist() if t not in special and t < first_time])
+            self.tokens_generated = sum(len(t) for t in texts)
             if number < len(windows):
                 merged = _find_longest_common_sequence(texts)
                 text = self.tokenizer.decode(merged[:len(merged) - len(texts[-1])], skip_special_tokens=True)
