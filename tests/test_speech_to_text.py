@@ -434,7 +434,7 @@ def test_unreadable_audio_is_an_input_error_naming_the_field(registry, whisper, 
     ("\n  chunk_length: 45", {}, "`chunk_length: 45` is longer than the 3 s this model reads at once"),
     ("\n  time_offset: ${input.x}", {"x": "soon"}, "`time_offset` must be a time, not 'soon'"),
     ("\n  time_offset: ${input.x}", {"x": [1, 2]}, "`time_offset` is a list of 2, but `audio:` holds 1 audio"),
-    ("\n  span: {start_time: 10s, end_time: 12s}", {}, "`span` starts at 10 s, after the end of `audio:` (2.00 s)"),
+    ("\n  span: {start_time: 10s, end_time: 12s}", {}, "`span` starts at 10 s, at or after the end of `audio:` (2.00 s)"),
     ("\n  span: {start_time: 3, end_time: 1}", {}, "`span` runs from 3 s to 1 s"),
     ("\n  task: ${input.x}", {"x": "summarize"}, "`task` must be `transcribe` or `translate`"),
 ])

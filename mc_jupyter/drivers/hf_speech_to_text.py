@@ -3,9 +3,9 @@
 ``AutoProcessor`` gives the feature extractor (log-mel, 16 kHz, 30 s windows) and the tokenizer;
 ``AutoModelForSpeechSeq2Seq`` (or ``WhisperForConditionalGeneration`` with ``architecture: whisper``)
 generates with ``language``, ``task`` and timestamps. Audio longer than ``chunk_length`` seconds (the
-model's window, Whisper's 30 s, when not given) is cut into windows that overlap by a sixth of a window on each side, transcribed in batches, and joined by
-the Whisper tokenizer's own merge of overlapping outputs (``_decode_asr``, what transformers'
-speech-recognition pipeline does with ``chunk_length_s``). Segment times come from Whisper's timestamp
+model's window, Whisper's 30 s, when not given) is cut into windows that overlap by a sixth of a window
+on each side, transcribed in batches, and joined by the Whisper tokenizer's own merge of overlapping
+outputs (``_decode_asr``, what transformers' speech-recognition pipeline does with ``chunk_length_s``). Segment times come from Whisper's timestamp
 tokens; word times from its cross-attention alignment heads (``generation_config.alignment_heads``).
 Streaming writes one window's text token by token; a longer audio's text comes a window at a time,
 only as far as the next window cannot change it.
@@ -288,13 +288,14 @@ class SpeechToText(HFDriver, SpeechToTextTask):
             outputs.append(output)
             texts.append([t for t in output["tokens"][0].tolist() if t not in special and t < first_time])
             self.tokens_generated = sum(len(t) for t in texts)
-            if number < len(windows):
+            last = number == len(windows)
+            if last:
+                text = self.transcript(outputs, [s for _, s in windows], len(samples) / self.sampling_rate, params).text
+            else:
                 merged = _find_longest_common_sequence(texts)
                 text = self.tokenizer.decode(merged[:len(merged) - len(texts[-1])], skip_special_tokens=True)
-            else:
-                text = self.transcript(outputs, [s for _, s in windows], len(samples) / self.sampling_rate, params).text
-            if len(text) > len(shown) and text.startswith(shown) and not text.endswith("\ufffd"):
-                yield text[len(shown):]
+            if len(text) > len(shown) and text.startswith(shown) and (last or not text.endswith("\ufffd")):
+                yield text[len(shown):]      # (half a character waits for the rest)
                 shown = text
 
 

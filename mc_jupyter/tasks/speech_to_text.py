@@ -156,10 +156,10 @@ class SpeechToTextTask(ModelTask):
             return Recording([Clip(samples)], duration, offset)
         clips = []
         for start, end in spans:
-            if start >= duration:
-                raise InputError(f"`span` starts at {start:g} s, after the end of `audio:`{where} ({duration:.2f} s)."
-                                 f"\n  Give a span inside the audio.")
             first, last = int(round(start * self.sampling_rate)), int(round(min(end, duration) * self.sampling_rate))
+            if last <= first:
+                raise InputError(f"`span` starts at {start:g} s, at or after the end of `audio:`{where} "
+                                 f"({duration:.2f} s).\n  Give a span inside the audio.")
             clips.append(Clip(samples[first:last], start))
         return Recording(clips, duration, offset)
 
