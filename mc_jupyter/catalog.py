@@ -147,7 +147,7 @@ DRIVERS.update({
     ("huggingface", "face-embedding"): DriverImpl("mc_jupyter.drivers.face_embedding:FaceEmbedding",
                                                   (("onnxruntime", "onnxruntime"),) + _PIL),
 })
-_AUDIO = (("numpy", "numpy"),)
+_AUDIO = (("numpy", "numpy"), ("scipy", "scipy"))
 DRIVERS.update({
     ("huggingface", "text-to-text"): DriverImpl("mc_jupyter.drivers.hf_text_to_text:TextToText", _HF_NEEDS),
     ("huggingface", "image-text-to-text"): DriverImpl("mc_jupyter.drivers.hf_image_text_to_text:ImageTextToText",
