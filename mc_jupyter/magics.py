@@ -59,6 +59,12 @@ class McJupyter(Magics):
         component is reloaded and the old one freed; a cell that fails leaves everything as it was.
         As a line magic, ``%compose -f FILE`` composes a YAML file.
 
+        Model tasks: text-generation, chat-completion, text-classification, text-embedding, text-to-text
+        (translation, summarization), text-reranking, image-text-to-text (vision-language chat),
+        speech-to-text (Whisper), image-to-text, image-generation, image-upscale, image-embedding,
+        vision-text-encoding, object-detection, image-segmentation, depth-estimation,
+        image-background-removal, face-embedding; each with model-compose's keys (docs/reference.md).
+
         Component types: ``model`` (a ``task:``; left out, it is read from the model's files),
         ``http-server`` / ``http-client``, ``vector-store`` (``driver: faiss`` or ``chroma``; actions
         with ``method: insert | update | search | delete``) and ``text-splitter``. Every key:
