@@ -522,7 +522,7 @@ def audio_samples(value: Any) -> "tuple[Any, int]":
     if isinstance(value, dict) and any(k in value for k in ("array", "audio", "samples")):
         arr = next(value[k] for k in ("array", "audio", "samples") if k in value)
         return _array_samples(arr, value.get("sampling_rate", value.get("sample_rate")))
-    if isinstance(value, (tuple, list)) and len(value) == 2 and _is_array(value[0]):
+    if is_sample_pair(value):
         return _array_samples(*value)
     if _is_array(value):
         raise InputError(f"audio samples ({type(value).__module__.split('.')[0]} array of shape "
@@ -542,6 +542,15 @@ def audio_samples(value: Any) -> "tuple[Any, int]":
 
 def _is_array(value: Any) -> bool:
     return type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "shape")
+
+
+def is_sample_pair(value: Any) -> bool:
+    """Whether ``value`` is one audio written ``(samples, sample_rate)`` (a numpy or torch array and a number,
+    numpy's integers too), not a list of two audios."""
+    import numbers
+
+    return (isinstance(value, (tuple, list)) and len(value) == 2 and _is_array(value[0])
+            and isinstance(value[1], numbers.Real) and not isinstance(value[1], bool))
 
 
 def _array_samples(arr: Any, rate: Any) -> "tuple[Any, int]":

@@ -229,6 +229,16 @@ def test_sampling_parameters_and_a_seed_reach_generate_and_repeat(registry, vlms
     assert a == b == expected
 
 
+def test_without_sampling_keys_it_samples_with_model_composes_defaults(registry, vlms):
+    yaml = component(tiny_vlms.REPOS["idefics3"][0], params="seed: 5").replace(", temperature: 0", "")
+    assert "temperature" not in yaml and "do_sample" not in yaml
+    mc.compose(yaml, registry=registry)
+    expected = raw(vlms["idefics3"], user(PICTURES[0], QUESTION), seed=5, do_sample=True, temperature=1.0, top_k=50,
+                   top_p=0.9)
+    assert ask(registry, PICTURES[0], QUESTION) == expected
+    assert expected != raw(vlms["idefics3"], user(PICTURES[0], QUESTION))     # greedy differs
+
+
 def test_beam_search_and_min_output_length_reach_generate(registry, vlms):
     compose(registry, "idefics3", params="num_beams: 3, length_penalty: 0.5, early_stopping: true, "
                                          "min_output_length: 4")

@@ -137,6 +137,8 @@ def test_every_form_of_audio_reads_the_same_samples_as_the_raw_call(registry, wh
     # ... and of each audio of a list (a (samples, rate) pair is one audio)
     assert transcribe(registry, [str(path), (wav_samples(wav), RATE), wav]) == [from_wav] * 3
     assert transcribe(registry, (wav_samples(wav), RATE)) == from_wav
+    mc.compose(component(), registry=registry)      # a numpy integer rate is a rate, not a second audio
+    assert transcribe(registry, (wav_samples(wav), np.int64(RATE))) == from_wav
 
 
 def test_samples_at_8_khz_are_resampled_to_the_models_16_khz_with_a_polyphase_filter(registry, whisper, raw):

@@ -125,6 +125,7 @@ def test_a_list_runs_in_batches_and_equals_one_by_one(registry, seq2seq):
     assert batched == [write(registry, text) for text in TEXTS]
     assert batched == [raw(seq2seq["t5"], [text], **BEAMS)[0] for text in TEXTS]
     assert len(set(batched)) == len(TEXTS), "the tiny model should write different texts for different inputs"
+    assert write(registry, []) == []
 
 
 def test_several_return_sequences_give_a_list_per_input(registry, seq2seq):

@@ -124,19 +124,7 @@ def test_special_tokens_and_max_length_reach_the_processor(registry, raw):
     assert out["spec"]["add_special_tokens"] is True and out["spec"]["max_length"] == 6
 
 
-def _schema_takes_chat_template() -> bool:
-    from mc_jupyter.api import read_config
-    from mc_jupyter.errors import ConfigError
-    try:
-        read_config(encoder(extra="\n    chat_template: x"), None, 1)
-    except ConfigError:
-        return False
-    return True
-
-
-# model-compose's vision-text-encoding component has `chat_template:`; the schema takes it once the lead's
-# change lands (config/schema.py allows it for chat-completion only so far)
-@pytest.mark.skipif(not _schema_takes_chat_template(), reason="config/schema.py refuses `chat_template:` here yet")
+# model-compose's vision-text-encoding component has `chat_template:`
 def test_the_components_chat_template_writes_the_prompt(registry, raw):
     template = PLAIN_TEMPLATE.replace("'", "''")
     mc.compose(encoder(extra=f"\n    chat_template: '{template}'"), registry=registry)

@@ -112,9 +112,8 @@ def convert(value: Any, kind: str, arg: Optional[str] = None, *, is_list: bool =
         if subtype and fmt in ("base64", "data-uri") and isinstance(value, Media):
             return value.base64() if fmt == "base64" else value.data_uri()   # media written out
         if kind == "audio":
-            pair = isinstance(value, (tuple, list)) and len(value) == 2 and type(value[0]).__module__ == "numpy" \
-                and not hasattr(value[1], "shape")          # (samples, rate) is one audio
-            if isinstance(value, (list, tuple)) and not pair:   # several audios: each converted
+            from ..media import is_sample_pair
+            if isinstance(value, (list, tuple)) and not is_sample_pair(value):   # several audios: each converted
                 return [convert(v, "audio", subtype=subtype, fmt=fmt, attrs=attrs) for v in value]
             return to_audio(value, subtype, fmt, attrs)
         return to_media(value, kind, subtype, fmt)

@@ -12,7 +12,7 @@ import html
 from typing import Any, Dict, List, Optional
 
 from ..errors import InputError
-from ..media import Audio, to_audio
+from ..media import Audio, is_sample_pair, to_audio
 from ..tasks.speech_to_text import is_transcript
 from .images import BOX
 
@@ -76,7 +76,7 @@ def render_transcript(value: Any, fields: Dict[str, Any]) -> Optional[Bundle]:
     output may be something else)."""
     audio = fields.get("audio")
     if is_transcript(value):
-        if isinstance(audio, list) and not (len(audio) == 2 and hasattr(audio[0], "shape")):
+        if isinstance(audio, list) and not is_sample_pair(audio):
             audio = audio[0] if len(audio) == 1 else None   # a list of audios gives a list of transcripts
         return {"text/plain": _plain(value), "text/html": _transcript_html(value, audio)}
     if not (isinstance(value, list) and value and all(is_transcript(v) for v in value)):

@@ -18,7 +18,7 @@ from ..errors import ModelLoadError
 from ..secrets import scrub
 from .base import Driver
 from .sources import (ModelSource, broken_weights, cached_snapshot, config_source, download_command, hub_access,
-                      not_cached, quiet_hub)
+                      not_cached, processor_kwargs, quiet_hub)
 
 
 class HFDriver(Driver):
@@ -80,8 +80,7 @@ class HFDriver(Driver):
 
     def _load_tokenizer(self, source: ModelSource):
         from transformers import AutoTokenizer
-        kwargs = {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}
-        return _from_pretrained(AutoTokenizer, source, kwargs)
+        return _from_pretrained(AutoTokenizer, source, processor_kwargs(source))
 
     def unload(self) -> None:
         for name in ("model", "tokenizer"):

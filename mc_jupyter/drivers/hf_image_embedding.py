@@ -14,8 +14,7 @@ from typing import Any, Dict, List, Optional
 from ..errors import ModelLoadError
 from ..tasks.image_embedding import ImageEmbeddingParams, ImageEmbeddingTask
 from .hf_common import HFDriver, _from_pretrained
-from .hf_image_to_text import _processor_kwargs
-from .sources import ModelSource, config_source
+from .sources import ModelSource, config_source, processor_kwargs
 
 #: ``architecture:`` -> the config.json ``model_type`` it loads.
 MODEL_TYPES: Dict[str, str] = {"clip": "clip", "siglip": "siglip", "dinov2": "dinov2"}
@@ -39,7 +38,7 @@ class ImageEmbedding(HFDriver, ImageEmbeddingTask):
         """The image processor (an image embedder reads no text; its tokenizer, if any, is not loaded)."""
         from transformers import AutoImageProcessor
 
-        self.image_processor = _from_pretrained(AutoImageProcessor, source, _processor_kwargs(source))
+        self.image_processor = _from_pretrained(AutoImageProcessor, source, processor_kwargs(source))
         return None
 
     def unload(self) -> None:
@@ -67,7 +66,7 @@ def checked_architecture(asked: Optional[str], source: ModelSource) -> Optional[
     which must be ``asked`` when one is: a ModelLoadError, before any weights load, otherwise."""
     from transformers import AutoConfig
 
-    model_type = _from_pretrained(AutoConfig, source, _processor_kwargs(source)).model_type
+    model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
     found = next((name for name, kind in MODEL_TYPES.items() if kind == model_type), None)
     if asked is not None and asked != found:
         raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a `{model_type}` model "

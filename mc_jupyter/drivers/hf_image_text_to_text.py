@@ -18,7 +18,7 @@ from ..tasks.base import Call
 from ..tasks.image_text_to_text import Conversation, ImageTextToTextTask
 from .hf_common import _from_pretrained
 from .hf_generation import _Transformers, check_length, seed_torch
-from .sources import ModelSource, config_source
+from .sources import ModelSource, config_source, processor_kwargs
 
 #: ``architecture:`` -> the ``model_type`` values of config.json it names (SmolVLM 1 is Idefics3).
 ARCHITECTURE_TYPES: Dict[str, tuple] = {
@@ -43,7 +43,7 @@ class ImageTextToText(ImageTextToTextTask, _Transformers):
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-        model_type = _from_pretrained(AutoConfig, source, _kwargs(source)).model_type
+        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
         found = next((name for name, types in ARCHITECTURE_TYPES.items() if model_type in types), None)
         asked = self.config.architecture
         if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
@@ -62,7 +62,7 @@ class ImageTextToText(ImageTextToTextTask, _Transformers):
         from transformers import AutoProcessor
 
         try:
-            self.processor = _from_pretrained(AutoProcessor, source, _kwargs(source))
+            self.processor = _from_pretrained(AutoProcessor, source, processor_kwargs(source))
         except ImportError as e:      # e.g. Qwen2-VL's processor holds a video processor that needs torchvision
             detail = scrub(str(e)).strip().splitlines()
             raise ModelLoadError(f"could not load the processor of `{source.location}`: "
@@ -110,8 +110,3 @@ class ImageTextToText(ImageTextToTextTask, _Transformers):
                                  f"prompt is not cut: cutting would split an image's tokens).")
             check_length(self.model, count, call.params.max_output_length, which)
         seed_torch(call.params)
-
-
-def _kwargs(source: ModelSource) -> Dict[str, Any]:
-    """``from_pretrained``'s keyword arguments for a config or a processor (no weights read)."""
-    return {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}

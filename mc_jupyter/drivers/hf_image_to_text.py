@@ -16,7 +16,7 @@ from ..tasks.image_to_text import CaptionParams, ImageToTextTask
 from ..tasks.text_generation import GenerationParams
 from .hf_common import HFDriver, _from_pretrained
 from .hf_generation import check_length, group_sequences, seed_torch
-from .sources import ModelSource, config_source
+from .sources import ModelSource, config_source, processor_kwargs
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ImageToText(HFDriver, ImageToTextTask):
         """The ``architecture:`` asked for, checked against the model's config; inferred without one."""
         from transformers import AutoConfig
 
-        model_type = _from_pretrained(AutoConfig, source, _processor_kwargs(source)).model_type
+        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
         found = next((name for name, arch in ARCHITECTURE_CLASSES.items() if arch.model_type == model_type), None)
         asked = self.config.architecture
         expected = ", ".join(f"{name} (model_type `{arch.model_type}`)" for name, arch in ARCHITECTURE_CLASSES.items())
@@ -65,7 +65,7 @@ class ImageToText(HFDriver, ImageToTextTask):
     def _load_tokenizer(self, source: ModelSource) -> Any:
         from transformers import AutoImageProcessor
 
-        self.image_processor = _from_pretrained(AutoImageProcessor, source, _processor_kwargs(source))
+        self.image_processor = _from_pretrained(AutoImageProcessor, source, processor_kwargs(source))
         return super()._load_tokenizer(source)
 
     def unload(self) -> None:
@@ -107,7 +107,3 @@ class ImageToText(HFDriver, ImageToTextTask):
         inputs[ARCHITECTURE_CLASSES[self.architecture].prompt_key] = torch.tensor([ids] * len(images),
                                                                                   device=self.model.device)
         return inputs, len(prefix)
-
-
-def _processor_kwargs(source: ModelSource) -> Dict[str, Any]:
-    return {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}

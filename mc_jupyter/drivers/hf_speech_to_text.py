@@ -21,8 +21,7 @@ from ..tasks.base import Call
 from ..tasks.speech_to_text import Recording, SpeechToTextTask, TranscribeParams, Transcript
 from .hf_common import HFDriver, _from_pretrained
 from .hf_generation import stream_generate
-from .hf_image_to_text import _processor_kwargs
-from .sources import ModelSource, config_source
+from .sources import ModelSource, config_source, processor_kwargs
 
 Window = Tuple[Any, Optional[Tuple[float, float, float]]]   # samples, (length, left, right stride) in seconds
 
@@ -56,7 +55,7 @@ class SpeechToText(HFDriver, SpeechToTextTask):
     def _check_whisper(self, source: ModelSource) -> None:
         from transformers import AutoConfig
 
-        model_type = _from_pretrained(AutoConfig, source, _processor_kwargs(source)).model_type
+        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
         if model_type != "whisper":
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not Whisper: the huggingface "
                                  f"speech-to-text driver runs Whisper-family models (their language, task and "
@@ -69,7 +68,7 @@ class SpeechToText(HFDriver, SpeechToTextTask):
         for name in ("transformers.generation.utils", "transformers.models.whisper.tokenization_whisper"):
             logging.getLogger(name).addFilter(_quiet_whisper)
 
-        self.processor = _from_pretrained(AutoProcessor, source, _processor_kwargs(source))
+        self.processor = _from_pretrained(AutoProcessor, source, processor_kwargs(source))
         self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)
         return self.processor.tokenizer
 

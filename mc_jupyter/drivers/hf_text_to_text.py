@@ -17,8 +17,7 @@ from ..tasks.base import Call
 from ..tasks.text_to_text import TextToTextParams, TextToTextTask
 from .hf_common import HFDriver, _from_pretrained
 from .hf_generation import group_sequences, max_positions, seed_torch, stream_generate
-from .hf_image_to_text import _processor_kwargs
-from .sources import ModelSource, config_source
+from .sources import ModelSource, config_source, processor_kwargs
 
 #: ``architecture:`` -> the config.json ``model_type``\ s of that family.
 ARCHITECTURE_TYPES: Dict[str, Tuple[str, ...]] = {
@@ -46,7 +45,7 @@ class TextToText(HFDriver, TextToTextTask):
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
-        model_type = _from_pretrained(AutoConfig, source, _processor_kwargs(source)).model_type
+        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
         found = next((name for name, types in ARCHITECTURE_TYPES.items() if model_type in types), None)
         if model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not a sequence-to-sequence one: "
@@ -68,7 +67,7 @@ class TextToText(HFDriver, TextToTextTask):
         params: TextToTextParams = call.params
         cut = params.generation.max_input_length
         found = max_positions(self.model)
-        if found is not None:
+        if found is not None and call.items:     # an empty list gives an empty list
             limit, field = found
             counts = [min(len(ids), cut or len(ids)) for ids in self.tokenizer(call.items)["input_ids"]]
             for index, count in enumerate(counts, 1):

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import ModelLoadError
 from .hf_common import HFDriver, _from_pretrained
-from .sources import ModelSource
+from .sources import ModelSource, processor_kwargs
 
 
 class ConfigJson:
@@ -27,11 +27,6 @@ class ConfigJson:
         from transformers import PretrainedConfig
 
         return PretrainedConfig.get_config_dict(location, **kwargs)[0]
-
-
-def processor_kwargs(source: ModelSource) -> Dict[str, Any]:
-    """The source's ``from_pretrained`` arguments that an image processor takes."""
-    return {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}
 
 
 def read_config(source: ModelSource) -> Dict[str, Any]:

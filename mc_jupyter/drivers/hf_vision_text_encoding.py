@@ -17,8 +17,7 @@ from typing import Any, Dict, List
 from ..errors import InputError, ModelLoadError
 from ..tasks.vision_text_encoding import Encoding, EncodingParams, Prompt, VisionTextEncodingTask
 from .hf_common import HFDriver, _from_pretrained
-from .hf_image_to_text import _processor_kwargs
-from .sources import ModelSource
+from .sources import ModelSource, processor_kwargs
 
 
 class VisionTextEncoding(HFDriver, VisionTextEncodingTask):
@@ -27,7 +26,7 @@ class VisionTextEncoding(HFDriver, VisionTextEncodingTask):
     def _load_tokenizer(self, source: ModelSource) -> Any:
         from transformers import AutoProcessor
 
-        self.processor = _from_pretrained(AutoProcessor, source, _processor_kwargs(source))
+        self.processor = _from_pretrained(AutoProcessor, source, processor_kwargs(source))
         if not hasattr(self.processor, "image_processor") or getattr(self.processor, "tokenizer", None) is None:
             raise ModelLoadError(f"`{source.location}` has no vision-language processor (an image processor and a "
                                  f"tokenizer): vision-text-encoding needs a model such as Qwen/Qwen2-VL-2B-Instruct or "

@@ -75,6 +75,11 @@ def hub_kwargs(source: "ModelSource") -> Dict[str, Any]:
     return {k: v for k, v in source.kwargs.items() if k in HUB_KWARGS}
 
 
+def processor_kwargs(source: "ModelSource") -> Dict[str, Any]:
+    """``source.kwargs`` for a config, tokenizer or processor's ``from_pretrained`` (all but the weights' format)."""
+    return {k: v for k, v in source.kwargs.items() if k != "use_safetensors"}
+
+
 _LOCAL_PREFIXES = ("/", "./", "../", "~")
 
 

@@ -25,7 +25,7 @@ from ..errors import DeviceError
 from ..tasks.image_text_to_text import Conversation, ImageTextToTextTask
 from ..tasks.text_generation import ChatCompletionTask, GenerationParams, TextGenerationTask, chat_prompt
 from .hf_common import _from_pretrained
-from .sources import ModelSource, resolve_source
+from .sources import ModelSource, config_source, processor_kwargs, resolve_source
 
 _QUANTIZATION = {Quantization.NONE: None, Quantization.NF4: "bitsandbytes", Quantization.INT4: "bitsandbytes",
                  Quantization.INT8: "fp8"}
@@ -161,9 +161,8 @@ class VllmImageTextToText(ImageTextToTextTask, _Vllm):
         from transformers import AutoProcessor
 
         super().load()
-        source = resolve_source(self.config.model, self.config.task)
-        self.processor = _from_pretrained(AutoProcessor, source, {k: v for k, v in source.kwargs.items()
-                                                                  if k != "use_safetensors"})
+        source = config_source(self.config)     # trust_remote_code reaches the processor too
+        self.processor = _from_pretrained(AutoProcessor, source, processor_kwargs(source))
 
     def engine_input(self, item: Conversation) -> Dict[str, Any]:
         return vision_prompt(self.processor, item, self.config.chat_template)

@@ -28,12 +28,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..catalog import Task
-from ..config.positions import clip
 from ..errors import InputError
 from ..media import load_image
-from ..secrets import scrub
 from .base import Call, ModelTask, number_param
-from .text_generation import DEFAULT_MAX_OUTPUT_LENGTH, GenerationParams
+from .text_generation import DEFAULT_MAX_OUTPUT_LENGTH, GenerationParams, _shown
 
 Conversation = List[Dict[str, Any]]
 
@@ -41,10 +39,6 @@ NO_IMAGE = ("image-text-to-text got no image: give `image:` (e.g. `image: ${inpu
             "inside `messages:` (`{type: image, image: ...}` parts).")
 _MESSAGES_EXAMPLE = ("Write e.g. `messages: [{role: user, content: [{type: image, image: ${input.image}}, "
                      "{type: text, text: ${input.question}}]}]`.")
-
-
-def _shown(value: Any) -> str:
-    return clip(scrub(repr(value)), 80)
 
 
 @dataclass(frozen=True)
@@ -55,8 +49,15 @@ class VisionGenerationParams(GenerationParams):
 
     @classmethod
     def read(cls, fields: Dict[str, Any], max_output_length: int = DEFAULT_MAX_OUTPUT_LENGTH) -> "VisionGenerationParams":
+        """The parameters with model-compose's defaults for this task: it samples (temperature 1.0, top-k 50,
+        top-p 0.9) unless ``do_sample: false`` or ``temperature: 0`` asks for greedy decoding."""
         base = super().read(fields, max_output_length)
-        return replace(base, no_repeat_ngram_size=number_param(fields, "no_repeat_ngram_size", None, int, 1))
+        base = replace(base, no_repeat_ngram_size=number_param(fields, "no_repeat_ngram_size", None, int, 1))
+        greedy = base.do_sample is False or base.temperature == 0.0
+        if greedy:
+            return base
+        return replace(base, do_sample=True, temperature=1.0 if base.temperature is None else base.temperature,
+                       top_k=50 if base.top_k is None else base.top_k, top_p=0.9 if base.top_p is None else base.top_p)
 
     def transformers(self, tokenizer: Any) -> Dict[str, Any]:
         kwargs = super().transformers(tokenizer)

@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..catalog import Task
 from ..config.positions import clip as shorten
 from ..errors import InputError
-from ..media import audio_samples, resample, to_mono
+from ..media import audio_samples, is_sample_pair, resample, to_mono
 from ..secrets import scrub
 from .base import Call, ModelTask, flag_param, number_param, param, single_or_list
 
@@ -95,12 +95,6 @@ def parse_time(value: Any, name: str) -> float:
                      f"with a unit (`500ms`, `10s`, `1.5m`), or as a clock (`00:01:02.5`).")
 
 
-def _single_audio(value: Any) -> bool:
-    """Whether ``value`` is one audio given as a pair ``(samples, sample_rate)`` (not a list of two)."""
-    return (isinstance(value, (tuple, list)) and len(value) == 2 and hasattr(value[0], "shape")
-            and isinstance(value[1], (int, float)) and not isinstance(value[1], bool))
-
-
 def _spans(value: Any) -> List[Tuple[float, float]]:
     """``span:`` (one ``{start_time, end_time}`` or a list) as (start, end) seconds, checked."""
     spans = value if isinstance(value, (list, tuple)) else [value]
@@ -132,7 +126,7 @@ class SpeechToTextTask(ModelTask):
         audio = fields.get("audio")
         if audio is None:
             raise InputError(NO_AUDIO)
-        values, many = ([audio], False) if _single_audio(audio) else single_or_list(audio)
+        values, many = ([audio], False) if is_sample_pair(audio) else single_or_list(audio)
         if not values:
             raise InputError("speech-to-text got an empty list as `audio:`: there is nothing to transcribe.\n  Give "
                              "one audio or a list of them.")
