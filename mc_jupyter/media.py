@@ -299,16 +299,8 @@ class Audio(Media):
         return cls(buffer.getvalue(), "audio/wav", int(sample_rate), channels)
 
     def samples(self):
-        """``(numpy array, sample_rate)`` of WAV or PCM audio (int16 as float in [-1, 1])."""
-        import numpy as np
-        import wave
-
-        with wave.open(io.BytesIO(self.playable()), "rb") as w:
-            frames, width, channels, rate = w.readframes(w.getnframes()), w.getsampwidth(), w.getnchannels(), w.getframerate()
-        dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
-        arr = np.frombuffer(frames, dtype=dtype).astype(np.float64)
-        arr = (arr - 128) / 128 if width == 1 else arr / float(2 ** (8 * width - 1))
-        return (arr if channels == 1 else arr.reshape(-1, channels)), rate
+        """``(numpy array, sample_rate)`` of WAV or PCM audio (float32; integers scaled to [-1, 1]): :func:`read_wav`."""
+        return read_wav(self.playable())
 
     def playable(self) -> bytes:
         """Bytes a browser plays: raw PCM is wrapped in a WAV header."""
@@ -473,7 +465,7 @@ AUDIO_RATES = (1000, 768000)
 def read_wav(data: bytes, what: str = "the audio") -> "tuple[Any, int]":
     """``(samples, sample_rate)`` of WAV bytes: float32 in [-1, 1], shape (n,) or (n, channels). Reads PCM
     (8, 16, 24, 32-bit), float (32, 64-bit) and WAVE_FORMAT_EXTENSIBLE, which the standard library's
-    ``wave`` (PCM only) does not; integers scale as :meth:`Audio.samples` scales them."""
+    ``wave`` (PCM only) does not; integers are scaled to [-1, 1] (8-bit is unsigned, centred on 128)."""
     import struct
     import numpy as np
 
