@@ -17,7 +17,7 @@ from ..catalog import Task
 from ..config.positions import clip
 from ..errors import InputError
 from ..secrets import scrub
-from ..media import load_image
+from .image_to_text import named_image
 from .base import Call, ModelTask, flag_param, param, single_or_list
 
 POOLINGS = ("cls", "mean", "max")
@@ -53,10 +53,3 @@ class ImageEmbeddingTask(ModelTask):
         return super().finish(vectors, call)
 
 
-def named_image(value: Any, where: str) -> Any:
-    """An RGB PIL image from anything :func:`~mc_jupyter.media.load_image` reads; its error names the field
-    (``where``: `image[2]`) it came from."""
-    try:
-        return load_image(value).convert("RGB")
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..catalog import Task
 from ..errors import InputError
-from ..media import load_image
+from .image_to_text import named_image
 from .base import Call, ModelTask, number_param
 from .text_generation import DEFAULT_MAX_OUTPUT_LENGTH, GenerationParams, _shown
 
@@ -66,14 +66,6 @@ class VisionGenerationParams(GenerationParams):
         return kwargs
 
 
-def _image(value: Any, where: str) -> Any:
-    """An RGB PIL image from anything :func:`load_image` reads; its error names ``where`` it stood."""
-    try:
-        return load_image(value).convert("RGB")
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
-
-
 def _image_part(part: Mapping[str, Any], where: str) -> Optional[Any]:
     """The image of an image part (None for a placeholder part that names none)."""
     if part.get("type") == "image_url":
@@ -82,10 +74,10 @@ def _image_part(part: Mapping[str, Any], where: str) -> Optional[Any]:
         if url is None:
             raise InputError(f"{where} is an `image_url` part without a url: {_shown(dict(part))}.\n  Write "
                              f"`{{type: image_url, image_url: {{url: ...}}}}`, or `{{type: image, image: ...}}`.")
-        return _image(url, where)
+        return named_image(url, where)
     for key in ("image", "url", "path", "base64"):
         if part.get(key) is not None:
-            return _image(part[key], where)
+            return named_image(part[key], where)
     return None
 
 
@@ -103,7 +95,7 @@ def _content(content: Any, where: str) -> List[Dict[str, Any]]:
             image = _image_part(part, at)
             parts.append({"type": "image"} if image is None else {"type": "image", "image": image})
         elif type(part).__module__.startswith("PIL."):
-            parts.append({"type": "image", "image": _image(part, at)})
+            parts.append({"type": "image", "image": named_image(part, at)})
         else:
             raise InputError(f"{at} is {_shown(part)}: a content part is a text, `{{type: text, text: ...}}` or "
                              f"`{{type: image, image: ...}}`.\n  {_MESSAGES_EXAMPLE}")
@@ -168,15 +160,15 @@ def image_groups(image: Any, prompts: int) -> Tuple[List[List[Any]], bool]:
     if image is None:
         raise InputError(NO_IMAGE)
     if not _is_list(image):
-        one = _image(image, "`image:`")
+        one = named_image(image, "`image:`")
         return [[one]] * prompts, False
     if not image:
         raise InputError(NO_IMAGE + "\n  `image:` is an empty list.")
     if all(_is_list(group) for group in image):
-        groups = [[_image(im, f"`image:` group #{g}, image #{i}") for i, im in enumerate(group, 1)]
+        groups = [[named_image(im, f"`image:` group #{g}, image #{i}") for i, im in enumerate(group, 1)]
                   for g, group in enumerate(image, 1)]
         return groups, True
-    images = [_image(im, f"`image:` #{i}") for i, im in enumerate(image, 1)]
+    images = [named_image(im, f"`image:` #{i}") for i, im in enumerate(image, 1)]
     if prompts == 1 or len(images) == 1:
         return [images] * prompts if len(images) == 1 else [images], False
     if len(images) != prompts:

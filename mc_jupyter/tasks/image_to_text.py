@@ -32,6 +32,15 @@ def image_items(fields: Dict[str, Any], task: str, mode: Optional[str] = None) -
     return ([im.convert(mode) for im in images] if mode else images), many
 
 
+def named_image(value: Any, where: str) -> Any:
+    """An RGB PIL image from anything :func:`~mc_jupyter.media.load_image` reads; its error names the field
+    (``where``: `image[2]`) it came from."""
+    try:
+        return load_image(value).convert("RGB")
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+
+
 @dataclass(frozen=True)
 class CaptionParams:
     prompt: Optional[str]      # the prefix every caption continues, or None

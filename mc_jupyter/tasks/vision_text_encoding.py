@@ -29,7 +29,7 @@ from ..config.positions import clip
 from ..errors import InputError
 from ..secrets import scrub
 from .base import Call, ModelTask, flag_param, number_param, single_or_list
-from .image_embedding import named_image
+from .image_to_text import named_image
 
 
 @dataclass(frozen=True)
