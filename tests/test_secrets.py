@@ -301,6 +301,38 @@ def setup_custom_driver(request, tmp_path, monkeypatch):
     request.getfixturevalue("models")
 
 
+def setup_rag(request, tmp_path, monkeypatch):
+    from tests import tiny_seq2seq
+    request.getfixturevalue("models")
+    tiny_seq2seq.build_all(tmp_path / "rerankers", request.getfixturevalue("hub_cache"), ("cross-encoder",))
+
+
+def setup_seq2seq(request, tmp_path, monkeypatch):
+    from tests import tiny_seq2seq
+    tiny_seq2seq.build_all(tmp_path / "seq2seq", request.getfixturevalue("hub_cache"), ("t5", "bart", "marian"))
+
+
+def setup_vlms(request, tmp_path, monkeypatch):
+    from tests import tiny_vlms
+    tiny_vlms.build_all(tmp_path / "vlms", request.getfixturevalue("hub_cache"))
+
+
+def setup_whisper(request, tmp_path, monkeypatch):
+    from tests import tiny_whisper
+    tiny_whisper.build_all(tmp_path / "whisper", request.getfixturevalue("hub_cache"))
+
+
+def setup_clip(request, tmp_path, monkeypatch):
+    from tests import tiny_clip
+    tiny_models.place_in_hub_cache(request.getfixturevalue("hub_cache"), tiny_clip.REPOS["clip"],
+                                   tiny_clip.build_clip(tmp_path / "clip"))
+
+
+def setup_vision(request, tmp_path, monkeypatch):
+    from tests import tiny_vision
+    tiny_vision.build_all(tmp_path / "vision", request.getfixturevalue("hub_cache"))
+
+
 # notebook -> (its stand-ins, whether its YAML has a place for the token)
 NOTEBOOKS = {
     "quickstart.ipynb": (setup_models, True),
@@ -314,7 +346,12 @@ NOTEBOOKS = {
     "custom_driver.ipynb": (setup_custom_driver, True),
     "serving.ipynb": (setup_serving, True),
     "model_compose_files.ipynb": (setup_models, True),
-    "rag.ipynb": (setup_models, True),
+    "rag.ipynb": (setup_rag, True),
+    "translation_and_summarization.ipynb": (setup_seq2seq, True),
+    "vision_language_chat.ipynb": (setup_vlms, True),
+    "speech.ipynb": (setup_whisper, True),
+    "image_search.ipynb": (setup_clip, True),
+    "vision.ipynb": (setup_vision, True),
     # a model name that is not a hub id (buffalo_l, RealESRGAN_x4plus): only the environment holds the token
     "upscaling.ipynb": (setup_upscaling, False),
     "face_embedding.ipynb": (setup_faces, False),
