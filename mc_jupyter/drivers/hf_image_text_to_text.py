@@ -88,6 +88,9 @@ class ImageTextToText(ImageTextToTextTask, _Transformers):
     def tokenize(self, items: List[Conversation]) -> Dict[str, Any]:
         """The conversations through the processor's chat template: a left-padded batch on the model's device,
         pixel values in the model's dtype."""
+        done = getattr(self, "_checked", {}).pop(id(items[0]), None) if len(items) == 1 else None
+        if done is not None and done[0] is items[0]:        # processed once already, by `check`
+            return done[1]
         template = {"chat_template": self.config.chat_template} if self.config.chat_template else {}
         # the processor rewrites each message's `content` list: it gets copies of the messages (not of the images)
         conversations = [[dict(message) for message in item] for item in items]
@@ -100,8 +103,12 @@ class ImageTextToText(ImageTextToTextTask, _Transformers):
         """Each conversation's tokens (images included) against ``max_input_length`` and the model's positions,
         before anything is generated; then torch seeded."""
         limit = call.params.max_input_length
+        self._checked = {}
         for index, item in enumerate(call.items, 1):
-            count = int(self.tokenize([item])["input_ids"].shape[1])
+            batch = self.tokenize([item])
+            count = int(batch["input_ids"].shape[1])
+            if len(call.items) == 1:     # one conversation (a question, a chat turn): generate reuses its inputs
+                self._checked[id(item)] = (item, batch)       # (a list's are made again, batch by batch)
             which = (f"conversation #{index} of the list" if call.many else "the conversation") + \
                 " (chat template and image tokens included)"
             if limit is not None and count > limit:
