@@ -87,3 +87,15 @@ def test_the_model_compose_comparison_runs_with_model_compose_from_pypi(tmp_path
     out = run_script("tests/benchmarks/vs_model_compose.py", "--tiny-check", "--venv", str(tmp_path / "venv"),
                      timeout=900)
     assert "model-compose" in out and "| repeated:" in out
+
+
+@pytest.mark.slow
+def test_bench_tasks_checks_each_task_against_the_raw_call_and_prints_a_row():
+    env = {k: v for k, v in os.environ.items() if k not in _CACHE_VARS}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "benchmarks" / "bench_tasks.py"), "--repeats", "2",
+                           "--warmup", "0"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"exit code {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr[-4000:]}"
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if re.match(r"^[a-z-]+ +[\d.]+ ", line)}
+    assert sorted(rows) == sorted(["text-to-text", "text-reranking", "image-text-to-text", "speech-to-text",
+                                   "image-embedding", "object-detection", "depth-estimation"])
+    assert all(float(row[-1].rstrip("x")) > 0 for row in rows.values())
