@@ -282,3 +282,190 @@ def test_a_model_family_it_does_not_serve_is_refused_with_the_reason():
     with pytest.raises(ModelLoadError, match=r"`fast_decode: true` cannot be used: it is a `gpt2` model; "
                                              r"fast_decode serves llama, mistral, qwen2 models"):
         check_supported(model, ModelComponent(task="text-generation", fast_decode=True), "old")
+
+
+# -- issue #19: quantized fast decode, the Triton step, the stream's figures ------------------------------
+def _quant_model(seed=0, hidden=128, layers=2, qwen=False):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if qwen else (LlamaConfig, LlamaForCausalLM)
+    torch.manual_seed(seed)
+    model = model_cls(config_cls(vocab_size=300, hidden_size=hidden, intermediate_size=2 * hidden,
+                                 num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                 max_position_embeddings=256, pad_token_id=0, eos_token_id=None,
+                                 bos_token_id=1)).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("qwen", [False, True], ids=["llama", "qwen2-biases"])
+def test_quantized_fast_decode_equals_generate_on_the_same_quantized_weights(kind, qwen):
+    """The layers' linears are replaced by QuantLinear (the model's own forward dequantizes): its generate
+    and the fused step read the same quantized weights, so greedy tokens must be equal exactly (float32)."""
+    from mc_jupyter.drivers.quant_weights import QuantLinear, quantized_bytes
+    model = _quant_model(qwen=qwen)
+    plain_bytes = sum(p.numel() * p.element_size() for layer in model.model.layers for p in layer.parameters()
+                      if p.dim() == 2)
+    fast = FastDecoder(model, quantization=kind)
+    assert fast.quantization == kind and fast.backend == "eager"
+    attn = model.model.layers[0].self_attn
+    assert isinstance(attn.q_proj, QuantLinear) and isinstance(model.model.layers[1].mlp.down_proj, QuantLinear)
+    assert attn.q_proj.qweight.data.data_ptr() == fast.layers[0].qkv.data.data_ptr()   # views of the fused weights
+    stored = quantized_bytes(model)
+    assert stored < plain_bytes * (0.27 if kind == "int8" else 0.16)     # float32 weights: 1/4 and ~1/7
+    ids = torch.randint(2, 300, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    with torch.inference_mode():
+        expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=16, do_sample=False,
+                                  pad_token_id=0)[:, 9:]
+    assert torch.equal(fast.generate_ids(ids, mask, 16, pad_token_id=0), expected)
+    # teacher-forced logits equal the model's own forward on the quantized weights
+    teacher = torch.randint(2, 300, (2, 8))
+    steps = torch.stack(list(fast.generate(ids, mask, 8, teacher_tokens=teacher)), 1)
+    full_ids, full_mask = torch.cat([ids, teacher], 1), torch.cat([mask, torch.ones_like(teacher)], 1)
+    with torch.inference_mode():
+        own = model(input_ids=full_ids, attention_mask=full_mask,
+                    position_ids=(full_mask.cumsum(-1) - 1).masked_fill(full_mask == 0, 1)).logits.float()
+    torch.testing.assert_close(steps, own[:, 8:16], atol=1e-4, rtol=1e-4)
+
+
+def test_quantized_weights_stay_close_to_the_float_ones_and_int4_beats_nf4():
+    from mc_jupyter.drivers import quant_weights as qw
+    torch.manual_seed(0)
+    w = torch.randn(256, 512) * 0.02
+    rel = lambda d: float((d - w).norm() / w.norm())                   # noqa: E731
+    q8, q4 = qw.quantize(w, "int8"), qw.quantize(w, "int4", 64)
+    assert q8.data.dtype == torch.uint8 and q8.scale.shape == (256,) and q8.nbytes == 256 * 512 + 256 * 4
+    assert q4.data.shape == (256, 256) and q4.scale.shape == (256, 8) and q4.scale.dtype == torch.float16
+    assert rel(q8.dequantize(torch.float32)) < 0.01
+    # NF4 at blocks of 64 (bitsandbytes' 4-bit default), the same 4.5 bits a weight
+    nf4 = torch.tensor([-1.0, -0.6961928, -0.5250730, -0.3949175, -0.2844414, -0.1847734, -0.0910500, 0.0,
+                        0.0795803, 0.1609302, 0.2461123, 0.3379152, 0.4407098, 0.5626170, 0.7229568, 1.0])
+    blocks = w.reshape(-1, 64)
+    absmax = blocks.abs().amax(1, keepdim=True)
+    nf4_w = (nf4[((blocks / absmax)[..., None] - nf4).abs().argmin(-1)] * absmax).reshape(w.shape)
+    assert rel(q4.dequantize(torch.float32)) < 0.95 * rel(nf4_w) < 0.1
+    # the layout: byte g * 32 + c holds column g * 64 + c (low nibble) and g * 64 + 32 + c (high nibble)
+    packed = q4.data.view(256, 8, 32)
+    codes = torch.cat([packed & 15, packed >> 4], -1).float()                 # [256, 8 groups, 64]
+    manual = codes * q4.scale.float()[..., None] + q4.mins.float()[..., None]
+    torch.testing.assert_close(manual.reshape(256, 512), q4.dequantize(torch.float32))
+    # rows() are views, concat fuses
+    both = qw.concat([q4, q4])
+    assert both.shape == (512, 512) and torch.equal(both.rows(256, 512).dequantize(), q4.dequantize())
+
+
+def test_check_supported_takes_int8_and_int4_and_refuses_nf4_and_bitsandbytes_weights():
+    from mc_jupyter.config.schema import ModelComponent
+    from mc_jupyter.drivers.fast_decode import check_supported
+    from mc_jupyter.errors import ModelLoadError
+    model = _quant_model()
+    for kind in ("int8", "int4"):
+        check_supported(model, ModelComponent(task="text-generation", fast_decode=True, quantization=kind), "q")
+    with pytest.raises(ModelLoadError, match="bitsandbytes' format; fast_decode quantizes to int8 or int4"):
+        check_supported(model, ModelComponent(task="text-generation", fast_decode=True, quantization="nf4"), "q")
+
+    class Linear8bitLt(torch.nn.Linear):      # stands for a module bitsandbytes put in at load
+        pass
+    Linear8bitLt.__module__ = "bitsandbytes.nn.modules"
+    model.model.layers[0].mlp.down_proj = Linear8bitLt(256, 128)
+    with pytest.raises(ModelLoadError, match="quantized at load \\(bitsandbytes\\)"):
+        check_supported(model, ModelComponent(task="text-generation", fast_decode=True, quantization="int8"), "q")
+
+
+def test_a_call_leaves_its_time_to_first_token_and_decode_rate(lm):
+    model, tok = lm
+    enc = tok(PROMPTS[:1], return_tensors="pt")
+    fast = FastDecoder(model)
+    fast.generate_ids(enc["input_ids"], enc["attention_mask"], 12)
+    stats = fast.last_stats
+    assert stats["new_tokens"] == 12 and stats["prompt_tokens"] == enc["input_ids"].shape[1]
+    assert 0 < stats["first_token_s"] < 30 and stats["decode_s"] > 0
+    assert stats["decode_tokens_per_s"] == pytest.approx(11 / stats["decode_s"])
+
+
+def test_an_unknown_backend_or_quantization_is_refused(lm):
+    model, _ = lm
+    with pytest.raises(ValueError, match="unknown fast decode backend"):
+        FastDecoder(model, backend="cuda-magic")
+    with pytest.raises(ValueError, match="quantizes to int8 or int4, not `nf4`"):
+        FastDecoder(model, quantization="nf4")
+
+
+_INTERPRETED = r'''
+import os, sys
+os.environ["TRITON_INTERPRET"] = "1"
+import torch
+from mc_jupyter.drivers import fast_decode_kernels as K
+from mc_jupyter.drivers import quant_weights as Q
+from mc_jupyter.drivers.fast_decode import FastDecoder
+K.FIXED_CONFIG = {"vec": dict(BLOCK_N=8, BLOCK_K=128), "mat": dict(BLOCK_N=32)}
+torch.manual_seed(0)
+worst = 0.0
+for kind in ("plain", "int8", "int4"):
+    for b in (1, 3):
+        for pro in (K.PRO_NONE, K.PRO_RMS, K.PRO_SILU):
+            dt = torch.float16            # (the interpreter has no bf16 matrix product)
+            w = torch.randn(80, 320) * 0.05
+            qw = Q.plain(w.to(dt)) if kind == "plain" else Q.quantize(w.to(dt), kind, 64)
+            x = torch.randn(b, 640 if pro == K.PRO_SILU else 320).to(dt)
+            kw = dict(pro=pro, ln=(torch.rand(320) + 0.5).to(dt), eps=1e-5, inter=320,
+                      bias=torch.randn(80).to(dt) if pro == K.PRO_NONE else None,
+                      res=torch.randn(b, 80).to(dt) if pro != K.PRO_RMS else None)
+            got, exp = K.gemv(x, qw, **kw).float(), K.reference_gemv(x, qw, **kw).float()
+            worst = max(worst, float((got - exp).norm() / exp.norm()))
+print("gemv worst", worst)
+assert worst < 5e-3, worst
+for (b, h, kvh, d, length, sl) in [(1, 4, 2, 64, 128, 70), (3, 8, 2, 32, 192, 130)]:
+    qkv = torch.randn(b, (h + 2 * kvh) * d)
+    ang = torch.rand(300, d // 2) * 6
+    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
+    pos, slot = torch.randint(0, 300, (b,)), torch.tensor([sl])
+    valid = torch.rand(b, length) > 0.3
+    valid[:, sl:] = False
+    kc, vc = torch.randn(b, kvh, length, d), torch.randn(b, kvh, length, d)
+    kc2, vc2, valid2 = kc.clone(), vc.clone(), valid.clone()
+    exp = K.reference_attention(qkv, cos, sin, pos, slot, valid2, kc2, vc2, h, kvh, d, d ** -0.5)
+    got = K.attention(qkv, cos, sin, pos, slot, valid.view(torch.uint8), kc, vc, h, kvh, d, d ** -0.5)
+    torch.testing.assert_close(got, exp, atol=1e-5, rtol=1e-5)
+    assert torch.equal(kc, kc2) and torch.equal(vc, vc2) and torch.equal(valid, valid2)
+print("attention ok")
+from transformers import LlamaConfig, LlamaForCausalLM
+for quant in (None, "int4"):
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                             pad_token_id=0, eos_token_id=None, bos_token_id=1)).eval()
+    model.generation_config.eos_token_id = None
+    fast = FastDecoder(model, backend="triton", quantization=quant)
+    assert fast.backend == "triton"
+    ids = torch.randint(2, 300, (1, 7))
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                                  pad_token_id=0)[:, 7:]
+    got = fast.generate_ids(ids, mask, 6, pad_token_id=0)
+    assert torch.equal(got, expected), (quant, got, expected)
+print("decoder ok")
+'''
+
+
+@pytest.mark.slow
+def test_the_triton_kernels_compute_what_their_references_do_in_the_interpreter():
+    """The kernels of the CUDA step, run by Triton's CPU interpreter against the torch references
+    (matrix-vector products for plain/int8/int4 weights with each prologue, batch 1 and 3; the attention
+    with its cache writes; a whole one-layer decoder's greedy tokens against generate)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed here")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", _INTERPRETED], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    assert "attention ok" in done.stdout and "decoder ok" in done.stdout

@@ -19,14 +19,28 @@ transformers' processors in their order: repetition penalty, min-new-tokens, tem
 top-p, then a categorical draw (drawn as argmax(p / Exp(1)), which is an exact categorical sample and
 safe inside a CUDA graph).
 
+On CUDA the step is made of the Triton kernels of :mod:`fast_decode_kernels` (``backend="triton"``,
+the default where Triton is installed): five launches a layer, the RMS norms, rotary embedding, cache
+write, residual adds and silu folded into them, and the attention loop stopping at the filled slots.
+``backend="inductor"`` is the earlier form (the step compiled by ``torch.compile``, batch-1 products as
+multiply-and-sum reductions tuned by coordinate descent); ``backend="eager"`` the plain tensor code (the
+CPU path, and the reference the others are tested against).
+
+``quantization="int8"`` or ``"int4"`` (:mod:`quant_weights`) quantizes the layers' linear weights in
+place (weight-only; the embedding and ``lm_head`` stay as they are): the model's own forward then runs
+on the dequantized weights (prefill, and ``generate`` where the fast path does not apply), and the step
+reads the packed weights with the dequantization fused into its products.
+
 Supported: model types ``llama``, ``mistral`` (without a sliding window shorter than the cache) and
-``qwen2``, unquantized, without LoRA adapters. Anything else is refused at load with the reason.
+``qwen2``, plain weights (quantized here, not by bitsandbytes), without LoRA adapters. Anything else is
+refused at load with the reason.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -35,6 +49,8 @@ from ..errors import InputError, ModelLoadError
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 CACHE_ROUNDING = 64        # cache lengths are rounded up, so one captured graph serves similar prompts
+QUANTIZED = ("int8", "int4")   # what the fast path quantizes to itself
+BACKENDS = ("triton", "inductor", "eager")
 
 
 def check_supported(model: Any, component: Any, component_id: str = "") -> None:
@@ -46,8 +62,12 @@ def check_supported(model: Any, component: Any, component_id: str = "") -> None:
     why = None
     if kind not in SUPPORTED:
         why = f"it is a `{kind}` model; fast_decode serves {', '.join(SUPPORTED)} models"
-    elif quantization != Quantization.NONE:
-        why = f"it is quantized (`quantization: {quantization}`): the fused step needs plain weights"
+    elif quantization != Quantization.NONE and str(quantization) not in QUANTIZED:
+        why = (f"`quantization: {quantization}` is bitsandbytes' format; fast_decode quantizes to "
+               f"{' or '.join(QUANTIZED)} itself")
+    elif _prequantized(model):
+        why = ("its weights were quantized at load (bitsandbytes): fast_decode needs the plain weights and "
+               "quantizes them itself")
     elif component.peft_adapters:
         why = "it has LoRA adapters: merge them into the weights, or leave fast_decode off"
     elif getattr(config, "hidden_act", "silu") != "silu":
@@ -57,6 +77,13 @@ def check_supported(model: Any, component: Any, component_id: str = "") -> None:
     if why:
         raise ModelLoadError(f"component `{component_id}`: `fast_decode: true` cannot be used: {why}.\n"
                              f"  Remove `fast_decode`, and the model runs through transformers' generate.")
+
+
+def _prequantized(model: Any) -> bool:
+    for module in model.modules():
+        if type(module).__module__.startswith("bitsandbytes"):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -71,26 +98,70 @@ class Sampling:
 
 
 class _Layer:
-    def __init__(self, layer: Any, heads: int, kv_heads: int, head_dim: int) -> None:
+    """One decoder layer's weights as the step reads them: q/k/v and gate/up fused (the model's own
+    modules become views of the fused matrices), plain or quantized (:class:`quant_weights.QWeight`)."""
+
+    def __init__(self, layer: Any, heads: int, kv_heads: int, head_dim: int,
+                 quantization: Optional[str] = None, group: int = 64) -> None:
         import torch
+        from . import quant_weights as qw
         attn, mlp = layer.self_attn, layer.mlp
         q, k, v = attn.q_proj, attn.k_proj, attn.v_proj
-        self.wqkv = _fuse([q, k, v])
         self.bqkv = None
         if q.bias is not None:
             self.bqkv = torch.cat([q.bias.data, k.bias.data, v.bias.data])
             for i, m in enumerate((q, k, v)):
                 lo = sum(x.bias.shape[0] for x in (q, k, v)[:i])
                 m.bias.data = self.bqkv[lo:lo + m.bias.shape[0]]
-        self.wo, self.bo = attn.o_proj.weight.data, getattr(attn.o_proj, "bias", None)
+        self.bo = getattr(attn.o_proj, "bias", None)
         self.bo = self.bo.data if self.bo is not None else None
-        self.wgu = _fuse([mlp.gate_proj, mlp.up_proj])
-        self.wdown = mlp.down_proj.weight.data
         self.ln1, self.eps1 = layer.input_layernorm.weight.data, layer.input_layernorm.variance_epsilon
         self.ln2, self.eps2 = layer.post_attention_layernorm.weight.data, layer.post_attention_layernorm.variance_epsilon
         self.split = (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim)
-        self.inter = mlp.gate_proj.weight.shape[0]
+        self.inter = mlp.gate_proj.out_features
         self.scaling = float(getattr(attn, "scaling", head_dim ** -0.5))
+        if quantization:
+            # each linear quantized, then fused; the model's modules become QuantLinear views of the fused
+            # packed tensors (its own forward keeps working), and the float weights are dropped
+            self.qkv = _fuse_quantized(attn, ("q_proj", "k_proj", "v_proj"), quantization, group)
+            self.o = _fuse_quantized(attn, ("o_proj",), quantization, group)
+            self.gu = _fuse_quantized(mlp, ("gate_proj", "up_proj"), quantization, group)
+            self.down = _fuse_quantized(mlp, ("down_proj",), quantization, group)
+            self.wqkv = self.wo = self.wgu = self.wdown = None
+        else:
+            self.wqkv = _fuse([q, k, v])
+            self.wo = attn.o_proj.weight.data
+            self.wgu = _fuse([mlp.gate_proj, mlp.up_proj])
+            self.wdown = mlp.down_proj.weight.data
+            self.qkv, self.o, self.gu, self.down = (qw.plain(w) for w in (self.wqkv, self.wo, self.wgu, self.wdown))
+
+    def weight(self, name: str):
+        """The float matrix of ``qkv``/``o``/``gu``/``down`` (dequantized for quantized layers: eager path)."""
+        plain = {"qkv": self.wqkv, "o": self.wo, "gu": self.wgu, "down": self.wdown}[name]
+        return plain if plain is not None else getattr(self, name).dequantize()
+
+
+def _fuse_quantized(parent: Any, names: Sequence[str], kind: str, group: int):
+    from . import quant_weights as qw
+    parts = []
+    for n in names:
+        module = getattr(parent, n)
+        if isinstance(module, qw.QuantLinear):     # quantized by an earlier decoder on this model: as it is
+            if module.qweight.kind != kind:
+                raise ModelLoadError(f"this model's weights are already quantized to {module.qweight.kind}, "
+                                     f"not {kind}: load it again")
+            parts.append(module.qweight)
+        else:
+            parts.append(qw.quantize(module.weight.data, kind, group))
+    fused = qw.concat(parts) if len(parts) > 1 else parts[0]
+    row = 0
+    for n, part in zip(names, parts):
+        old = getattr(parent, n)
+        rows = part.shape[0]
+        bias = old.bias.data if old.bias is not None else None
+        setattr(parent, n, qw.QuantLinear(fused.rows(row, row + rows), bias))
+        row += rows
+    return fused
 
 
 def _fuse(linears: Sequence[Any]):
@@ -130,6 +201,7 @@ class _State:
         self.k = [torch.zeros(shape, device=dev, dtype=dt) for _ in dec.layers]
         self.v = [torch.zeros(shape, device=dev, dtype=dt) for _ in dec.layers]
         self.valid = torch.zeros(batch, length, device=dev, dtype=torch.bool)
+        self.valid_u8 = self.valid.view(torch.uint8)                         # the same memory, for the kernels
         self.tokens = torch.zeros(batch, device=dev, dtype=torch.long)      # the token fed to the next step
         self.pos = torch.zeros(batch, device=dev, dtype=torch.long)         # its rotary position
         self.slot = torch.zeros(1, device=dev, dtype=torch.long)            # its cache slot
@@ -150,41 +222,93 @@ class FastDecoder:
     """The fused decode step over a loaded Llama-shaped model (see the module's docstring)."""
 
     def __init__(self, model: Any, eos_token_id: Any = None, use_graphs: Optional[bool] = None,
-                 use_compile: Optional[bool] = None, reduce_gemv: Optional[bool] = None) -> None:
+                 use_compile: Optional[bool] = None, reduce_gemv: Optional[bool] = None,
+                 backend: Optional[str] = None, quantization: Optional[str] = None, group_size: int = 64) -> None:
         import torch
+        from . import fast_decode_kernels as kernels
         self.model = model
         cfg = model.config
         inner = model.model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        cuda = self.device.type == "cuda"
+        quantization = None if quantization in (None, "none", "") else str(quantization)
+        if quantization is not None and quantization not in QUANTIZED:
+            raise ValueError(f"fast_decode quantizes to {' or '.join(QUANTIZED)}, not `{quantization}`")
+        self.quantization = quantization
+        # which step: Triton kernels on CUDA (half-precision models), else the compiled or plain tensor code
+        if backend is None:
+            backend = os.environ.get("MC_JUPYTER_FAST_BACKEND") or None
+        if backend is None:
+            if use_compile is True:
+                backend = "inductor"
+            elif use_compile is False:
+                backend = "eager"
+            elif cuda and os.environ.get("MC_JUPYTER_FAST_COMPILE", "1") != "0":
+                half = self.dtype in (torch.bfloat16, torch.float16)
+                backend = "triton" if kernels.available() and half else "inductor"
+            else:
+                backend = "eager"
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown fast decode backend `{backend}` ({', '.join(BACKENDS)})")
+        if backend == "triton" and not (kernels.available() and (cuda or os.environ.get("TRITON_INTERPRET") == "1")):
+            backend = "eager"           # (the CPU tests run the kernels in Triton's interpreter)
+        if quantization and backend == "inductor":
+            backend = "triton" if cuda and kernels.available() else "eager"
+        if quantization and cuda and backend != "triton":
+            raise ModelLoadError(f"fast_decode with `quantization: {quantization}` needs Triton on CUDA "
+                                 f"(the fused dequantizing kernels); it is not installed here")
+        self.backend = backend
         self.heads = cfg.num_attention_heads
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.vocab = model.lm_head.weight.shape[0]
         self.sliding = getattr(cfg, "sliding_window", None) if cfg.model_type == "mistral" else None
         with torch.no_grad():
-            self.layers = [_Layer(layer, self.heads, self.kv_heads, self.head_dim) for layer in inner.layers]
+            self.layers = [_Layer(layer, self.heads, self.kv_heads, self.head_dim, quantization, group_size)
+                           for layer in inner.layers]
+        if quantization:
+            from .quant_weights import QuantLinear
+            for module in model.modules():
+                if isinstance(module, QuantLinear):
+                    module.use_kernels = backend == "triton"
+            if cuda:
+                torch.cuda.empty_cache()
         self.embed = inner.embed_tokens.weight.data
         self.norm, self.norm_eps = inner.norm.weight.data, inner.norm.variance_epsilon
         self.lm_head = model.lm_head.weight.data
+        from .quant_weights import plain
+        self.head = plain(self.lm_head)
         self.rotary = inner.rotary_emb
         self.max_positions = int(getattr(cfg, "max_position_embeddings", 4096) or 4096)
         eos = eos_token_id if eos_token_id is not None else getattr(model.generation_config, "eos_token_id", None)
         eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
         self.eos_ids = torch.tensor(eos, device=self.device, dtype=torch.long)
-        cuda = self.device.type == "cuda"
         self.use_graphs = cuda if use_graphs is None else (use_graphs and cuda)
-        self.use_compile = (cuda and os.environ.get("MC_JUPYTER_FAST_COMPILE", "1") != "0") \
-            if use_compile is None else use_compile
+        self.use_compile = backend == "inductor"
         # batch 1 on a compiled step: matrix-vector products written as multiply-and-sum, which the
         # compiler turns into one tuned reduction kernel per matrix instead of a library GEMM call
         self.reduce_gemv = (self.use_compile and os.environ.get("MC_JUPYTER_FAST_GEMV", "reduce") == "reduce") \
             if reduce_gemv is None else (reduce_gemv and self.use_compile)
         self._cos = self._sin = None
+        self._table_rows: Optional[int] = None       # rows of the rotary tables (None: the model's positions)
+        self._global_tuning = False                  # benchmarks only: the tuning flag set globally (old form)
         self._states: Dict[Tuple[int, int, Sampling], _State] = {}
         self._step_fn: Optional[Callable] = None
         self._lock = threading.Lock()
         self.notes: List[str] = []
+        #: the last call's timing: prompt and new tokens, seconds to the first token, and the decode
+        #: after it alone (what a stream's footer shows)
+        self.last_stats: Dict[str, Any] = {}
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights the step reads (the layers' matrices, norms, lm_head)."""
+        total = self.head.nbytes + self.norm.numel() * self.norm.element_size()
+        for layer in self.layers:
+            total += sum(w.nbytes for w in (layer.qkv, layer.o, layer.gu, layer.down))
+            total += (layer.ln1.numel() + layer.ln2.numel()) * layer.ln1.element_size()
+        return total
 
     # -- tables ------------------------------------------------------------------------------------
     def _tables(self, length: int) -> None:
@@ -193,7 +317,7 @@ class FastDecoder:
             return
         # sized once for the model's positions (a few MiB): captured graphs read these very tensors,
         # so new ones (a longer call past 8192) drop every captured graph first
-        n = max(length, min(self.max_positions, 8192))
+        n = max(length, self._table_rows or min(self.max_positions, 8192))
         self._states.clear()
         with torch.no_grad():
             pos = torch.arange(n, device=self.device)[None]
@@ -218,7 +342,7 @@ class FastDecoder:
         mask = s.valid[:, None, None, :]                              # [B, 1, 1, L]
         for i, layer in enumerate(self.layers):
             h = _rms(x, layer.ln1, layer.eps1)
-            qkv = linear(h, layer.wqkv, layer.bqkv)
+            qkv = linear(h, layer.weight("qkv"), layer.bqkv)
             q, k, v = qkv.split(layer.split, dim=-1)
             q = q.view(b, self.heads, 1, self.head_dim)
             k = k.view(b, self.kv_heads, 1, self.head_dim)
@@ -229,12 +353,28 @@ class FastDecoder:
             s.v[i].index_copy_(2, s.slot, v)
             a = F.scaled_dot_product_attention(q, s.k[i], s.v[i], attn_mask=mask, scale=layer.scaling,
                                                enable_gqa=self.kv_heads != self.heads)
-            x = x + linear(a.reshape(b, self.heads * self.head_dim), layer.wo, layer.bo)
+            x = x + linear(a.reshape(b, self.heads * self.head_dim), layer.weight("o"), layer.bo)
             h = _rms(x, layer.ln2, layer.eps2)
-            gate, up = linear(h, layer.wgu).split(layer.inter, dim=-1)
-            x = x + linear(F.silu(gate) * up, layer.wdown)
+            gate, up = linear(h, layer.weight("gu")).split(layer.inter, dim=-1)
+            x = x + linear(F.silu(gate) * up, layer.weight("down"))
         x = _rms(x, self.norm, self.norm_eps)
         return linear(x, self.lm_head).float()
+
+    def _forward_triton(self, s: _State):
+        """The same step with the Triton kernels (five launches a layer); writes ``s.logits`` and marks
+        the slot in ``s.valid`` (the attention kernel does)."""
+        import torch.nn.functional as F
+
+        from . import fast_decode_kernels as K
+        x = F.embedding(s.tokens, self.embed)                         # [B, H]
+        for i, layer in enumerate(self.layers):
+            qkv = K.gemv(x, layer.qkv, pro=K.PRO_RMS, ln=layer.ln1, eps=layer.eps1, bias=layer.bqkv)
+            a = K.attention(qkv, self._cos, self._sin, s.pos, s.slot, s.valid_u8, s.k[i], s.v[i],
+                            self.heads, self.kv_heads, self.head_dim, layer.scaling)
+            x = K.gemv(a, layer.o, bias=layer.bo, res=x)
+            gu = K.gemv(x, layer.gu, pro=K.PRO_RMS, ln=layer.ln2, eps=layer.eps2)
+            x = K.gemv(gu, layer.down, pro=K.PRO_SILU, inter=layer.inter, res=x)
+        return K.gemv(x, self.head, pro=K.PRO_RMS, ln=self.norm, eps=self.norm_eps, out=s.logits)
 
     def _choose(self, s: _State, logits):
         """transformers' processors, in its order, then greedy or a categorical draw."""
@@ -276,9 +416,12 @@ class FastDecoder:
     def _step(self, s: _State) -> None:
         """One whole decode step on the device: forward, choose, bookkeeping (in-place on ``s``)."""
         import torch
-        s.valid.index_fill_(1, s.slot, True)
-        logits = self._forward(s)
-        s.logits.copy_(logits)
+        if self.backend == "triton":
+            logits = self._forward_triton(s)
+        else:
+            s.valid.index_fill_(1, s.slot, True)
+            logits = self._forward(s)
+            s.logits.copy_(logits)
         nxt = self._choose(s, logits)
         if s.eos.numel():
             nxt = torch.where(s.finished, s.pad, nxt)
@@ -300,8 +443,13 @@ class FastDecoder:
             if self.use_compile:
                 if self._step_fn is None:
                     try:        # tuned kernels for this step only: the kernel's global settings stay as they are
-                        self._step_fn = torch.compile(self._step, fullgraph=False, dynamic=False,
-                                                      options={"coordinate_descent_tuning": True})
+                        if self._global_tuning:        # the form before f8ee0e8 (benchmarks compare the two)
+                            import torch._inductor.config as inductor
+                            inductor.coordinate_descent_tuning = True
+                            self._step_fn = torch.compile(self._step, fullgraph=False, dynamic=False)
+                        else:
+                            self._step_fn = torch.compile(self._step, fullgraph=False, dynamic=False,
+                                                          options={"coordinate_descent_tuning": True})
                     except Exception as e:   # no compiler here: the graph of the plain step still helps
                         self.notes.append(f"torch.compile unavailable ({type(e).__name__}); eager step in a CUDA graph")
                         self._step_fn = self._step
@@ -327,6 +475,13 @@ class FastDecoder:
                     self.reduce_gemv = False
                     self._restore(s, saved)
                     torch.cuda.set_rng_state(rng, self.device)
+                    return self._runner(s)
+                if self.backend == "triton":    # kernels that fail here: the plain step (same weights)
+                    self.notes.append(f"Triton step failed ({type(e).__name__}: {str(e)[:300]}); eager step")
+                    self.backend = "eager"
+                    self._restore(s, saved)
+                    torch.cuda.set_rng_state(rng, self.device)
+                    torch.cuda.synchronize(self.device)
                     return self._runner(s)
                 raise
             self._restore(s, saved)
@@ -390,6 +545,7 @@ class FastDecoder:
         each step's float32 logits instead.
         """
         import torch
+        started = time.perf_counter()
         batch, n = input_ids.shape
         sampling = Sampling(do_sample=bool(do_sample), top_k=int(top_k or 0) if do_sample else 0,
                             use_top_p=bool(do_sample and top_p is not None and top_p < 1.0),
@@ -428,15 +584,32 @@ class FastDecoder:
                 s.seen.scatter_(1, first[:, None], True)
             s.tokens.copy_(first)
             s.generated.fill_(1)
+            stats = self.last_stats = {"batch": batch, "prompt_tokens": n, "new_tokens": 1}
+            self._sync()
+            stats["first_token_s"] = time.perf_counter() - started
+            first_at = time.perf_counter()
             yield first.clone()
             run = self._runner(s)
-            for i in range(1, max_new_tokens):
-                if stop is not None and stop.is_set():
-                    return
-                if s.eos.numel() and i % 16 == 0 and bool(s.finished.all()):
-                    return
-                run()
-                yield s.tokens.clone()
+            steps = 0
+            try:
+                for i in range(1, max_new_tokens):
+                    if stop is not None and stop.is_set():
+                        return
+                    if s.eos.numel() and i % 16 == 0 and bool(s.finished.all()):
+                        return
+                    run()
+                    steps += 1
+                    yield s.tokens.clone()
+            finally:      # the decode alone: the steps after the first token, over their time
+                self._sync()
+                stats["new_tokens"] = 1 + steps
+                stats["decode_s"] = time.perf_counter() - first_at
+                stats["decode_tokens_per_s"] = steps * batch / stats["decode_s"] if steps and stats["decode_s"] else None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+            torch.cuda.synchronize(self.device)
 
     def generate_ids(self, input_ids, attention_mask, max_new_tokens: int, **kwargs):
         """All new tokens as one [batch, new] tensor (rows that ended are padded), as ``generate`` gives."""
