@@ -72,6 +72,7 @@ def _mat_configs():
 
 
 if triton is not None:
+    _MAGIC = tl.constexpr(MAGIC)        # (kernels may only read globals that are constexpr)
 
     @triton.jit
     def _load_x(x_ptr, k, km, ln_ptr, inter, PRO: tl.constexpr):
@@ -110,30 +111,36 @@ if triton is not None:
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
         rmask = rows < N
         if WKIND == 2:
-            # a byte holds columns c (low nibble) and c + GROUP/2 (high) of its group: both halves of the
-            # input are read as contiguous runs, and a group's scale is constant over GROUP/2 bytes
-            HALF: tl.constexpr = BLOCK_K // 2
+            # a byte holds columns c (low nibble) and c + GROUP/2 (high) of its group; the tile is
+            # [rows, groups, GROUP/2 bytes], so each group's scale and minimum are loaded once and
+            # broadcast, and both halves of the input are contiguous runs
+            NG: tl.constexpr = BLOCK_K // GROUP
             HG: tl.constexpr = GROUP // 2
-            j = tl.arange(0, HALF)
-            acc = tl.zeros([BLOCK_N, HALF], dtype=tl.float32)
-            ss = tl.zeros([HALF], dtype=tl.float32)
+            gg = tl.arange(0, NG)
+            cc = tl.arange(0, HG)
+            acc3 = tl.zeros([BLOCK_N, NG, HG], dtype=tl.float32)
+            ss2 = tl.zeros([NG, HG], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
-                tb = k0 // 2 + j                     # byte column
-                bm = tb < K // 2
-                gi = tb // HG
-                lo_col = gi * GROUP + tb % HG
-                xl, sql = _load_x(x_ptr, lo_col, bm, ln_ptr, inter, PRO)
-                xh, sqh = _load_x(x_ptr, lo_col + HG, bm, ln_ptr, inter, PRO)
-                ss += sql + sqh
-                m2 = rmask[:, None] & bm[None, :]
-                p = tl.load(w_ptr + rows[:, None] * w_stride + tb[None, :], mask=m2, other=0)
+                gidx = k0 // GROUP + gg
+                gm = gidx < K // GROUP
+                col = gidx[:, None] * GROUP + cc[None, :]
+                cm = gm[:, None] & (cc[None, :] < HG)
+                xl, sql = _load_x(x_ptr, col, cm, ln_ptr, inter, PRO)
+                xh, sqh = _load_x(x_ptr, col + HG, cm, ln_ptr, inter, PRO)
+                ss2 += sql + sqh
+                m3 = rmask[:, None, None] & cm[None, :, :]
+                byte = gidx[:, None] * HG + cc[None, :]
+                p = tl.load(w_ptr + rows[:, None, None] * w_stride + byte[None, :, :], mask=m3, other=0)
                 p = p.to(tl.int32)
-                lo = ((p & 15) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
-                hi = ((p >> 4) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
-                g = rows[:, None] * s_stride + gi[None, :]
-                sc = tl.load(s_ptr + g, mask=m2, other=0.0).to(tl.float32)
-                mn = tl.load(m_ptr + g, mask=m2, other=0.0).to(tl.float32)
-                acc += (lo * sc + mn) * xl[None, :] + (hi * sc + mn) * xh[None, :]
+                lo = ((p & 15) | _MAGIC).to(tl.float32, bitcast=True) - 8388608.0
+                hi = ((p >> 4) | _MAGIC).to(tl.float32, bitcast=True) - 8388608.0
+                g = rows[:, None] * s_stride + gidx[None, :]
+                m2 = rmask[:, None] & gm[None, :]
+                sc = tl.load(s_ptr + g, mask=m2, other=0.0).to(tl.float32)[:, :, None]
+                mn = tl.load(m_ptr + g, mask=m2, other=0.0).to(tl.float32)[:, :, None]
+                acc3 += (lo * sc + mn) * xl[None, :, :] + (hi * sc + mn) * xh[None, :, :]
+            out = tl.sum(tl.sum(acc3, axis=2), axis=1)
+            sst = tl.sum(tl.sum(ss2, axis=1), axis=0)
         else:
             ks0 = tl.arange(0, BLOCK_K)
             acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
@@ -146,13 +153,13 @@ if triton is not None:
                 w = tl.load(w_ptr + rows[:, None] * w_stride + ks[None, :],
                             mask=rmask[:, None] & km[None, :], other=0)
                 if WKIND == 1:
-                    wf = (w.to(tl.int32) | MAGIC).to(tl.float32, bitcast=True) - 8388736.0   # 2^23 + 128
+                    wf = (w.to(tl.int32) | _MAGIC).to(tl.float32, bitcast=True) - 8388736.0   # 2^23 + 128
                 else:
                     wf = w.to(tl.float32)
                 acc += wf * x[None, :]
-        out = tl.sum(acc, axis=1)
-        _finish(out, rows, rmask, K, tl.sum(ss, axis=0), s_ptr, bias_ptr, res_ptr, out_ptr, eps,
-                WKIND, PRO, HAS_BIAS, HAS_RES)
+            out = tl.sum(acc, axis=1)
+            sst = tl.sum(ss, axis=0)
+        _finish(out, rows, rmask, K, sst, s_ptr, bias_ptr, res_ptr, out_ptr, eps, WKIND, PRO, HAS_BIAS, HAS_RES)
 
     @triton.jit
     def _load_xt(x_ptr, x_stride, bs, bmask, k, km, ln_ptr, inter, PRO: tl.constexpr):
@@ -173,10 +180,9 @@ if triton is not None:
     def _gemv_mat(x_ptr, w_ptr, s_ptr, m_ptr, ln_ptr, bias_ptr, res_ptr, out_ptr,
                   B, N, K, x_stride, res_stride, out_stride, w_stride, s_stride, inter, eps,
                   WKIND: tl.constexpr, PRO: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
-                  GROUP: tl.constexpr, ACT_BF16: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+                  GROUP: tl.constexpr, ACT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
                   BLOCK_N: tl.constexpr):
         """Up to BLOCK_B rows of x times W^T with tl.dot; grid (N / BLOCK_N, B / BLOCK_B)."""
-        act = tl.bfloat16 if ACT_BF16 else tl.float16
         pid = tl.program_id(0)
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
         rmask = rows < N
@@ -193,13 +199,13 @@ if triton is not None:
                 xe, sqe = _load_xt(x_ptr, x_stride, bs, bmask, kl, km, ln_ptr, inter, PRO)
                 xo, sqo = _load_xt(x_ptr, x_stride, bs, bmask, kl + HALF, km, ln_ptr, inter, PRO)
                 ss += sqe + sqo
-                xe = xe.to(act)
-                xo = xo.to(act)
+                xe = xe.to(ACT)
+                xo = xo.to(ACT)
                 p = tl.load(w_ptr + rows[:, None] * w_stride + (k0 // 2 + j)[None, :],
                             mask=rmask[:, None] & km[None, :], other=0).to(tl.int32)
-                lo = ((p & 15) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
-                hi = ((p >> 4) | MAGIC).to(tl.float32, bitcast=True) - 8388608.0
-                d = tl.dot(lo.to(act), xe) + tl.dot(hi.to(act), xo)
+                lo = ((p & 15) | _MAGIC).to(tl.float32, bitcast=True) - 8388608.0
+                hi = ((p >> 4) | _MAGIC).to(tl.float32, bitcast=True) - 8388608.0
+                d = tl.dot(lo.to(ACT), xe) + tl.dot(hi.to(ACT), xo)
                 xsum = tl.sum(xe.to(tl.float32), axis=0) + tl.sum(xo.to(tl.float32), axis=0)
                 g = rows * s_stride + k0 // GROUP
                 sc = tl.load(s_ptr + g, mask=rmask, other=0.0).to(tl.float32)
@@ -215,10 +221,10 @@ if triton is not None:
                 w = tl.load(w_ptr + rows[:, None] * w_stride + ks[None, :],
                             mask=rmask[:, None] & km[None, :], other=0)
                 if WKIND == 1:      # q + 128 in uint8: q itself is exact in bf16/fp16; the scale comes last
-                    w = (w.to(tl.int32) - 128).to(act)
+                    w = (w.to(tl.int32) - 128).to(ACT)
                 else:
-                    w = w.to(act)
-                acc += tl.dot(w, x.to(act))
+                    w = w.to(ACT)
+                acc += tl.dot(w, x.to(ACT))
         if PRO == 1:
             acc = acc * tl.rsqrt(ss / K + eps)[None, :]
         if WKIND == 1:
@@ -330,7 +336,8 @@ def gemv(x, w, *, pro: int = PRO_NONE, ln=None, eps: float = 0.0, inter: int = 0
         block_k = w.group if w.kind == "int4" else 64
         grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(b, BATCH_TILE))   # noqa: E731
         kernel[grid](*args, b, n, k, x.stride(0), res.stride(0) if res is not None else 0, out.stride(0),
-                        w.data.stride(0), s_stride, inter, eps, ACT_BF16=w.act_dtype == torch.bfloat16,
+                        w.data.stride(0), s_stride, inter, eps,
+                        ACT=tl.bfloat16 if w.act_dtype == torch.bfloat16 else tl.float16,
                         BLOCK_B=BATCH_TILE, BLOCK_K=block_k, **flags, **fixed)
     return out
 
