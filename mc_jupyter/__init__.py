@@ -21,6 +21,8 @@ __all__ = ["compose", "run", "chat", "compare", "form", "inputs", "status", "unl
 def load_ipython_extension(ipython) -> None:
     from . import progress
     progress.install()          # no TqdmWarning ("IProgress not found") in this kernel's stderr
+    from .drivers.hf_common import quiet_library_notices
+    quiet_library_notices()     # nor what libraries say on import that is no news (filters only: no torch)
     from .magics import McJupyter
     magics = McJupyter(shell=ipython, config=ipython.config)
     ipython.configurables.append(magics)   # so `%config McJupyter.auto_install = True` reaches it

@@ -671,7 +671,8 @@ ROWS = [
           task: text-embedding
           streaming: true
         """), "line 5, at `component.streaming`: task `text-embedding` does not stream",
-         "Streaming is for `text-generation` and `chat-completion`."),
+         "Streaming is for `chat-completion`, `image-text-to-text`, `speech-to-text`, `text-generation`, "
+         "`text-to-text`."),
     _row("combo-architecture-on-text-task", c("""
         component:
           id: probe

@@ -81,12 +81,12 @@ Params = create_model("Params", __base__=Strict, **{
     for name in dict.fromkeys(p for spec in TASKS.values() for p in spec.params)})
 
 
-_ModelActionInputs = create_model(
+_ModelActionInputs = create_model(   # the inputs first, in the catalog's order (the order `%mc inputs` lists them)
     "_ModelActionInputs", __base__=Strict,
     __doc__="The fields of a model action: at a component's top level, under ``action:`` or ``actions:``.",
-    messages=(Optional[Union[str, List[Union[ChatMessage, str]]]], None),
-    params=(Optional[Params], None), streaming=(Optional[Union[bool, str]], None), output=(Any, None),
-    **{name: (Any, None) for name in INPUT_NAMES if name != "messages"})
+    **{name: ((Optional[Union[str, List[Union[ChatMessage, str]]]], None) if name == "messages" else (Any, None))
+       for name in INPUT_NAMES},
+    params=(Optional[Params], None), streaming=(Optional[Union[bool, str]], None), output=(Any, None))
 
 
 #: model-compose writes a task's parameters on the action too (``max_output_length``, ``return_probabilities``,

@@ -117,6 +117,17 @@ def quiet_library_notices() -> None:
     logging.getLogger("transformers.utils.import_utils").addFilter(_quiet_torchvision_fallback)
     # diffusers 0.42 still passes this deprecated argument to hf_hub_download on every config it reads
     warnings.filterwarnings("ignore", message=r"The `local_dir_use_symlinks` argument is deprecated")
+    # bitsandbytes (imported by diffusers and transformers) on a CPU with AVX512-BF16 tries to fetch an optional
+    # 4-bit CPU kernel from the hub when it is imported, and falls back to its own; offline, both say so
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_quiet_optional_kernel)
+    logging.getLogger("kernels").addFilter(_quiet_optional_kernel)
+    logging.getLogger("kernels._internals.hf_hub").addFilter(_quiet_optional_kernel)
+
+
+def _quiet_optional_kernel(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ("kernels-community/quantization-bitsandbytes" in message or
+                "Failed to load CPU gemm_4bit_forward" in message)
 
 
 def _quiet_int8_cast(record: logging.LogRecord) -> bool:
