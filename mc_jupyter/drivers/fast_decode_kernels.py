@@ -32,7 +32,7 @@ Importing this module works without Triton (``available()`` says whether the ker
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Optional
 
 try:      # the kernels need Triton (shipped with CUDA builds of torch); the references do not
     import triton
