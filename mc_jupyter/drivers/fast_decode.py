@@ -19,12 +19,13 @@ transformers' processors in their order: repetition penalty, min-new-tokens, tem
 top-p, then a categorical draw (drawn as argmax(p / Exp(1)), which is an exact categorical sample and
 safe inside a CUDA graph).
 
-On CUDA the step is made of the Triton kernels of :mod:`fast_decode_kernels` (``backend="triton"``,
-the default where Triton is installed): five launches a layer, the RMS norms, rotary embedding, cache
-write, residual adds and silu folded into them, and the attention loop stopping at the filled slots.
-``backend="inductor"`` is the earlier form (the step compiled by ``torch.compile``, batch-1 products as
-multiply-and-sum reductions tuned by coordinate descent); ``backend="eager"`` the plain tensor code (the
-CPU path, and the reference the others are tested against).
+On CUDA the step is compiled by ``torch.compile`` (``backend="inductor"``, the default: the step measured
+on the H200, batch-1 products as multiply-and-sum reductions tuned by coordinate descent). ``backend="triton"``
+(``MC_JUPYTER_FAST_BACKEND=triton``, and the quantized step) is made of the Triton kernels of
+:mod:`fast_decode_kernels`: five launches a layer, the RMS norms, rotary embedding, cache write, residual adds
+and silu folded into them, and the attention loop stopping at the filled slots; it is checked against the
+plain step in Triton's interpreter and compiled for sm_90, but not yet timed on a GPU. ``backend="eager"`` is
+the plain tensor code (the CPU path, and the reference the others are tested against).
 
 ``quantization="int8"`` or ``"int4"`` (:mod:`quant_weights`) quantizes the layers' linear weights in
 place (weight-only; the embedding and ``lm_head`` stay as they are): the model's own forward then runs
@@ -245,8 +246,9 @@ class FastDecoder:
             elif use_compile is False:
                 backend = "eager"
             elif cuda and os.environ.get("MC_JUPYTER_FAST_COMPILE", "1") != "0":
-                half = self.dtype in (torch.bfloat16, torch.float16)
-                backend = "triton" if kernels.available() and half else "inductor"
+                # the compiled step stays the default until the Triton step is measured on a GPU (issue #19:
+                # no machine started in the session that built it); MC_JUPYTER_FAST_BACKEND=triton opts in
+                backend = "inductor"
             else:
                 backend = "eager"
         if backend not in BACKENDS:
