@@ -26,9 +26,9 @@ from mc_jupyter.catalog import ARCHITECTURES, DRIVERS
 from mc_jupyter.display.vision_chat import render_reply
 from mc_jupyter.drivers.hf_image_text_to_text import ARCHITECTURE_TYPES
 from mc_jupyter.drivers.vllm_driver import VllmImageTextToText, engine_args, sampling_kwargs, vision_prompt
-from mc_jupyter.engine import StreamSink
 from mc_jupyter.errors import InputError, ModelLoadError, UserError
 from mc_jupyter.tasks.image_text_to_text import VisionGenerationParams, conversations_of
+from tests.sinks import Collect
 from tests import tiny_vlms
 from tests.test_spec_blocks import registry_state
 from tests.tiny_models import place_in_hub_cache
@@ -277,23 +277,6 @@ def test_precision_is_honoured_for_weights_and_pixels(registry, vlms):
 
 # ------------------------------------------------------------------------------------------------
 # Streaming
-
-
-class Collect(StreamSink):
-    """The chunks of a stream; with ``stop_after``, its Stop is pressed once that many chunks came."""
-
-    def __init__(self, stop_after=None):
-        self.chunks: List[str] = []
-        self.stop_event = threading.Event()
-        self.stop_after, self.interrupted = stop_after, None
-
-    def chunk(self, text, tokens=None):
-        self.chunks.append(text)
-        if self.stop_after is not None and len(self.chunks) >= self.stop_after:
-            self.stop_event.set()
-
-    def finish(self, interrupted=False):
-        self.interrupted = interrupted
 
 
 def test_a_stream_grows_to_the_batch_text_and_stops_on_the_stop_event(registry, vlms):

@@ -21,9 +21,9 @@ import mc_jupyter as mc
 from mc_jupyter.display import renderers
 from mc_jupyter.display.result import RunResult
 from mc_jupyter.display.speech import clock, render_transcript
-from mc_jupyter.engine import StreamSink
 from mc_jupyter.errors import ConfigError, InputError, ModelLoadError
 from mc_jupyter.media import Audio, audio_samples, read_wav
+from tests.sinks import Collect
 from tests import tiny_whisper as tw
 from tests.test_spec_blocks import registry_state
 
@@ -297,23 +297,6 @@ def test_windows_overlap_by_a_sixth_and_cover_the_audio(registry, whisper):
 
 # ------------------------------------------------------------------------------------------------
 # Streaming
-
-
-class Collect(StreamSink):
-    """The chunks of a stream; with ``stop_after``, its Stop is pressed once that many chunks came."""
-
-    def __init__(self, stop_after=None):
-        self.chunks: List[str] = []
-        self.stop_event = threading.Event()
-        self.stop_after, self.interrupted = stop_after, None
-
-    def chunk(self, text, tokens=None):
-        self.chunks.append(text)
-        if self.stop_after is not None and len(self.chunks) >= self.stop_after:
-            self.stop_event.set()
-
-    def finish(self, interrupted=False):
-        self.interrupted = interrupted
 
 
 def test_a_stream_grows_to_the_batch_text_and_stops_on_the_stop_event(registry, whisper):

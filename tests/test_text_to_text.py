@@ -12,8 +12,8 @@ import torch
 import mc_jupyter as mc
 from mc_jupyter.catalog import ARCHITECTURES
 from mc_jupyter.drivers.hf_text_to_text import ARCHITECTURE_TYPES
-from mc_jupyter.engine import StreamSink
 from mc_jupyter.errors import ConfigError, InputError, ModelLoadError
+from tests.sinks import Collect
 from tests import tiny_seq2seq
 from tests.test_spec_blocks import registry_state
 
@@ -191,24 +191,6 @@ def test_precision_is_honoured(registry, seq2seq):
 # Streaming
 
 
-class Collect(StreamSink):
-    def __init__(self, stop_after=None):
-        self.chunks, self.finished = [], None
-        self.stop_event = threading.Event()
-        self.stop_after = stop_after
-
-    def start(self, job_id, component_id):
-        pass
-
-    def chunk(self, text, tokens=None):
-        self.chunks.append(text)
-        if self.stop_after is not None and len(self.chunks) >= self.stop_after:
-            self.stop_event.set()     # what the Stop button does
-
-    def finish(self, interrupted=False):
-        self.finished = interrupted
-
-
 def test_a_stream_grows_the_same_text_as_a_plain_greedy_run(registry, seq2seq):
     compose(registry, "t5", params="max_output_length: 24, num_beams: 1")
     plain = write(registry, TEXTS[0])
@@ -217,7 +199,7 @@ def test_a_stream_grows_the_same_text_as_a_plain_greedy_run(registry, seq2seq):
     result = mc.run(inputs={"text": TEXTS[0]}, stream=sink, registry=registry)
     assert result.output == plain == "".join(sink.chunks) == raw(seq2seq["t5"], TEXTS[:1], max_new_tokens=24,
                                                                  num_beams=1, do_sample=False)[0]
-    assert len(sink.chunks) > 1 and sink.finished is False
+    assert len(sink.chunks) > 1 and sink.interrupted is False
     assert result.outcome.last.streamed and result.outcome.last.tokens == 24
 
 
@@ -227,7 +209,7 @@ def test_the_stop_event_ends_a_stream_and_keeps_its_text(registry, seq2seq):
     sink = Collect(stop_after=1)
     result = mc.run(inputs={"text": TEXTS[0]}, stream=sink, registry=registry)
     record = result.outcome.last
-    assert sink.finished is True and record.interrupted
+    assert sink.interrupted is True and record.interrupted
     assert full.startswith(result.output) and len(result.output) < len(full)
     assert record.tokens < 60
     assert not [t for t in threading.enumerate() if t.name.startswith("mc_jupyter-generate")]

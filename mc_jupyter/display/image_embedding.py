@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -106,20 +105,7 @@ def image_map_figure(layout: Any, images: Sequence[Optional[Any]], labels: Seque
                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#555", "lw": 0.5}
                          if image is not None else None)
     if heatmap:
-        ax = fig.add_subplot(grid[0, 1])
-        sim = layout.sim
-        ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
-        ticks = list(range(0, n, max(1, math.ceil(n / 20))))
-        ax.set_xticks(ticks), ax.set_yticks(ticks)
-        ax.set_xticklabels([str(i + 1) for i in ticks], fontsize=7)
-        ax.set_yticklabels([str(i + 1) for i in ticks], fontsize=7)
-        ax.tick_params(length=0)
-        if n <= 12:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if sim[i, j] < 0.6 else "black")
-        ax.set_title("cosine similarity", fontsize=10)
+        renderers.draw_heatmap(fig.add_subplot(grid[0, 1]), layout.sim)
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

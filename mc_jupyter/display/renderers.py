@@ -315,6 +315,23 @@ def _legend(ax, labels: Sequence[str]) -> None:
                 fontsize=size, va="center", ha="left", transform=ax.transAxes)
 
 
+def draw_heatmap(ax, sim) -> None:
+    """The cosine-similarity matrix on ``ax``: numbered ticks (at most 20), the values written up to 12 points."""
+    n = len(sim)
+    ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+    ticks = list(range(0, n, max(1, math.ceil(n / 20))))
+    ax.set_xticks(ticks), ax.set_yticks(ticks)
+    ax.set_xticklabels([str(i + 1) for i in ticks], fontsize=7)
+    ax.set_yticklabels([str(i + 1) for i in ticks], fontsize=7)
+    ax.tick_params(length=0)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7 if n > 8 else 8,
+                        color="white" if sim[i, j] < 0.6 else "black")
+    ax.set_title("cosine similarity", fontsize=10)
+
+
 def embeddings_figure(layout: EmbeddingLayout, labels: Sequence[str]) -> bytes:
     """The static map (PNG, 1100×460, readable at a notebook's width): the 2-D scatter with numbered
     points (a text beside its point only where it fits), the cosine heatmap (up to :data:`HEATMAP_MAX`
@@ -339,21 +356,7 @@ def embeddings_figure(layout: EmbeddingLayout, labels: Sequence[str]) -> bytes:
     canvas.draw()   # the axes' final size, to know which texts fit
     _label_points(scatter, xy, labels, canvas.get_renderer())
     if heatmap:
-        ax = fig.add_subplot(grid[0, 1])
-        sim = layout.sim
-        ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
-        step = max(1, math.ceil(n / 20))
-        ticks = list(range(0, n, step))
-        ax.set_xticks(ticks), ax.set_yticks(ticks)
-        ax.set_xticklabels([str(i + 1) for i in ticks], fontsize=7)
-        ax.set_yticklabels([str(i + 1) for i in ticks], fontsize=7)
-        ax.tick_params(length=0)
-        if n <= 12:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7 if n > 8 else 8,
-                            color="white" if sim[i, j] < 0.6 else "black")
-        ax.set_title("cosine similarity", fontsize=10)
+        draw_heatmap(fig.add_subplot(grid[0, 1]), layout.sim)
     _legend(fig.add_subplot(grid[0, -1]), labels)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
