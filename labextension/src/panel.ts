@@ -36,6 +36,8 @@ import { SidebarView } from './widget';
 const KEEPALIVE_MS = 20_000;
 /** How long a question may wait on a busy kernel before the panel says so. */
 const BUSY_MS = 1_000;
+/** How long a goodbye may wait for the kernel before its subshell is let go regardless. */
+const CLOSE_MS = 10_000;
 /** While a cell runs in a kernel without mc_jupyter, how often to ask again (on a subshell). */
 const REASK_MS = 3_000;
 
@@ -319,6 +321,7 @@ export class SidebarPanel extends Panel {
       this._check(); // e.g. the lease ran out while the page was asleep: open a new comm
     };
     this._comm = comm;
+    this._commKernel = kernel;
     // Without a subshell, the comm_open waits for the running cell to end: say so.
     this._model.setStatus(!comm.subshellId && kernel.status === 'busy' ? 'busy' : 'connecting');
     comm.open({});
@@ -336,13 +339,48 @@ export class SidebarPanel extends Panel {
     }
     try {
       if (sayGoodbye) {
-        comm.close();
+        this._close(comm as SubshellComm);
       } else {
         comm.dispose();
       }
     } catch {
       comm.dispose(); // the kernel connection is gone already
     }
+  }
+
+  /**
+   * `comm.close()`, except that the comm's subshell lives until the kernel has handled the close.
+   * `close()` sends `comm_close` on the subshell and at once disposes the comm, which asks (on the
+   * control channel) to delete the subshell when it was the target's last comm: the deletion can
+   * overtake the close, and ipykernel stops the subshell's thread with the close still queued; the
+   * kernel would then sample for a panel nobody looks at until the lease ran out.
+   */
+  private _close(comm: SubshellComm): void {
+    const kernel = this._commKernel;
+    comm.onMsg = () => undefined;
+    comm.onClose = () => undefined;
+    if (!comm.subshellId || !kernel || kernel.isDisposed) {
+      comm.close(); // on the main shell: nothing can overtake it
+      return;
+    }
+    const future = kernel.sendShellMessage(
+      KernelMessage.createMessage({
+        msgType: 'comm_close',
+        channel: 'shell',
+        username: kernel.username,
+        session: kernel.clientId,
+        subshellId: comm.subshellId,
+        content: { comm_id: comm.commId, data: {} }
+      }),
+      false,
+      true
+    );
+    const dispose = () => {
+      window.clearTimeout(timer);
+      comm.dispose();
+    };
+    const timer = window.setTimeout(dispose, CLOSE_MS); // a kernel that never answers
+    future.done.then(dispose, dispose);
   }
 
   private _send(command: Command): void {
@@ -360,6 +398,8 @@ export class SidebarPanel extends Panel {
   private _notebook: NotebookPanel | null = null;
   private _context: ISessionContext | null = null;
   private _comm: Kernel.IComm | null = null;
+  /** The kernel connection `_comm` was opened on (the session's kernel may have changed since). */
+  private _commKernel: Kernel.IKernelConnection | null = null;
   private _probing: Kernel.IKernelConnection | null = null;
   private _notLoadedFor: Kernel.IKernelConnection | null = null;
   private _keepalive = 0;
