@@ -248,7 +248,8 @@ def feature_requirements(config) -> Tuple[Tuple[str, str], ...]:
     """The extra packages a model component's typed ``config`` needs (quantization, adapters, a device map)."""
     if config is None:
         return ()
-    used = {"quantization": config.quantization != Quantization.NONE,
+    # with fast_decode, int8/int4 are the fast step's own (its Triton kernels), not bitsandbytes
+    used = {"quantization": config.quantization != Quantization.NONE and not getattr(config, "fast_decode", False),
             "peft_adapters": bool(config.peft_adapters),
             "device_mode": config.device_mode == DeviceMode.AUTO}
     return tuple(req for key, on in used.items() if on for req in FEATURE_REQUIRES[key])

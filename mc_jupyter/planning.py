@@ -269,7 +269,8 @@ def estimate(component_id: str, config: Any, auto_class: str) -> Estimate:
     plan = load_plan(config)
     tensors = tensors_from_files(source) or _tensors_from_config(source, auto_class)
     precision = str(plan["dtype"]).replace("torch.", "")
-    quantization = str(config.quantization)
+    # fast_decode's int8/int4: the plain weights are loaded first and packed on the device (the peak)
+    quantization = "none" if getattr(config, "fast_decode", False) else str(config.quantization)
     parameters = sum(numel for numel, _ in tensors)
 
     def weight_bytes(dtype_bytes: float, quant: str) -> int:

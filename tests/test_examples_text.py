@@ -51,7 +51,7 @@ def test_chat_streams_overrides_the_system_prompt_and_recomposes_without_reloadi
     assert "load `chat`: chat-completion" in result_of(cells_with(nb, "%%compose")[0])
     for marker in ("%%run -o reply", "%%run -o pirate", "%%run -o greedy"):
         streamed = text_of(outputs_of(nb, marker))
-        assert re.search(r"\[64 tokens · [\d.]+ s · [\d.]+ tokens/s\]", streamed), (marker, streamed)
+        assert re.search(r"\[64 tokens · [\d.]+ s · first token \d+ ms · decode [\d.]+ tokens/s\]", streamed), (marker, streamed)
     assert re.fullmatch(r"\d+ characters in [\d.]+ s\n", text_of(outputs_of(nb, "reply.seconds")))
 
     recompose = result_of(cells_with(nb, "%%compose")[1])
@@ -69,7 +69,7 @@ def test_chat_streams_overrides_the_system_prompt_and_recomposes_without_reloadi
         "5 messages; ['system', 'user', 'assistant', 'user', 'assistant']\n"
     assert "resumed the same conversation: True" in text_of(outputs_of(nb, "resumed = mc_jupyter.chat"))
     assert result_of(cells_with(nb, "%%compose")[2]).startswith("load `chat_fast`: chat-completion")
-    assert re.search(r"\[64 tokens · [\d.]+ s · [\d.]+ tokens/s\]", text_of(outputs_of(nb, "%%run -o fast")))
+    assert re.search(r"\[64 tokens · [\d.]+ s · first token \d+ ms · decode [\d.]+ tokens/s\]", text_of(outputs_of(nb, "%%run -o fast")))
     assert text_of(outputs_of(nb, "same text as generate")) == "same text as generate: True\n"
     assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chat, chat_fast"
 

@@ -36,7 +36,7 @@ def test_vision_language_chat_describes_follows_up_with_memory_streams_batches_a
     assert text_of(outputs_of(nb, "print(repr(described.output))")).strip() == repr(reply)
 
     streamed = text_of(outputs_of(nb, "%%run -o follow_up"))
-    assert re.search(r"\[64 tokens · [\d.]+ s · [\d.]+ tokens/s\]", streamed), streamed
+    assert re.search(r"\[64 tokens · [\d.]+ s · first token \d+ ms · decode [\d.]+ tokens/s\]", streamed), streamed
     assert text_of(outputs_of(nb, "conversation.append")) == \
         "4 messages: ['user', 'assistant', 'user', 'assistant']\n"
 

@@ -215,7 +215,7 @@ def test_fast_decode_stops_when_told(lm):
 
 
 @pytest.mark.parametrize("extra,fragment", [
-    ("    quantization: nf4\n", "needs plain weights on one device"),
+    ("    quantization: nf4\n", "`quantization: nf4` is bitsandbytes' format"),
     ("    device_mode: auto\n", "needs plain weights on one device"),
 ])
 def test_fast_decode_with_settings_it_cannot_serve_is_a_located_error(models, registry, extra, fragment):
@@ -225,6 +225,33 @@ def test_fast_decode_with_settings_it_cannot_serve_is_a_located_error(models, re
         mc.compose(text, registry=registry)
     assert fragment in str(info.value) and "fast_decode" in str(info.value) and "line" in str(info.value).lower()
     assert registry.entries == {}
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_a_component_with_fast_decode_and_int8_or_int4_packs_its_weights_and_decodes_as_its_generate(
+        models, registry, kind):
+    """`fast_decode: true` + `quantization: int8|int4`: loaded plain (no bitsandbytes), the layers' linears
+    packed by the fast step; the text equals transformers' generate on the same packed model, the memory
+    the registry reports is the packed size, and a plan needs no bitsandbytes."""
+    from mc_jupyter.drivers.quant_weights import QuantLinear
+    text = COMPONENT.format(path=models["causal"]).replace(
+        "    fast_decode: true\n", f"    fast_decode: true\n    quantization: {kind}\n")
+    plan = mc.compose(text, registry=registry, dry_run=True).plan
+    assert [p.refused for p in plan.estimates] == [[], []] and registry.entries == {}
+    mc.compose(text, registry=registry)
+    quick, plain = registry.entries["quick"].driver, registry.entries["plain"].driver
+    assert quick.fast.quantization == kind
+    assert isinstance(quick.model.model.layers[0].mlp.down_proj, QuantLinear)
+    assert quick.memory_bytes < plain.memory_bytes and quick.dtype.endswith(f"· {kind}")
+    for prompt in (PROMPTS[0], PROMPTS):
+        got = mc.run("quick", {"prompt": prompt}, registry=registry).output
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        enc = quick.tokenizer(prompts, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            ids = quick.model.generate(**enc, max_new_tokens=24, do_sample=False,
+                                       pad_token_id=quick.tokenizer.pad_token_id)[:, enc["input_ids"].shape[1]:]
+        expected = quick.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        assert got == (expected[0] if isinstance(prompt, str) else expected)
 
 
 def test_fast_decode_on_another_task_is_a_located_error(models, registry):

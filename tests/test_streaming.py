@@ -114,3 +114,36 @@ def test_the_stream_view_updates_at_most_thirty_times_a_second(monkeypatch):
     assert view.text == "x" * 3000
     assert len(shown) <= 30 * seconds + 2
     assert shown[-1].startswith("x" * 3000) and "3000 tokens" in shown[-1]
+
+
+def test_the_stream_footer_says_the_time_to_the_first_token_and_the_decode_rate_after_it(monkeypatch):
+    """Time to first token (tokenizing and prefill) apart from the decode's own rate: 10 tokens after the
+    first one in 1.0 s is 10.0 tokens/s, not the 11 / 1.2 s a single overall rate would say."""
+    from mc_jupyter.display import result
+    clock = [100.0]
+    monkeypatch.setattr(result.time, "perf_counter", lambda: clock[0])
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw=True):
+            shown.append(bundle["text/plain"])
+
+    view = StreamView()
+    view.handle = Handle()
+    view.started = clock[0]
+    clock[0] += 0.2
+    view.chunk("Hello", tokens=1)
+    for i in range(10):
+        clock[0] += 0.1
+        view.chunk(" x", tokens=i + 2)
+    view.finish()
+    assert shown[-1].endswith("[11 tokens · 1.2 s · first token 200 ms · decode 10.0 tokens/s]"), shown[-1]
+    # a stream that counts no tokens (a server's text) says characters and the time to its first text
+    view = StreamView()
+    view.handle = Handle()
+    view.started = clock[0]
+    clock[0] += 0.05
+    view.chunk("abc")
+    clock[0] += 0.45
+    view.finish()
+    assert shown[-1].endswith("[3 characters · 0.5 s · first text 50 ms]"), shown[-1]

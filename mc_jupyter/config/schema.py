@@ -529,10 +529,13 @@ def _check_model_component(comp: ModelComponent, path: Path, positions: Position
     if comp.fast_decode and (comp.driver != "huggingface" or comp.task not in ("text-generation", "chat-completion")):
         fail("fast_decode", f"`fast_decode` is for the huggingface driver's text-generation and chat-completion, "
              f"not `{comp.driver}` {comp.task}", "Remove `fast_decode:`.")
-    if comp.fast_decode and (comp.quantization != Quantization.NONE or comp.peft_adapters
-                             or comp.device_mode == DeviceMode.AUTO):
-        what = (f"`quantization: {comp.quantization}`" if comp.quantization != Quantization.NONE else
-                "`peft_adapters`" if comp.peft_adapters else "`device_mode: auto`")
+    if comp.fast_decode and comp.quantization not in (Quantization.NONE, Quantization.INT8, Quantization.INT4):
+        fail("quantization", f"`fast_decode` quantizes the weights itself, to int8 or int4; "
+             f"`quantization: {comp.quantization}` is bitsandbytes' format",
+             "Write `quantization: int4` (group-wise, the fast step's own) or `int8`, or remove `fast_decode:` "
+             "(the model then runs through transformers' generate on bitsandbytes' nf4).")
+    if comp.fast_decode and (comp.peft_adapters or comp.device_mode == DeviceMode.AUTO):
+        what = "`peft_adapters`" if comp.peft_adapters else "`device_mode: auto`"
         fail("fast_decode", f"`fast_decode` needs plain weights on one device; this component has {what}",
              "Remove `fast_decode:` (the model then runs through transformers' generate), or the other setting.")
     if comp.chat_template is not None and (comp.task not in ("chat-completion", "vision-text-encoding")

@@ -80,6 +80,17 @@ def check_supported(model: Any, component: Any, component_id: str = "") -> None:
                              f"  Remove `fast_decode`, and the model runs through transformers' generate.")
 
 
+def _int4_group(cfg: Any, wanted: int) -> int:
+    """The int4 group: ``wanted`` columns, or fewer (down to 32) where the layers' widths need it."""
+    widths = {cfg.hidden_size, getattr(cfg, "intermediate_size", cfg.hidden_size)}
+    for group in sorted({wanted, 64, 32}, reverse=True):
+        if group <= wanted and all(width % group == 0 for width in widths):
+            return group
+    raise ModelLoadError(f"`quantization: int4` with fast_decode packs groups of 32 to 128 columns; this model's "
+                         f"widths ({', '.join(map(str, sorted(widths)))}) are not multiples of 32.\n"
+                         f"  Use `quantization: int8` (one scale a row), or leave quantization out.")
+
+
 def _prequantized(model: Any) -> bool:
     for module in model.modules():
         if type(module).__module__.startswith("bitsandbytes"):
@@ -266,6 +277,9 @@ class FastDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.vocab = model.lm_head.weight.shape[0]
         self.sliding = getattr(cfg, "sliding_window", None) if cfg.model_type == "mistral" else None
+        if quantization == "int4":
+            group_size = _int4_group(cfg, group_size)
+        self.group_size = group_size if quantization == "int4" else 0
         with torch.no_grad():
             self.layers = [_Layer(layer, self.heads, self.kv_heads, self.head_dim, quantization, group_size)
                            for layer in inner.layers]

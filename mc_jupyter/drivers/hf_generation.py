@@ -130,7 +130,13 @@ class _Transformers(HFDriver, TextGenerationTask):
         if self.config.fast_decode:
             from .fast_decode import FastDecoder, check_supported
             check_supported(self.model, self.config, self.component_id)
-            self.fast = FastDecoder(self.model)
+            quantization = str(self.config.quantization)
+            self.fast = FastDecoder(self.model, quantization=None if quantization == "none" else quantization)
+            if self.fast.quantization:        # the linears are packed now (not parameters: counted apart)
+                from ..devices import module_bytes, release_memory
+                from .quant_weights import quantized_bytes
+                self.memory_bytes = module_bytes(self.model) + quantized_bytes(self.model)
+                release_memory()                # the plain weights' memory back to the device
 
     def unload(self) -> None:
         self.fast = None      # its static caches and CUDA graphs
