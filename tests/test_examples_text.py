@@ -71,7 +71,14 @@ def test_chat_streams_overrides_the_system_prompt_and_recomposes_without_reloadi
     assert result_of(cells_with(nb, "%%compose")[2]).startswith("load `chat_fast`: chat-completion")
     assert re.search(r"\[64 tokens · [\d.]+ s · first token \d+ ms · decode [\d.]+ tokens/s\]", text_of(outputs_of(nb, "%%run -o fast")))
     assert text_of(outputs_of(nb, "same text as generate")) == "same text as generate: True\n"
-    assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chat, chat_fast"
+    # 4-bit weights packed by the fast decoder: streamed with the footer's two figures, less memory
+    assert result_of(cells_with(nb, "%%compose")[3]).startswith("load `chat_small`: chat-completion")
+    assert re.search(r"\[64 tokens · [\d.]+ s · first token \d+ ms · decode [\d.]+ tokens/s\]",
+                     text_of(outputs_of(nb, "%%run -o small")))
+    sizes = text_of(outputs_of(nb, "int4 holds less"))
+    assert re.search(r"chat_fast: float32, [\d.]+ MiB\nchat_small: float32 · int4, [\d.]+ MiB\n"
+                     r"int4 holds less: True\n", sizes), sizes
+    assert text_of(outputs_of(nb, "%mc down")).strip() == "unloaded chat, chat_fast, chat_small"
 
 
 def test_generation_batches_classification_labels_and_the_two_job_workflow(models):

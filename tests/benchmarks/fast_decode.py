@@ -16,8 +16,8 @@ For each Llama shape (random weights, bf16 on CUDA, float32 on CPU):
   ((time of N + 1 tokens - time of 1 token) / N; the CUDA graph's replay alone is timed too) of
   1. ``model.generate`` (dynamic cache, eager), 2. ``generate(cache_implementation="static")``
   (transformers compiles the forward), 3. the fast path's variants (``--variants``):
-  ``fast`` (the default: Triton kernels), ``inductor`` (the step compiled by torch.compile, as at the
-  last two changes), ``inductor_before`` (the same with the tuning flag set globally and 256-row
+  ``fast`` (the default: on CUDA the step compiled by torch.compile), ``triton`` (the Triton kernels of
+  fast_decode_kernels), ``inductor`` (the compiled step, named), ``inductor_before`` (the same with the tuning flag set globally and 256-row
   rotary tables: the code before f8ee0e8/5ab4509), ``eager_graph`` (the plain step in a CUDA graph);
 - the limit: bytes the step reads (every weight but the embedding) over the copy bandwidth measured here;
 - ``--profile``: per-kernel device times of one captured step (20 replays of the graph under the
@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--skip-bf16", action="store_true", help="only the quantized part")
     parser.add_argument("--skip-check", action="store_true", help="leave out the teacher-forced check")
     parser.add_argument("--variants", default=None,
-                        help="in this order: fast, inductor, inductor_before, eager_graph, static (transformers' "
+                        help="in this order: fast, triton, inductor, inductor_before, eager_graph, static (transformers' "
                              "static cache), generate (plain); static and generate run last if not named")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--quant", default="", help="int8,int4: the fast path's own quantization")
@@ -242,7 +242,7 @@ def measure(args, root: Path, report: Report) -> int:
 
 
 # -- bf16 -----------------------------------------------------------------------------------------------
-VARIANTS = {"fast": {}, "inductor": dict(backend="inductor"), "eager_graph": dict(backend="eager"),
+VARIANTS = {"fast": {}, "triton": dict(backend="triton"), "inductor": dict(backend="inductor"), "eager_graph": dict(backend="eager"),
             "inductor_before": dict(backend="inductor")}
 
 
@@ -626,14 +626,15 @@ def measure_quant(args, shape: str, device: str, dtype, bandwidth, report: Repor
     started = time.perf_counter()
     model = build(shape, device, dtype)
     base_alloc = torch.cuda.memory_allocated() if cuda else 0
-    ref_fast = FastDecoder(model)
-    greedy_text = torch.cat([prompt, ref_fast.generate_ids(prompt, mask, 224, pad_token_id=0)], 1)
+    with torch.inference_mode():            # (generate, not the fast path: no compile before the quantized rows)
+        greedy_text = model.generate(input_ids=prompt, attention_mask=mask, max_new_tokens=224, min_new_tokens=224,
+                                     do_sample=False, pad_token_id=0)
     refs = {"random": seq_logits(model, random_text), "greedy": seq_logits(model, greedy_text)}
     teacher = greedy_text[:, PROMPT_LEN:PROMPT_LEN + 64]
     ref_forced_fwd = forward_logits(model, prompt, mask, teacher)[0]
     bf16_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     report.data.setdefault("quant_reference", {})[shape] = {"weights_bytes": bf16_bytes}
-    del ref_fast, model
+    del model
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
