@@ -249,7 +249,7 @@ def feature_requirements(config) -> Tuple[Tuple[str, str], ...]:
     if config is None:
         return ()
     # with fast_decode, int8/int4 are the fast step's own (its Triton kernels), not bitsandbytes
-    used = {"quantization": config.quantization != Quantization.NONE and not getattr(config, "fast_decode", False),
+    used = {"quantization": config.quantization != Quantization.NONE and not config.fast_decode,
             "peft_adapters": bool(config.peft_adapters),
             "device_mode": config.device_mode == DeviceMode.AUTO}
     return tuple(req for key, on in used.items() if on for req in FEATURE_REQUIRES[key])

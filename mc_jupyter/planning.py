@@ -270,7 +270,7 @@ def estimate(component_id: str, config: Any, auto_class: str) -> Estimate:
     tensors = tensors_from_files(source) or _tensors_from_config(source, auto_class)
     precision = str(plan["dtype"]).replace("torch.", "")
     # fast_decode's int8/int4: the plain weights are loaded first and packed on the device (the peak)
-    quantization = "none" if getattr(config, "fast_decode", False) else str(config.quantization)
+    quantization = "none" if config.fast_decode else str(config.quantization)
     parameters = sum(numel for numel, _ in tensors)
 
     def weight_bytes(dtype_bytes: float, quant: str) -> int:

@@ -21,7 +21,7 @@ def load_plan(config: Any) -> Dict[str, Any]:
     dtype = resolve_dtype(precision, device)
     kwargs: Dict[str, Any] = {"dtype": dtype}
     quantization = config.quantization
-    if getattr(config, "fast_decode", False):
+    if config.fast_decode:
         quantization = Quantization.NONE    # plain weights: the fast step quantizes them itself once loaded
     if quantization != Quantization.NONE:
         kwargs["quantization_config"] = quantization_config(quantization, dtype)
