@@ -96,16 +96,20 @@ def test_an_exception_in_the_generation_thread_reaches_the_user(registry, models
     assert mc.run(inputs={"prompt": "Hi"}, stream=Collect(), registry=registry).output
 
 
-def test_the_stream_view_updates_at_most_thirty_times_a_second(monkeypatch):
-    shown = []
-
+def _watched_view(shown: list, started: float) -> StreamView:
+    """A StreamView whose display updates land in ``shown`` (their text/plain)."""
     class Handle:
         def update(self, bundle, raw=True):
             shown.append(bundle["text/plain"])
 
     view = StreamView()
-    view.handle = Handle()
-    view.started = time.perf_counter()
+    view.handle, view.started = Handle(), started
+    return view
+
+
+def test_the_stream_view_updates_at_most_thirty_times_a_second(monkeypatch):
+    shown = []
+    view = _watched_view(shown, time.perf_counter())
     started = time.perf_counter()
     for i in range(3000):   # a fast stream: 3000 chunks in well under a second
         view.chunk("x", tokens=i + 1)
@@ -123,14 +127,7 @@ def test_the_stream_footer_says_the_time_to_the_first_token_and_the_decode_rate_
     clock = [100.0]
     monkeypatch.setattr(result.time, "perf_counter", lambda: clock[0])
     shown = []
-
-    class Handle:
-        def update(self, bundle, raw=True):
-            shown.append(bundle["text/plain"])
-
-    view = StreamView()
-    view.handle = Handle()
-    view.started = clock[0]
+    view = _watched_view(shown, clock[0])
     clock[0] += 0.2
     view.chunk("Hello", tokens=1)
     for i in range(10):
@@ -139,9 +136,7 @@ def test_the_stream_footer_says_the_time_to_the_first_token_and_the_decode_rate_
     view.finish()
     assert shown[-1].endswith("[11 tokens · 1.2 s · first token 200 ms · decode 10.0 tokens/s]"), shown[-1]
     # a stream that counts no tokens (a server's text) says characters and the time to its first text
-    view = StreamView()
-    view.handle = Handle()
-    view.started = clock[0]
+    view = _watched_view(shown, clock[0])
     clock[0] += 0.05
     view.chunk("abc")
     clock[0] += 0.45
