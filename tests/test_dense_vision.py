@@ -457,9 +457,9 @@ def test_depth_batches_equal_one_by_one_and_the_architecture_is_checked(registry
     before = registry_state(registry)
     with pytest.raises(ModelLoadError) as error:
         compose_depth(registry, model=tv.DEPTH_ANYTHING, extra="\n  architecture: dpt")
-    assert str(error.value) == (f"`architecture: dpt` but `{tv.DEPTH_ANYTHING}` is a `DepthAnythingForDepthEstimation` "
-                                f"model (model_type `depth_anything`, expected `dpt`).\n  Write `architecture: "
-                                f"depth-anything`, or leave it out.")
+    assert str(error.value) == (f"`architecture: dpt` but `{tv.DEPTH_ANYTHING}` is a `depth_anything` model (expected "
+                                f"model_type `dpt`).\n  Write `architecture: depth-anything`, or leave it out to "
+                                f"infer it from the model.")
     assert registry_state(registry) == before
 
 

@@ -255,7 +255,8 @@ def test_a_text_only_model_is_a_load_error_naming_what_was_found_and_expected(re
 
 def test_an_architecture_that_does_not_match_the_model_is_a_load_error(registry, captioners):
     with pytest.raises(ModelLoadError, match=re.escape("`architecture: git` but `Salesforce/blip-image-captioning-"
-                                                       "large` is a blip model")):
+                                                       "large` is a `blip` model (expected model_type `git`).\n"
+                                                       "  Write `architecture: blip`, or leave it out")):
         mc.compose(component("git", tiny_captioners.REPOS["blip"][0]), registry=registry)
     assert registry.snapshot() == []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from .. import progress
 from ..catalog import Quantization
@@ -144,6 +144,27 @@ def _placement(model: Any, device: str) -> str:
     if not device_map:
         return device
     return ",".join(sorted({f"cuda:{v}" if isinstance(v, int) else str(v) for v in device_map.values()}))
+
+
+def model_type_of(source: ModelSource) -> str:
+    """config.json's ``model_type`` of the model at ``source`` (the config alone is read: no weights)."""
+    from transformers import AutoConfig
+
+    from .sources import processor_kwargs
+    return _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
+
+
+def checked_architecture(asked: Optional[str], model_type: str, table: Mapping[str, Sequence[str]],
+                         location: str) -> Optional[str]:
+    """The name ``table`` (``architecture:`` -> its config.json ``model_type``\ s) gives ``model_type``, None
+    for a model outside it; a ModelLoadError, before any weights load, when ``asked`` names another one."""
+    found = next((name for name, types in table.items() if model_type in types), None)
+    if asked is not None and asked != found:
+        expected = " or ".join(f"`{t}`" for t in table[asked])
+        fix = (f"Write `architecture: {found}`, or leave it out" if found else "Leave `architecture:` out")
+        raise ModelLoadError(f"`architecture: {asked}` but `{location}` is a `{model_type}` model (expected "
+                             f"model_type {expected}).\n  {fix} to infer it from the model.")
+    return found
 
 
 def _from_pretrained(cls: Any, source: ModelSource, kwargs: Dict[str, Any]) -> Any:

@@ -9,15 +9,15 @@ model's config.json and may be left out.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
-from ..errors import ModelLoadError
 from ..tasks.depth_estimation import DepthEstimationTask, DepthParams
-from .hf_vision_common import VisionDriver, by_size, has_head, model_name, wrong_model
+from .hf_common import checked_architecture
+from .hf_vision_common import VisionDriver, by_size, has_head, wrong_model
 from .sources import ModelSource
 
 #: ``architecture:`` -> config.json's ``model_type`` (model-compose's words).
-ARCHITECTURE_TYPES: Dict[str, str] = {"dpt": "dpt", "depth-anything": "depth_anything"}
+ARCHITECTURE_TYPES: Dict[str, Tuple[str, ...]] = {"dpt": ("dpt",), "depth-anything": ("depth_anything",)}
 
 
 class DepthEstimation(VisionDriver, DepthEstimationTask):
@@ -29,13 +29,8 @@ class DepthEstimation(VisionDriver, DepthEstimationTask):
         if not has_head(model_json, "ForDepthEstimation"):
             raise wrong_model(source, model_json, self.task, "a depth estimator (`*ForDepthEstimation`)",
                               "depth-anything/Depth-Anything-V2-Small-hf or Intel/dpt-large")
-        asked = self.config.architecture
-        if asked is not None and model_json.get("model_type") != ARCHITECTURE_TYPES[asked]:
-            found = next((name for name, kind in ARCHITECTURE_TYPES.items() if kind == model_json.get("model_type")), None)
-            fix = f"Write `architecture: {found}`, or leave it out." if found else "Leave `architecture:` out."
-            raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a `{model_name(model_json)}` model "
-                                 f"(model_type `{model_json.get('model_type')}`, expected `{ARCHITECTURE_TYPES[asked]}`)."
-                                 f"\n  {fix}")
+        checked_architecture(self.config.architecture, model_json.get("model_type") or "unknown", ARCHITECTURE_TYPES,
+                             source.location)
 
     def generate(self, images: List[Any], params: DepthParams) -> List[Any]:
         return by_size(images, lambda group: self.estimate(group, params))

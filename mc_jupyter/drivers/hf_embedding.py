@@ -19,7 +19,7 @@ from typing import Any, List, Optional
 
 from ..tasks.embedding import EmbeddingParams, TextEmbeddingTask
 from .hf_common import HFDriver
-from .hf_image_embedding import checked_architecture, features
+from .hf_image_embedding import features, image_architecture
 from .sources import config_source, local_file
 
 #: ``model_type``s whose text tower was trained on texts padded to the full length (the last token pools).
@@ -32,7 +32,7 @@ class TextEmbedding(HFDriver, TextEmbeddingTask):
 
     def load(self) -> None:
         if self.config.architecture is not None:   # clip or siglip: the model must be one
-            checked_architecture(self.config.architecture, config_source(self.config))
+            image_architecture(self.config.architecture, config_source(self.config))
         super().load()
 
     def after_load(self) -> None:

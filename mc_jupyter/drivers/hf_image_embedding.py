@@ -9,15 +9,14 @@ token; ``mean``/``max``: over every token, the class token included, as model-co
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import ModelLoadError
 from ..tasks.image_embedding import ImageEmbeddingParams, ImageEmbeddingTask
-from .hf_common import HFDriver, _from_pretrained
+from .hf_common import HFDriver, _from_pretrained, checked_architecture, model_type_of
 from .sources import ModelSource, config_source, processor_kwargs
 
 #: ``architecture:`` -> the config.json ``model_type`` it loads.
-MODEL_TYPES: Dict[str, str] = {"clip": "clip", "siglip": "siglip", "dinov2": "dinov2"}
+MODEL_TYPES: Dict[str, Tuple[str, ...]] = {"clip": ("clip",), "siglip": ("siglip",), "dinov2": ("dinov2",)}
 #: The architectures whose vector is the projection (``get_image_features``).
 PROJECTED = ("clip", "siglip")
 
@@ -29,7 +28,7 @@ class ImageEmbedding(HFDriver, ImageEmbeddingTask):
     architecture: Optional[str]   # clip, siglip, dinov2, or None for another model (model-compose's auto)
 
     def load(self) -> None:
-        self.architecture = checked_architecture(self.config.architecture, config_source(self.config))
+        self.architecture = image_architecture(self.config.architecture, config_source(self.config))
         super().load()
         self.projected = self.architecture in PROJECTED or (self.architecture is None
                                                             and hasattr(self.model, "get_image_features"))
@@ -61,19 +60,10 @@ class ImageEmbedding(HFDriver, ImageEmbeddingTask):
         return vectors.cpu().tolist()
 
 
-def checked_architecture(asked: Optional[str], source: ModelSource) -> Optional[str]:
-    """The architecture of the model at ``source`` (by its config's ``model_type``; None for another model),
-    which must be ``asked`` when one is: a ModelLoadError, before any weights load, otherwise."""
-    from transformers import AutoConfig
-
-    model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
-    found = next((name for name, kind in MODEL_TYPES.items() if kind == model_type), None)
-    if asked is not None and asked != found:
-        raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a `{model_type}` model "
-                             f"(expected model_type `{MODEL_TYPES[asked]}`).\n  Write "
-                             + (f"`architecture: {found}`" if found else "no `architecture:`")
-                             + ", or give a model of that architecture.")
-    return found
+def image_architecture(asked: Optional[str], source: ModelSource) -> Optional[str]:
+    """The architecture of the model at ``source`` (None for another model), which must be ``asked`` when one
+    is: a ModelLoadError, before any weights load, otherwise."""
+    return checked_architecture(asked, model_type_of(source), MODEL_TYPES, source.location)
 
 
 def features(output: Any) -> Any:

@@ -16,7 +16,7 @@ from ..errors import InputError, ModelLoadError
 from ..secrets import scrub
 from ..tasks.base import Call
 from ..tasks.image_text_to_text import Conversation, ImageTextToTextTask
-from .hf_common import _from_pretrained
+from .hf_common import _from_pretrained, checked_architecture, model_type_of
 from .hf_generation import _Transformers, check_length, seed_torch
 from .sources import ModelSource, config_source, processor_kwargs
 
@@ -40,23 +40,15 @@ class ImageTextToText(ImageTextToTextTask, _Transformers):
     def _architecture(self, source: ModelSource) -> Optional[str]:
         """The ``architecture:`` asked for, checked against the model's config (None where the table has no
         name for a vision-language model transformers loads all the same)."""
-        from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
-        found = next((name for name, types in ARCHITECTURE_TYPES.items() if model_type in types), None)
-        asked = self.config.architecture
+        model_type = model_type_of(source)
         if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not a vision-language model: "
                                  f"image-text-to-text loads models of transformers' AutoModelForImageTextToText "
                                  f"(e.g. {', '.join(ARCHITECTURE_TYPES)}).\n  Give such a model (e.g. "
                                  f"HuggingFaceTB/SmolVLM-256M-Instruct), or the task this model does.")
-        if asked is not None and asked != found:
-            expected = ", ".join(f"`{t}`" for t in ARCHITECTURE_TYPES[asked])
-            fix = f"Write `architecture: {found}`, or leave" if found else "Leave"
-            raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a `{model_type}` model "
-                                 f"(expected model_type {expected}).\n  {fix} it out to infer it from the model.")
-        return found
+        return checked_architecture(self.config.architecture, model_type, ARCHITECTURE_TYPES, source.location)
 
     def _load_tokenizer(self, source: ModelSource) -> Any:
         from transformers import AutoProcessor

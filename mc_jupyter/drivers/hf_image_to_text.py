@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ModelLoadError
 from ..tasks.image_to_text import CaptionParams, ImageToTextTask
 from ..tasks.text_generation import GenerationParams
-from .hf_common import HFDriver, _from_pretrained
+from .hf_common import HFDriver, _from_pretrained, checked_architecture, model_type_of
 from .hf_generation import check_length, group_sequences, seed_torch
 from .sources import ModelSource, config_source, processor_kwargs
 
@@ -46,21 +46,15 @@ class ImageToText(HFDriver, ImageToTextTask):
 
     def _architecture(self, source: ModelSource) -> str:
         """The ``architecture:`` asked for, checked against the model's config; inferred without one."""
-        from transformers import AutoConfig
-
-        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
-        found = next((name for name, arch in ARCHITECTURE_CLASSES.items() if arch.model_type == model_type), None)
-        asked = self.config.architecture
+        model_type = model_type_of(source)
+        table = {name: (arch.model_type,) for name, arch in ARCHITECTURE_CLASSES.items()}
+        found = checked_architecture(None, model_type, table, source.location)     # (None: only looked up)
         expected = ", ".join(f"{name} (model_type `{arch.model_type}`)" for name, arch in ARCHITECTURE_CLASSES.items())
         if found is None:
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not an image captioner: "
                                  f"image-to-text expects {expected}.\n  Give a captioning model such as "
                                  f"Salesforce/blip-image-captioning-large, or the task this model does.")
-        if asked is not None and asked != found:
-            raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a {found} model "
-                                 f"(model_type `{model_type}`, expected `{ARCHITECTURE_CLASSES[asked].model_type}`)."
-                                 f"\n  Write `architecture: {found}`, or leave it out to infer it from the model.")
-        return found
+        return checked_architecture(self.config.architecture, model_type, table, source.location)
 
     def _load_tokenizer(self, source: ModelSource) -> Any:
         from transformers import AutoImageProcessor

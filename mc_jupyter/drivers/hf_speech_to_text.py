@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..errors import InputError, ModelLoadError
 from ..tasks.base import Call
 from ..tasks.speech_to_text import Recording, SpeechToTextTask, TranscribeParams, Transcript
-from .hf_common import HFDriver, _from_pretrained
+from .hf_common import HFDriver, _from_pretrained, model_type_of
 from .hf_generation import stream_generate
 from .sources import ModelSource, config_source, processor_kwargs
 
@@ -53,9 +53,7 @@ class SpeechToText(HFDriver, SpeechToTextTask):
         super().load()
 
     def _check_whisper(self, source: ModelSource) -> None:
-        from transformers import AutoConfig
-
-        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
+        model_type = model_type_of(source)
         if model_type != "whisper":
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not Whisper: the huggingface "
                                  f"speech-to-text driver runs Whisper-family models (their language, task and "

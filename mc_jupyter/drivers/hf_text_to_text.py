@@ -15,9 +15,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..errors import InputError, ModelLoadError
 from ..tasks.base import Call
 from ..tasks.text_to_text import TextToTextParams, TextToTextTask
-from .hf_common import HFDriver, _from_pretrained
+from .hf_common import HFDriver, checked_architecture, model_type_of
 from .hf_generation import group_sequences, max_positions, seed_torch, stream_generate
-from .sources import ModelSource, config_source, processor_kwargs
+from .sources import ModelSource, config_source
 
 #: ``architecture:`` -> the config.json ``model_type``\ s of that family.
 ARCHITECTURE_TYPES: Dict[str, Tuple[str, ...]] = {
@@ -42,23 +42,15 @@ class TextToText(HFDriver, TextToTextTask):
 
     def _architecture(self, source: ModelSource) -> Optional[str]:
         """The model's family, checked against ``architecture:``; a model that is not seq2seq is refused."""
-        from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
-        model_type = _from_pretrained(AutoConfig, source, processor_kwargs(source)).model_type
-        found = next((name for name, types in ARCHITECTURE_TYPES.items() if model_type in types), None)
+        model_type = model_type_of(source)
         if model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
             raise ModelLoadError(f"`{source.location}` is a `{model_type}` model, not a sequence-to-sequence one: "
                                  f"text-to-text needs an encoder-decoder such as T5, BART, Marian, Pegasus, mBART "
                                  f"or NLLB.\n  Give e.g. `model: google-t5/t5-small`, or the task this model does "
                                  f"(`text-generation` for a decoder-only model).")
-        asked = self.config.architecture
-        if asked is not None and asked != found:
-            expected = " or ".join(f"`{t}`" for t in ARCHITECTURE_TYPES[asked])
-            fix = f"Write `architecture: {found}`" if found else "Remove `architecture:`"
-            raise ModelLoadError(f"`architecture: {asked}` but `{source.location}` is a `{model_type}` model "
-                                 f"(expected model_type {expected}).\n  {fix}, or leave it out to infer it.")
-        return found
+        return checked_architecture(self.config.architecture, model_type, ARCHITECTURE_TYPES, source.location)
 
     # -- before anything is generated ------------------------------------------------------------
     def check(self, call: Call) -> None:
