@@ -109,6 +109,42 @@ def wav_samples(data: bytes) -> np.ndarray:
     return samples.astype(np.float32)
 
 
+def test_whisper_notices_are_held_back_on_its_own_calls_and_not_on_anyone_elses(registry, whisper, monkeypatch):
+    """transformers' every-call Whisper notices (the notebook's pink block) are held back while a Whisper
+    component runs, batch or streamed; the same message from another model's call still gets through."""
+    import logging
+
+    from mc_jupyter.drivers.hf_speech_to_text import WHISPER_LOGGERS
+    notice = "Both `max_new_tokens` and `max_length` seem to have been set. `max_new_tokens` will take precedence."
+    logger = logging.getLogger(WHISPER_LOGGERS[0])
+    heard: List[str] = []
+
+    class Ear(logging.Handler):
+        def emit(self, record):
+            heard.append(record.getMessage())
+
+    ear = Ear()
+    logger.addHandler(ear)
+    try:
+        mc.compose(component(), registry=registry)
+        model = registry.entries[next(iter(registry.entries))].driver.model
+        real = model.generate
+
+        def generate_and_warn(*args, **kwargs):     # transformers' own notice, on Whisper's own call
+            logger.warning(notice)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(model, "generate", generate_and_warn)
+        assert transcribe(registry, (SOUNDS[0], RATE))
+        assert mc.run(inputs={"audio": (SOUNDS[0], RATE)}, stream=Collect(), registry=registry).output
+        assert heard == []
+        logger.warning(notice)                      # another model's call: not held back
+        assert heard == [notice]
+        assert all(not logging.getLogger(name).filters for name in WHISPER_LOGGERS)
+    finally:
+        logger.removeHandler(ear)
+
+
 # ------------------------------------------------------------------------------------------------
 # Text equals plain transformers; every form of audio
 

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import warnings
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from .. import progress
 from ..catalog import Quantization
@@ -122,6 +124,32 @@ def quiet_library_notices() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_quiet_optional_kernel)
     logging.getLogger("kernels").addFilter(_quiet_optional_kernel)
     logging.getLogger("kernels._internals.hf_hub").addFilter(_quiet_optional_kernel)
+
+
+_held: Dict[Tuple[str, Callable], int] = {}
+_held_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def holding_back(names: Sequence[str], keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """``keep`` filters the records of the loggers ``names`` while the block runs, and only then: a model's
+    notices are held back on its own calls, not on every other model's. Blocks may overlap (two threads):
+    the filter goes when the last of them ends."""
+    with _held_lock:
+        for name in names:
+            count = _held.get((name, keep), 0)
+            if count == 0:
+                logging.getLogger(name).addFilter(keep)
+            _held[(name, keep)] = count + 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            for name in names:
+                _held[(name, keep)] -= 1
+                if _held[(name, keep)] == 0:
+                    del _held[(name, keep)]
+                    logging.getLogger(name).removeFilter(keep)
 
 
 def _quiet_optional_kernel(record: logging.LogRecord) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..errors import InputError, ModelLoadError
 from ..tasks.base import Call
 from ..tasks.speech_to_text import Recording, SpeechToTextTask, TranscribeParams, Transcript
-from .hf_common import HFDriver, _from_pretrained, model_type_of
+from .hf_common import HFDriver, _from_pretrained, holding_back, model_type_of
 from .hf_generation import stream_generate
 from .sources import ModelSource, config_source, processor_kwargs
 
@@ -62,9 +62,6 @@ class SpeechToText(HFDriver, SpeechToTextTask):
 
     def _load_tokenizer(self, source: ModelSource) -> Any:
         from transformers import AutoProcessor
-
-        for name in ("transformers.generation.utils", "transformers.models.whisper.tokenization_whisper"):
-            logging.getLogger(name).addFilter(_quiet_whisper)
 
         self.processor = _from_pretrained(AutoProcessor, source, processor_kwargs(source))
         self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)
@@ -193,6 +190,10 @@ class SpeechToText(HFDriver, SpeechToTextTask):
 
     # -- the backend's hooks ---------------------------------------------------------------------
     def generate(self, recordings: List[Recording], params: TranscribeParams) -> List[Any]:
+        with holding_back(WHISPER_LOGGERS, _quiet_whisper):
+            return self._transcribe(recordings, params)
+
+    def _transcribe(self, recordings: List[Recording], params: TranscribeParams) -> List[Any]:
         """Every window of every clip, ``batch_size`` windows per ``generate``; then each clip's transcript."""
         clips = [clip for recording in recordings for clip in recording.clips]
         cuts = [self.windows(clip.samples, params.chunk_length) for clip in clips]
@@ -258,6 +259,10 @@ class SpeechToText(HFDriver, SpeechToTextTask):
         return text, optional.get("chunks", [])
 
     def generate_stream(self, recording: Recording, params: TranscribeParams, stop: Any) -> Iterator[str]:
+        with holding_back(WHISPER_LOGGERS, _quiet_whisper):
+            yield from self._stream(recording, params, stop)
+
+    def _stream(self, recording: Recording, params: TranscribeParams, stop: Any) -> Iterator[str]:
         for clip in recording.clips:
             if stop.is_set():
                 return
@@ -309,6 +314,10 @@ def group_words(segments: List[Dict[str, Any]], words: List[Dict[str, Any]]) -> 
         segment["words"] = taken
     if segments and at < len(words):
         segments[-1]["words"] += words[at:]
+
+
+#: Where transformers logs what :func:`_quiet_whisper` holds back (during this driver's own calls only).
+WHISPER_LOGGERS = ("transformers.generation.utils", "transformers.models.whisper.tokenization_whisper")
 
 
 def _quiet_whisper(record: logging.LogRecord) -> bool:
