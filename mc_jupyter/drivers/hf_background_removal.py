@@ -20,7 +20,7 @@ from typing import Any, Dict, List
 
 from ..errors import ModelLoadError
 from ..tasks.background_removal import BackgroundParams, BackgroundRemovalTask
-from .hf_vision_common import VisionDriver, by_size, has_head, wrong_model
+from .hf_vision_common import VisionDriver, by_size, has_head, upsampled, wrong_model
 from .sources import ModelSource
 
 REMOTE_SIZE = 1024                                # model-compose's params.image_size
@@ -75,7 +75,6 @@ class BackgroundRemoval(VisionDriver, BackgroundRemovalTask):
 
     def semantic(self, images: List[Any], side: Any) -> List[Any]:
         import torch
-        import torch.nn.functional as F
 
         size = {"size": {"height": side, "width": side}} if side else {}
         inputs = self.on_model(self.processor(images=images, return_tensors="pt", **size))
@@ -83,8 +82,7 @@ class BackgroundRemoval(VisionDriver, BackgroundRemovalTask):
             logits = self.model(**inputs).logits.float().cpu()
         masks = []
         for logit, image in zip(logits, images):
-            upsampled = F.interpolate(logit[None], size=(image.height, image.width), mode="bilinear", align_corners=False)
-            masks.append(as_mask(1.0 - upsampled[0].softmax(0)[self.background]))
+            masks.append(as_mask(1.0 - upsampled(logit, image).softmax(0)[self.background]))
         return masks
 
 

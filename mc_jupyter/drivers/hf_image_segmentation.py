@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 
 from ..errors import InputError
 from ..tasks.image_segmentation import ImageSegmentationTask, Segment, SegmentationParams, mask_box
-from .hf_vision_common import VisionDriver, by_size, has_head, nms, wrong_model
+from .hf_vision_common import VisionDriver, by_size, has_head, nms, upsampled, wrong_model
 from .sources import ModelSource
 
 POINTS_PER_SIDE = 32           # SAM's automatic grid (its paper's and transformers' pipeline's default)
@@ -128,16 +128,14 @@ class ImageSegmentation(VisionDriver, ImageSegmentationTask):
     # -- semantic segmentation -------------------------------------------------------------------
     def classes(self, images: List[Any]) -> List[List[Segment]]:
         import torch
-        import torch.nn.functional as F
 
         names = self.class_names()
         with torch.inference_mode():
             logits = self.model(**self.on_model(self.processor(images=images, return_tensors="pt"))).logits
         out = []
         for logit, image in zip(logits.float().cpu(), images):
-            upsampled = F.interpolate(logit[None], size=(image.height, image.width), mode="bilinear",
-                                      align_corners=False)[0]
-            probabilities, labels = upsampled.softmax(0), upsampled.argmax(0)
+            scores = upsampled(logit, image)
+            probabilities, labels = scores.softmax(0), scores.argmax(0)
             segments = []
             for c in labels.unique().tolist():
                 mask = labels == c

@@ -105,6 +105,13 @@ def by_size(images: Sequence[Any], run: Callable[[List[Any]], List[Any]]) -> Lis
     return outputs
 
 
+def upsampled(logits: Any, image: Any) -> Any:
+    """One image's ``[classes, h, w]`` logits at the image's own size (bilinear, as transformers'
+    ``post_process_semantic_segmentation``)."""
+    import torch.nn.functional as F
+    return F.interpolate(logits[None], size=(image.height, image.width), mode="bilinear", align_corners=False)[0]
+
+
 def nms(boxes: Any, scores: Any, iou_threshold: float, classes: Optional[Any] = None) -> Any:
     """Greedy non-maximum suppression, as ``torchvision.ops.nms`` (``batched_nms`` with ``classes``): the
     indices of the boxes kept, best score first; a box whose IoU with a kept, better box exceeds
