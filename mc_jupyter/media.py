@@ -524,12 +524,34 @@ def audio_samples(value: Any) -> "tuple[Any, int]":
         raise InputError(f"cannot read audio from a {type(value).__name__}.\n  Give a WAV file's path or bytes, "
                          f"base64 text, a data URI, (numpy array, sample_rate), or `${{input.x as audio}}`.")
     audio = to_audio(value)
-    if audio.mime not in ("audio/wav", "audio/pcm"):
-        raise InputError(f"{audio.mime} audio is not decoded here: WAV (and raw PCM with its rate) is read without "
-                         f"extra packages.\n  Convert it to WAV, e.g. `ffmpeg -i speech.mp3 -ar 16000 -ac 1 "
-                         f"speech.wav`, or give the samples: (array, sample_rate).")
     what = "the audio" if not isinstance(value, str) or len(value) > 200 else f"`{value.strip()[:80]}`"
+    if audio.mime in SOUNDFILE_MIMES:
+        return read_compressed(audio.data, audio.mime, what)
+    if audio.mime not in ("audio/wav", "audio/pcm"):
+        raise InputError(f"{audio.mime} audio is not decoded here: WAV, FLAC, MP3 and OGG (Vorbis, Opus) are, and "
+                         f"raw PCM with its rate.\n  Convert it, e.g. `ffmpeg -i speech.m4a -ar 16000 -ac 1 "
+                         f"speech.wav`, or give the samples: (array, sample_rate).")
     return read_wav(audio.playable(), what)
+
+
+#: What libsndfile (the ``soundfile`` package's own copy) decodes besides WAV.
+SOUNDFILE_MIMES = ("audio/flac", "audio/mpeg", "audio/ogg")
+
+
+def read_compressed(data: bytes, mime: str, what: str = "the audio") -> "tuple[Any, int]":
+    """``(samples, sample_rate)`` of FLAC, MP3 or OGG bytes, float32, decoded by libsndfile."""
+    import io
+
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(io.BytesIO(bytes(data)), dtype="float32", always_2d=False)
+    except (RuntimeError, soundfile.LibsndfileError) as e:
+        raise InputError(f"{what} ({len(data):,} bytes of {mime}) could not be decoded: {e}.\n  Check the file "
+                         f"(is it whole?), or convert it: `ffmpeg -i in -ar 16000 -ac 1 out.wav`.") from None
+    if samples.size == 0:
+        raise InputError(f"{what} ({mime}) holds no samples.\n  Give a recording with sound in it.")
+    return samples, int(rate)
 
 
 def _is_array(value: Any) -> bool:

@@ -177,6 +177,39 @@ def test_every_form_of_audio_reads_the_same_samples_as_the_raw_call(registry, wh
     assert transcribe(registry, (wav_samples(wav), np.int64(RATE))) == from_wav
 
 
+@pytest.mark.parametrize("fmt, subtype, lossless", [("FLAC", "PCM_16", True), ("MP3", "MPEG_LAYER_III", False),
+                                                    ("OGG", "VORBIS", False), ("OGG", "OPUS", False)])
+def test_flac_mp3_and_ogg_are_decoded_as_libsndfile_decodes_them(registry, whisper, raw, tmp_path, fmt, subtype,
+                                                                 lossless):
+    """FLAC, MP3 and OGG (Vorbis, Opus) bytes or files: decoded by libsndfile (soundfile's wheel), resampled
+    where their rate is not the model's (Opus is 48 kHz); FLAC gives exactly the WAV's samples."""
+    import io
+
+    import soundfile
+    from scipy.signal import resample_poly
+
+    rate = 48000 if subtype == "OPUS" else RATE
+    sound = resample_poly(SOUNDS[0], rate // RATE, 1).astype(np.float32) if rate != RATE else SOUNDS[0]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, sound, rate, format=fmt, subtype=subtype)
+    data = buffer.getvalue()
+    path = tmp_path / f"tone.{'mp3' if fmt == 'MP3' else fmt.lower()}"
+    path.write_bytes(data)
+    decoded, got_rate = soundfile.read(io.BytesIO(data), dtype="float32")       # the library's own call
+    assert got_rate == rate
+    if subtype != "OPUS":       # (Opus's encoder delay shifts the samples)
+        assert np.corrcoef(decoded[:len(sound) // 2], sound[:len(sound) // 2])[0, 1] > 0.9
+    if rate != RATE:
+        decoded = resample_poly(decoded, 1, rate // RATE).astype(np.float32)
+    mc.compose(component(), registry=registry)
+    expected = raw_texts(raw, [decoded])[0]
+    assert transcribe(registry, data) == transcribe(registry, str(path)) == expected
+    if lossless:
+        assert expected == raw_texts(raw, [wav_samples(tw.wav_bytes(SOUNDS[0]))])[0]
+    mc.compose(component(audio="${input.audio as audio}"), registry=registry)
+    assert transcribe(registry, base64.b64encode(data).decode()) == expected
+
+
 def test_samples_at_8_khz_are_resampled_to_the_models_16_khz_with_a_polyphase_filter(registry, whisper, raw):
     from scipy.signal import resample_poly
 
@@ -434,7 +467,8 @@ def test_precision_is_honoured(registry, whisper):
     ([], "empty list as `audio:`"),
     ("/nowhere/speech.wav", "`audio:`: file not found: /nowhere/speech.wav"),
     (b"not audio at all" * 4, "`audio:`: the 64 bytes given are not audio"),
-    (b"ID3" + bytes(64), "`audio:`: audio/mpeg audio is not decoded here"),
+    (b"ID3" + bytes(64), "`audio:`: the audio (67 bytes of audio/mpeg) could not be decoded"),
+    (b"\x1aE\xdf\xa3" + bytes(64), "`audio:`: audio/webm audio is not decoded here: WAV, FLAC, MP3 and OGG"),
     (b"RIFF\x10\x00\x00\x00WAVEjunk", "`audio:`: the audio is a WAV file without its `fmt` or `data` chunk"),
     ((np.zeros(100, np.float32), 0), "`audio:`: the sample rate 0 is not one audio is recorded at"),
     ((np.zeros(100, np.float32), 16.5), "the sample rate 16.5 is not one audio is recorded at"),
