@@ -1,4 +1,5 @@
-"""Tiny random vision-language models with the real classes (Idefics3/SmolVLM, LLaVA), built from configs.
+"""Tiny random vision-language models with the real classes (Idefics3/SmolVLM, LLaVA, LLaVA-NeXT), built from
+configs.
 
 Each has 2 layers of width 32 over 32x32 images (patches of 8), a byte-level BPE tokenizer trained on a
 few sentences with the model's own special tokens, the real model card's chat template, and its real
@@ -21,7 +22,7 @@ from typing import Dict, Sequence
 from tests.tiny_models import CORPUS, place_in_hub_cache
 
 REPOS = {"idefics3": ("HuggingFaceTB/SmolVLM-256M-Instruct", "HuggingFaceTB/SmolVLM-Instruct"),
-         "llava": ("llava-hf/llava-1.5-7b-hf",)}
+         "llava": ("llava-hf/llava-1.5-7b-hf",), "llava-next": ("llava-hf/llava-v1.6-vicuna-7b-hf",)}
 IMAGE_SIZE, PATCH = 32, 8
 _SPREAD = 0.2   # initializer_range: random weights large enough for the image to steer the text
 _TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -126,6 +127,36 @@ def build_llava(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_llava_next(folder: Path, seed: int = 0) -> Path:
+    """llava-v1.6's classes (LLaVA-NeXT): llava's, plus "any resolution": the image is also cut into tiles on
+    the best of a grid of shapes (32x32, 32x64, 64x32 here), each tile's features beside the whole image's.
+    The vicuna form of the template (llava-1.5's)."""
+    import torch
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    tokenizer = build_tokenizer(["<s>", "</s>", "<pad>", "<image>"], bos_token="<s>", eos_token="</s>",
+                                pad_token="<pad>")
+    grid = [[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE]]
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, image_grid_pinpoints=grid,
+                                                 crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = LlavaNextProcessor(image_processor, tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
+                                   num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
+    torch.manual_seed(seed)
+    config = LlavaNextConfig(vision_config=dict(_VISION, model_type="clip_vision_model", projection_dim=32),
+                             text_config=dict(_TEXT, model_type="llama", vocab_size=len(tokenizer),
+                                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                              eos_token_id=tokenizer.eos_token_id),
+                             image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+                             vision_feature_select_strategy="default", projector_hidden_act="gelu",
+                             image_grid_pinpoints=grid)
+    model = LlavaNextForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     """Qwen2-VL's classes: a patch-merging vision tower and a Qwen2 text model with multimodal rotary positions.
     The processor's files are written one by one (its class cannot be built without torchvision)."""
@@ -159,7 +190,7 @@ def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS = {"idefics3": build_idefics3, "llava": build_llava}
+BUILDERS = {"idefics3": build_idefics3, "llava": build_llava, "llava-next": build_llava_next}
 
 
 def build_all(root: Path, hub_cache: Path) -> Dict[str, Path]:
