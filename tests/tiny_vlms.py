@@ -1,5 +1,5 @@
-"""Tiny random vision-language models with the real classes (Idefics3/SmolVLM, LLaVA, LLaVA-NeXT), built from
-configs.
+"""Tiny random vision-language models with the real classes (Idefics3/SmolVLM, LLaVA, LLaVA-NeXT, LightOnOCR),
+built from configs.
 
 Each has 2 layers of width 32 over 32x32 images (patches of 8), a byte-level BPE tokenizer trained on a
 few sentences with the model's own special tokens, the real model card's chat template, and its real
@@ -22,7 +22,8 @@ from typing import Dict, Sequence
 from tests.tiny_models import CORPUS, place_in_hub_cache
 
 REPOS = {"idefics3": ("HuggingFaceTB/SmolVLM-256M-Instruct", "HuggingFaceTB/SmolVLM-Instruct"),
-         "llava": ("llava-hf/llava-1.5-7b-hf",), "llava-next": ("llava-hf/llava-v1.6-vicuna-7b-hf",)}
+         "llava": ("llava-hf/llava-1.5-7b-hf",), "llava-next": ("llava-hf/llava-v1.6-vicuna-7b-hf",),
+         "lighton-ocr": ("lightonai/LightOnOCR-1B-1025",)}
 IMAGE_SIZE, PATCH = 32, 8
 _SPREAD = 0.2   # initializer_range: random weights large enough for the image to steer the text
 _TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -157,6 +158,43 @@ def build_llava_next(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+#: A ChatML template with LightOnOCR's image token (Qwen3's chat form, an image part as ``<|image_pad|>``).
+LIGHTON_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}{% else %}{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+    "<|image_pad|>{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def build_lighton_ocr(folder: Path, seed: int = 0) -> Path:
+    """LightOnOCR's classes: a Pixtral vision tower (images at their own aspect, patches merged 2x2) and a
+    Qwen3 text model; the tokenizer names its image, row-break and end tokens, as the processor reads them."""
+    import torch
+    from transformers import LightOnOcrConfig, LightOnOcrForConditionalGeneration, LightOnOcrProcessor
+    from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|vision_pad|>", "<|vision_end|>"]
+    tokenizer = build_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                extra_special_tokens={"image_token": "<|image_pad|>", "image_break_token": "<|vision_pad|>",
+                                                      "image_end_token": "<|vision_end|>"})
+    patch, merge = 4, 2
+    processor = LightOnOcrProcessor(PixtralImageProcessorPil(size={"longest_edge": IMAGE_SIZE}, patch_size=patch),
+                                    tokenizer, patch_size=patch, spatial_merge_size=merge,
+                                    chat_template=LIGHTON_TEMPLATE)
+    torch.manual_seed(seed)
+    config = LightOnOcrConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           head_dim=16, image_size=IMAGE_SIZE, patch_size=patch),
+        text_config=dict(_TEXT, vocab_size=len(tokenizer), head_dim=8, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id),
+        spatial_merge_size=merge, image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"))
+    model = LightOnOcrForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     """Qwen2-VL's classes: a patch-merging vision tower and a Qwen2 text model with multimodal rotary positions.
     The processor's files are written one by one (its class cannot be built without torchvision)."""
@@ -190,7 +228,8 @@ def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS = {"idefics3": build_idefics3, "llava": build_llava, "llava-next": build_llava_next}
+BUILDERS = {"idefics3": build_idefics3, "llava": build_llava, "llava-next": build_llava_next,
+            "lighton-ocr": build_lighton_ocr}
 
 
 def build_all(root: Path, hub_cache: Path) -> Dict[str, Path]:
