@@ -47,7 +47,7 @@ def resolve_placement(config: Any) -> Tuple[str, str]:
     device = resolve_device(config.device)
     precision = str(resolve_dtype(config.precision, device)).replace("torch.", "")
     quantization = config.quantization
-    if quantization != Quantization.NONE and device == "mps":
+    if quantization != Quantization.NONE and device == "mps" and not config.fast_decode:
         raise DeviceError(f"`quantization: {quantization}` runs through bitsandbytes, which does not support "
                           f"Apple's mps device.\n  Use `device: cpu`, or `precision: float16` without quantization.")
     return device, precision

@@ -8,7 +8,7 @@ import os
 import re
 from typing import Any, Optional
 
-from .errors import InputError
+from .errors import InputError, MissingPackageError
 
 
 def load_image(value: Any, fmt: Optional[str] = None):
@@ -144,7 +144,16 @@ FORMATS = ("path", "url", "data-uri", "base64")
 
 AUDIO_MIMES = {"wav": "audio/wav", "wave": "audio/wav", "mp3": "audio/mpeg", "mpeg": "audio/mpeg",
                "ogg": "audio/ogg", "opus": "audio/ogg", "flac": "audio/flac", "webm": "audio/webm",
-               "m4a": "audio/mp4", "mp4": "audio/mp4", "aac": "audio/aac", "pcm": "audio/pcm"}
+               "m4a": "audio/mp4", "mp4": "audio/mp4", "aac": "audio/aac", "pcm": "audio/pcm", "vorbis": "audio/ogg"}
+
+
+def audio_mime(name: str) -> str:
+    """One mime type for each of the names audio goes by: ``mp3``, ``audio/mp3``, ``audio/x-flac``,
+    ``audio/x-wav`` are ``audio/mpeg``, ``audio/flac``, ``audio/wav``."""
+    sub = name.lower().split(";")[0].strip()
+    sub = sub[len("audio/"):] if sub.startswith("audio/") else sub
+    sub = sub[2:] if sub.startswith("x-") else sub
+    return AUDIO_MIMES.get(sub, f"audio/{sub}")
 VIDEO_MIMES = {"mp4": "video/mp4", "webm": "video/webm", "ogg": "video/ogg", "mov": "video/quicktime",
                "avi": "video/x-msvideo", "mkv": "video/x-matroska"}
 MODEL_3D_MIMES = {"glb": "model/gltf-binary", "gltf": "model/gltf+json", "obj": "model/obj", "stl": "model/stl",
@@ -372,8 +381,8 @@ def to_audio(value: Any, subtype: Optional[str] = None, fmt: Optional[str] = Non
         raise InputError(f"cannot read audio from a {type(value).__name__}.\n  Give bytes, a path, base64 text, a "
                          f"data URI, or (numpy array, sample_rate).")
     data = load_bytes(value, fmt, "the audio")
-    mime = (AUDIO_MIMES.get(subtype.lower(), f"audio/{subtype.lower()}") if subtype else None) \
-        or (mime_given if mime_given and mime_given.startswith("audio/") else None) or sniff_audio(data)
+    mime = (audio_mime(subtype) if subtype else None) \
+        or (audio_mime(mime_given) if mime_given and mime_given.startswith("audio/") else None) or sniff_audio(data)
     if mime is None:
         raise InputError(f"the {len(data):,} bytes given are not audio in a format recognised here (WAV, MP3, OGG, "
                          f"FLAC, WebM, MP4).\n  Name the format: `as audio/wav` (or `audio/pcm[sample_rate=16000]` "
@@ -540,10 +549,11 @@ SOUNDFILE_MIMES = ("audio/flac", "audio/mpeg", "audio/ogg")
 
 def read_compressed(data: bytes, mime: str, what: str = "the audio") -> "tuple[Any, int]":
     """``(samples, sample_rate)`` of FLAC, MP3 or OGG bytes, float32, decoded by libsndfile."""
-    import io
-
-    import soundfile
-
+    try:
+        import soundfile
+    except (ImportError, OSError) as e:      # OSError: the package is there, its libsndfile is not
+        raise MissingPackageError(f"decoding {mime} audio ({type(e).__name__}: {e})", ["soundfile"],
+                                  "soundfile") from None
     try:
         samples, rate = soundfile.read(io.BytesIO(bytes(data)), dtype="float32", always_2d=False)
     except (RuntimeError, soundfile.LibsndfileError) as e:

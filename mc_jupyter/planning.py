@@ -279,8 +279,11 @@ def estimate(component_id: str, config: Any, auto_class: str) -> Estimate:
 
     own = weight_bytes(Precision(precision).bytes, quantization)
     alternatives = {}
-    for option, (prec, quant) in {"precision: float16": ("float16", "none"), "quantization: int8": (precision, "int8"),
-                                  "quantization: nf4": (precision, "nf4")}.items():
+    options = {"precision: float16": ("float16", "none"), "quantization: int8": (precision, "int8"),
+               "quantization: nf4": (precision, "nf4")}
+    if config.fast_decode:      # its int8/int4 do not lower the load's peak, and nf4 is bitsandbytes'
+        options = {"precision: float16": ("float16", "none")}
+    for option, (prec, quant) in options.items():
         if (prec, quant) != (precision, quantization):
             alternatives[option] = int(weight_bytes(Precision(prec).bytes, quant) * (1 + MARGIN))
     return Estimate(component_id, plan["device"], precision, quantization, parameters, own,

@@ -399,10 +399,14 @@ class Registry:
                     self.loading.pop(entry.id, None)
                 if _out_of_memory(e):
                     release_memory()
+                    config = entry.spec.config
+                    smaller = ("`precision: float16` (fast_decode packs int8/int4 after loading the plain weights: "
+                               "they do not lower the load's peak)" if entry.spec.type == "model" and config.fast_decode
+                               else "`quantization: nf4` or `int8`, `precision: float16`")
                     raise ModelLoadError(
                         f"component `{entry.id}` ran out of memory while loading ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else 'no details'}).\n  What it had taken is freed. Try "
-                        f"`quantization: nf4` or `int8`, `precision: float16`, a smaller model, or `%mc unload` "
+                        f"{smaller}, a smaller model, or `%mc unload` "
                         f"another component first; `%%compose --dry-run` estimates the memory.") from None
                 raise
             with self.lock:

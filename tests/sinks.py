@@ -13,6 +13,7 @@ class Collect(StreamSink):
 
     def __init__(self, stop_after: Optional[int] = None):
         self.chunks: List[str] = []
+        self.tokens: List[Optional[int]] = []      # the token count each chunk came with
         self.stop_event = threading.Event()
         self.stop_after, self.interrupted = stop_after, None
 
@@ -21,6 +22,7 @@ class Collect(StreamSink):
 
     def chunk(self, text, tokens=None):
         self.chunks.append(text)
+        self.tokens.append(tokens)
         if self.stop_after is not None and len(self.chunks) >= self.stop_after:
             self.stop_event.set()     # what the Stop button does
 

@@ -238,6 +238,9 @@ def test_a_component_with_fast_decode_and_int8_or_int4_packs_its_weights_and_dec
         "    fast_decode: true\n", f"    fast_decode: true\n    quantization: {kind}\n")
     plan = mc.compose(text, registry=registry, dry_run=True).plan
     assert [p.refused for p in plan.estimates] == [[], []] and registry.entries == {}
+    # the plain weights load first: the plan counts them, and offers no quantization (it would not lower the peak)
+    assert plan.estimates[1].weight_bytes == plan.estimates[0].weight_bytes
+    assert [k for k in plan.estimates[1].alternatives if "quantization" in k] == []
     mc.compose(text, registry=registry)
     quick, plain = registry.entries["quick"].driver, registry.entries["plain"].driver
     assert quick.fast.quantization == kind
@@ -252,6 +255,19 @@ def test_a_component_with_fast_decode_and_int8_or_int4_packs_its_weights_and_dec
                                        pad_token_id=quick.tokenizer.pad_token_id)[:, enc["input_ids"].shape[1]:]
         expected = quick.tokenizer.batch_decode(ids, skip_special_tokens=True)
         assert got == (expected[0] if isinstance(prompt, str) else expected)
+
+
+def test_the_int4_group_fits_every_width_the_layers_read_or_the_load_says_why():
+    from transformers import LlamaConfig
+
+    from mc_jupyter.drivers.fast_decode import _int4_group
+    from mc_jupyter.errors import ModelLoadError
+    assert _int4_group(LlamaConfig(hidden_size=4096, intermediate_size=11008, num_attention_heads=32), 64) == 64
+    # o_proj reads heads x head_dim columns, which an explicit head_dim makes other than the hidden size
+    assert _int4_group(LlamaConfig(hidden_size=128, intermediate_size=256, num_attention_heads=4, head_dim=24),
+                       64) == 32
+    with pytest.raises(ModelLoadError, match="(?s)not multiples of 32.*Use `quantization: int8`"):
+        _int4_group(LlamaConfig(hidden_size=48, intermediate_size=96, num_attention_heads=4), 64)
 
 
 def test_fast_decode_on_another_task_is_a_located_error(models, registry):

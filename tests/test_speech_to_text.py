@@ -206,8 +206,15 @@ def test_flac_mp3_and_ogg_are_decoded_as_libsndfile_decodes_them(registry, whisp
     assert transcribe(registry, data) == transcribe(registry, str(path)) == expected
     if lossless:
         assert expected == raw_texts(raw, [wav_samples(tw.wav_bytes(SOUNDS[0]))])[0]
+    # the other names these types go by: audio/mp3, audio/x-flac, audio/vorbis, audio/opus
+    alias = {"FLAC": "audio/x-flac", "MP3": "audio/mp3", "VORBIS": "audio/vorbis", "OPUS": "audio/opus"}
+    uri = f"data:{alias.get(fmt, alias.get(subtype))};base64," + base64.b64encode(data).decode()
+    assert transcribe(registry, uri) == expected
     mc.compose(component(audio="${input.audio as audio}"), registry=registry)
     assert transcribe(registry, base64.b64encode(data).decode()) == expected
+    subtype_word = {"FLAC": "x-flac", "MP3": "mp3"}.get(fmt, "ogg")
+    mc.compose(component(audio=f"${{input.audio as audio/{subtype_word}}}"), registry=registry)
+    assert transcribe(registry, data) == expected
 
 
 def test_samples_at_8_khz_are_resampled_to_the_models_16_khz_with_a_polyphase_filter(registry, whisper, raw):
@@ -385,6 +392,20 @@ def test_a_stream_grows_to_the_batch_text_and_stops_on_the_stop_event(registry, 
     sink = Collect()
     assert mc.run(inputs={"audio": (LONG, RATE)}, stream=sink, registry=registry).output == long_whole
     assert "".join(sink.chunks) == long_whole and len(sink.chunks) >= 2
+
+
+def test_a_streamed_recording_of_several_spans_counts_the_tokens_of_all_of_them(registry, whisper):
+    """The footer's token count runs on over a recording's clips (its spans), not from 0 at each one."""
+    def streamed(span: str) -> Collect:
+        mc.compose(component(extra=f"\n  streaming: true\n  span: {span}"), registry=registry)
+        sink = Collect()
+        mc.run(inputs={"audio": (SOUNDS[1], RATE)}, stream=sink, registry=registry)
+        return sink
+
+    first, second = streamed("{start_time: 0, end_time: 1.5}"), streamed("{start_time: 1.5, end_time: 3}")
+    both = streamed("[{start_time: 0, end_time: 1.5}, {start_time: 1.5, end_time: 3}]")
+    assert both.tokens == sorted(both.tokens) and first.tokens[-1] > 0 and second.tokens[-1] > 0
+    assert both.tokens[-1] == first.tokens[-1] + second.tokens[-1]
 
 
 def test_streaming_takes_one_audio_and_no_timestamps(registry, whisper):

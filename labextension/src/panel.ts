@@ -331,7 +331,9 @@ export class SidebarPanel extends Panel {
   /** Drop the comm; `sayGoodbye`: tell the kernel (not when its process is going anyway). */
   private _disconnect(sayGoodbye: boolean): void {
     const comm = this._comm;
+    const kernel = this._commKernel;
     this._comm = null;
+    this._commKernel = null;
     this._probing = null;
     window.clearInterval(this._keepalive);
     if (!comm || comm.isDisposed) {
@@ -339,7 +341,7 @@ export class SidebarPanel extends Panel {
     }
     try {
       if (sayGoodbye) {
-        this._close(comm as SubshellComm);
+        this._close(comm as SubshellComm, kernel);
       } else {
         comm.dispose();
       }
@@ -355,8 +357,7 @@ export class SidebarPanel extends Panel {
    * overtake the close, and ipykernel stops the subshell's thread with the close still queued; the
    * kernel would then sample for a panel nobody looks at until the lease ran out.
    */
-  private _close(comm: SubshellComm): void {
-    const kernel = this._commKernel;
+  private _close(comm: SubshellComm, kernel: Kernel.IKernelConnection | null): void {
     comm.onMsg = () => undefined;
     comm.onClose = () => undefined;
     if (!comm.subshellId || !kernel || kernel.isDisposed) {

@@ -82,7 +82,8 @@ def check_supported(model: Any, component: Any, component_id: str = "") -> None:
 
 def _int4_group(cfg: Any, wanted: int) -> int:
     """The int4 group: ``wanted`` columns, or fewer (down to 32) where the layers' widths need it."""
-    widths = {cfg.hidden_size, getattr(cfg, "intermediate_size", cfg.hidden_size)}
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    widths = {cfg.hidden_size, getattr(cfg, "intermediate_size", cfg.hidden_size), cfg.num_attention_heads * head_dim}
     for group in sorted({wanted, 64, 32}, reverse=True):
         if group <= wanted and all(width % group == 0 for width in widths):
             return group

@@ -127,7 +127,7 @@ def quiet_library_notices() -> None:
 
 
 _held: Dict[Tuple[str, Callable], int] = {}
-_held_lock = threading.Lock()
+_held_lock = threading.RLock()   # (a finalizer's exit may run inside another's block)
 
 
 @contextlib.contextmanager

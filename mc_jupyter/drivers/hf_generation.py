@@ -65,14 +65,15 @@ def group_sequences(decoded: List[str], n: int) -> List[Any]:
 
 
 def stream_generate(driver: Any, inputs: Dict[str, Any], kwargs: Dict[str, Any],
-                    stop: threading.Event) -> Iterator[str]:
+                    stop: threading.Event, counted: int = 0) -> Iterator[str]:
     """``driver.model.generate(**inputs, **kwargs)`` on a thread, its new text as chunks (the prompt, or an
     encoder-decoder's start token, skipped): a set ``stop`` ends it at the next token, an exception on
-    the thread reaches the caller, and ``driver.tokens_generated`` counts the steps. Every transformers
-    backend that streams (text-generation, chat-completion, text-to-text) goes through here."""
+    the thread reaches the caller, and ``driver.tokens_generated`` counts the steps (on from ``counted``: the
+    tokens of the stream's earlier generations, a recording's earlier clips). Every transformers backend that
+    streams (text-generation, chat-completion, text-to-text, speech-to-text) goes through here."""
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    driver.tokens_generated = 0
+    driver.tokens_generated = counted
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kw):

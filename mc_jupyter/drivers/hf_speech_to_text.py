@@ -263,13 +263,14 @@ class SpeechToText(HFDriver, SpeechToTextTask):
             yield from self._stream(recording, params, stop)
 
     def _stream(self, recording: Recording, params: TranscribeParams, stop: Any) -> Iterator[str]:
+        self.tokens_generated = 0          # over the whole recording, clip after clip (the footer's count)
         for clip in recording.clips:
             if stop.is_set():
                 return
             windows = self.windows(clip.samples, params.chunk_length)
             if len(windows) == 1:
                 yield from stream_generate(self, self.features([clip.samples]), self.generation_arguments(params),
-                                           _ClipStop(stop))
+                                           _ClipStop(stop), counted=self.tokens_generated)
             else:
                 yield from self._stream_windows(windows, clip.samples, params, stop)
 
@@ -281,7 +282,7 @@ class SpeechToText(HFDriver, SpeechToTextTask):
 
         outputs: List[Dict[str, Any]] = []
         texts: List[List[int]] = []
-        shown = ""
+        shown, counted = "", self.tokens_generated
         special, first_time = set(self.tokenizer.all_special_ids), self.model.generation_config.no_timestamps_token_id + 1
         for number, (window, _) in enumerate(windows, 1):
             if stop.is_set():
@@ -289,7 +290,7 @@ class SpeechToText(HFDriver, SpeechToTextTask):
             [output] = self._generate([window], params)
             outputs.append(output)
             texts.append([t for t in output["tokens"][0].tolist() if t not in special and t < first_time])
-            self.tokens_generated = sum(len(t) for t in texts)
+            self.tokens_generated = counted + sum(len(t) for t in texts)
             last = number == len(windows)
             if last:
                 text = self.transcript(outputs, [s for _, s in windows], len(samples) / self.sampling_rate, params).text
