@@ -102,6 +102,11 @@ class Lab:
         (config / "labconfig").mkdir(parents=True)   # no "news?" prompt over the panel
         (config / "labconfig" / "page_config.json").write_text(json.dumps(
             {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        # A notebook opened while the kernel specs are still loading (a busy machine) asks "Select Kernel" in a
+        # dialog that takes every click; a user who ticked "Always start the preferred kernel" is never asked
+        tracker = tmp / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+        tracker.parent.mkdir(parents=True)
+        tracker.write_text(json.dumps({"autoStartDefaultKernel": True}))
         env = dict(os.environ, JUPYTER_PATH=str(data), JUPYTER_CONFIG_DIR=str(config),
                    JUPYTER_DATA_DIR=str(tmp / "data"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                    IPYTHONDIR=str(tmp / "ipython"),
@@ -211,6 +216,7 @@ class Page:
         cell = self.notebook.locator(".jp-CodeCell").nth(index)
         prompt = cell.locator(".jp-InputArea-prompt").element_handle()
         for attempt in range(3):
+            self.no_dialog()
             cell.locator(".jp-InputPrompt").click()
             self.page.keyboard.press("Shift+Enter")
             try:
@@ -220,6 +226,13 @@ class Page:
             except PlaywrightTimeout:
                 if prompt.text_content().strip() != "[ ]:":
                     raise
+
+    def no_dialog(self) -> None:
+        """Fail with its words when a JupyterLab dialog is open (it would take every click: a kernel that
+        died, a lost server connection), instead of a click that times out without saying why."""
+        dialog = self.page.locator(".jp-Dialog")
+        if dialog.count() and dialog.first.is_visible():
+            raise AssertionError(f"a JupyterLab dialog is open: {dialog.first.inner_text()!r}")
 
     def running(self, index: int) -> bool:
         return "[*]" in self.notebook.locator(".jp-CodeCell").nth(index).locator(".jp-InputArea-prompt").inner_text()
