@@ -104,6 +104,10 @@ class McJupyter(Magics):
         works from Python: ``mc.run(inputs={"text": "$docs"})``. The cell's value is a RunResult:
         ``.output`` is the plain Python value.
 
+        A component with ``streaming: true`` shows its text growing in place; the line under it gives the
+        tokens, the seconds, the time to the first token and the decode's own tokens/s. Kernel → Interrupt
+        stops it at the next token and keeps the text so far.
+
         Which inputs a workflow reads (types, ``select/`` choices, defaults, ``@(description ...)``):
         ``%mc inputs [WORKFLOW]``; the same as a form with a Run button: ``%mc form [WORKFLOW]``.
 
