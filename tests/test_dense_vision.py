@@ -172,6 +172,23 @@ def test_detections_equal_the_processors_post_processing_best_first_in_model_com
     assert set(out["objects"][0]) == {"label", "label_id", "score", "bounding_box"}
 
 
+def test_an_rt_detr_detects_as_its_processor_post_processes_and_batches_equal_one_by_one(registry, vision):
+    """RT-DETR (sigmoid class scores, the processor's top-k over queries x classes) through the same driver."""
+    mc.compose(component("object-detection", tv.RT_DETR, image="${input.image}",
+                         params="min_confidence: 0.0, iou_threshold: 1.0, batch_size: 2"), registry=registry)
+    singles = [run(registry, picture) for picture in PICTURES]
+    for picture, out in zip(PICTURES, singles):
+        raw = raw_detections(vision[tv.RT_DETR], picture, 0.0)
+        order = sorted(range(len(raw["scores"])), key=lambda i: -float(raw["scores"][i]))
+        assert out == {"objects": expected_objects(raw, order, *picture.size), "width": picture.width,
+                       "height": picture.height}
+    assert len({o["label"] for o in singles[0]["objects"]}) > 1
+    assert len({round(o["score"], 3) for o in singles[0]["objects"]}) > 6     # queries score apart
+    batched = run(registry, PICTURES)      # (a batched forward differs from a single one in the 7th digit)
+    assert batched == [{**one, "objects": [{**o, "score": pytest.approx(o["score"], abs=1e-5)} for o in one["objects"]]}
+                       for one in singles]
+
+
 def test_min_confidence_is_the_threshold_and_defaults_to_model_composes_0_25(registry, vision):
     compose_detector(registry, params="min_confidence: 0.45, iou_threshold: 1.0")
     scores = [o["score"] for o in run(registry, PICTURES[1])["objects"]]

@@ -1,6 +1,6 @@
 """Tiny random dense-vision models of the real classes, built from configs, and the pictures they see.
 
-YOLOS (object detection), SAM and SegFormer (segmentation), Depth Anything and DPT (depth), SegFormer with
+YOLOS and RT-DETR (object detection), SAM and SegFormer (segmentation), Depth Anything and DPT (depth), SegFormer with
 a background class and a BiRefNet-style repository-code model (background removal): each 1 to 4 layers
 of width 8 to 32 over 28 to 64 pixel inputs, seeded, saved with its image processor by
 ``save_pretrained`` and laid into the test Hugging Face cache under the real repo ids. None needs timm or
@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Sequence
 from tests.tiny_models import place_in_hub_cache
 
 YOLOS = "hustvl/yolos-tiny"
+RT_DETR = "PekingU/rtdetr_r18vd"
 SAM = "facebook/sam-vit-base"
 SEGFORMER = "nvidia/segformer-b0-finetuned-ade-512-512"
 DEPTH_ANYTHING = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -51,6 +52,28 @@ def build_yolos(folder: Path, seed: int = 0) -> Path:
         model.class_labels_classifier.layers[2].bias[-1] = -2.0     # "no object" less likely than a class
     model.save_pretrained(folder)
     YolosImageProcessor(size={"shortest_edge": 32, "longest_edge": 64}).save_pretrained(folder)
+    return folder
+
+
+def build_rt_detr(folder: Path, seed: int = 0) -> Path:
+    """RT-DETR's classes: its own ResNet backbone (no timm), a hybrid encoder over three feature levels, a
+    one-layer deformable decoder of 12 queries, sigmoid class scores; weights drawn wide (initializer_range)
+    so that queries score apart."""
+    import torch
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig
+    from transformers.models.rt_detr.image_processing_pil_rt_detr import RTDetrImageProcessorPil
+
+    torch.manual_seed(seed)
+    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                                  layer_type="basic", out_features=["stage2", "stage3", "stage4"],
+                                  downsample_in_bottleneck=False)
+    config = RTDetrConfig(backbone_config=backbone, encoder_hidden_dim=16, encoder_in_channels=[16, 24, 32],
+                          feat_strides=[8, 16, 32], encoder_layers=1, encoder_ffn_dim=32, encoder_attention_heads=2,
+                          d_model=16, num_queries=12, decoder_layers=1, decoder_ffn_dim=32, decoder_attention_heads=2,
+                          decoder_in_channels=[16, 16, 16], num_feature_levels=3, decoder_n_points=2, num_denoising=0,
+                          anchor_image_size=None, initializer_range=0.2, **_labels(DETECTOR_CLASSES))
+    RTDetrForObjectDetection(config).save_pretrained(folder)
+    RTDetrImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(folder)
     return folder
 
 
@@ -181,7 +204,7 @@ def build_birefnet(folder: Path, seed: int = 0) -> Path:
 
 def build_all(root: Path, hub_cache: Path) -> Dict[str, Path]:
     """Build every tiny vision model under ``root`` and place it in ``hub_cache``; returns the folders by repo id."""
-    builders = {YOLOS: build_yolos, SAM: build_sam, SEGFORMER: lambda f: build_segformer(f, ADE_CLASSES),
+    builders = {YOLOS: build_yolos, RT_DETR: build_rt_detr, SAM: build_sam, SEGFORMER: lambda f: build_segformer(f, ADE_CLASSES),
                 DEPTH_ANYTHING: build_depth_anything, DPT: build_dpt,
                 CLOTHES: lambda f: build_segformer(f, CLOTHES_CLASSES, seed=1), BIREFNET: build_birefnet}
     folders = {}
