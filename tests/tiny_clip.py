@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict
 
 from tests.tiny_models import CORPUS, build_tokenizer, place_in_hub_cache
+from tests.tiny_vlms import SMOLVLM_TEMPLATE
 
 REPOS = {"clip": "openai/clip-vit-base-patch32",
          "siglip": "google/siglip-base-patch16-224",
@@ -113,12 +114,6 @@ def build_dinov2(folder: Path, seed: int = 0) -> Path:
 BUILDERS = {"clip": build_clip, "siglip": build_siglip, "dinov2": build_dinov2}
 
 VLM_REPO = "HuggingFaceTB/SmolVLM-256M-Instruct"
-#: SmolVLM-256M-Instruct's chat template, as published.
-SMOLVLM_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == "
-    "'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}"
-    "{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
-    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
 
 
 def build_smolvlm(folder: Path, seed: int = 0) -> Path:

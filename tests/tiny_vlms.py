@@ -78,6 +78,14 @@ def _generation_config(tokenizer):
     return GenerationConfig(bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
+def _save(folder: Path, model, processor, tokenizer) -> Path:
+    """The model (with a generation config that has no end-of-sequence token) and its processor in ``folder``."""
+    model.generation_config = _generation_config(tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def build_idefics3(folder: Path, seed: int = 0) -> Path:
     """SmolVLM-256M-Instruct's classes (Idefics3): SigLIP-like vision tower, pixel shuffle, Llama text model."""
     import torch
@@ -96,66 +104,50 @@ def build_idefics3(folder: Path, seed: int = 0) -> Path:
                             text_config=dict(_TEXT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
                             image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id)
-    model = Idefics3ForConditionalGeneration(config)
-    model.generation_config = _generation_config(tokenizer)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(folder, Idefics3ForConditionalGeneration(config), processor, tokenizer)
+
+
+def _build_llava_family(folder: Path, seed: int, image_processor, processor_cls, config_cls, model_cls,
+                        **config_extra) -> Path:
+    """llava and llava-next share all but the image processor and their classes: a CLIP vision tower, a
+    two-layer projector, a Llama text model, the ``<image>`` token, the vicuna template."""
+    import torch
+
+    tokenizer = build_tokenizer(["<s>", "</s>", "<pad>", "<image>"], bos_token="<s>", eos_token="</s>",
+                                pad_token="<pad>")
+    processor = processor_cls(image_processor, tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
+                              num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
+    torch.manual_seed(seed)
+    config = config_cls(vision_config=dict(_VISION, model_type="clip_vision_model", projection_dim=32),
+                        text_config=dict(_TEXT, model_type="llama", vocab_size=len(tokenizer),
+                                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                         eos_token_id=tokenizer.eos_token_id),
+                        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+                        vision_feature_select_strategy="default", projector_hidden_act="gelu", **config_extra)
+    return _save(folder, model_cls(config), processor, tokenizer)
 
 
 def build_llava(folder: Path, seed: int = 0) -> Path:
     """llava-1.5's classes: a CLIP vision tower, a two-layer projector, a Llama text model."""
-    import torch
     from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    tokenizer = build_tokenizer(["<s>", "</s>", "<pad>", "<image>"], bos_token="<s>", eos_token="</s>",
-                                pad_token="<pad>")
     image_processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
                                          crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    processor = LlavaProcessor(image_processor, tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
-    torch.manual_seed(seed)
-    config = LlavaConfig(vision_config=dict(_VISION, model_type="clip_vision_model", projection_dim=32),
-                         text_config=dict(_TEXT, model_type="llama", vocab_size=len(tokenizer),
-                                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                          eos_token_id=tokenizer.eos_token_id),
-                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
-                         vision_feature_select_strategy="default", projector_hidden_act="gelu")
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config = _generation_config(tokenizer)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _build_llava_family(folder, seed, image_processor, LlavaProcessor, LlavaConfig, LlavaForConditionalGeneration)
 
 
 def build_llava_next(folder: Path, seed: int = 0) -> Path:
     """llava-v1.6's classes (LLaVA-NeXT): llava's, plus "any resolution": the image is also cut into tiles on
     the best of a grid of shapes (32x32, 32x64, 64x32 here), each tile's features beside the whole image's.
     The vicuna form of the template (llava-1.5's)."""
-    import torch
     from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-    tokenizer = build_tokenizer(["<s>", "</s>", "<pad>", "<image>"], bos_token="<s>", eos_token="</s>",
-                                pad_token="<pad>")
     grid = [[IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE]]
     image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, image_grid_pinpoints=grid,
                                                  crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    processor = LlavaNextProcessor(image_processor, tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
-                                   num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
-    torch.manual_seed(seed)
-    config = LlavaNextConfig(vision_config=dict(_VISION, model_type="clip_vision_model", projection_dim=32),
-                             text_config=dict(_TEXT, model_type="llama", vocab_size=len(tokenizer),
-                                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                              eos_token_id=tokenizer.eos_token_id),
-                             image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
-                             vision_feature_select_strategy="default", projector_hidden_act="gelu",
-                             image_grid_pinpoints=grid)
-    model = LlavaNextForConditionalGeneration(config)
-    model.generation_config = _generation_config(tokenizer)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _build_llava_family(folder, seed, image_processor, LlavaNextProcessor, LlavaNextConfig,
+                               LlavaNextForConditionalGeneration, image_grid_pinpoints=grid)
 
 
 #: A ChatML template with LightOnOCR's image token (Qwen3's chat form, an image part as ``<|image_pad|>``).
@@ -188,11 +180,7 @@ def build_lighton_ocr(folder: Path, seed: int = 0) -> Path:
         text_config=dict(_TEXT, vocab_size=len(tokenizer), head_dim=8, pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id),
         spatial_merge_size=merge, image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"))
-    model = LightOnOcrForConditionalGeneration(config)
-    model.generation_config = _generation_config(tokenizer)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(folder, LightOnOcrForConditionalGeneration(config), processor, tokenizer)
 
 
 def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
